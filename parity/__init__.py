@@ -1,0 +1,13 @@
+"""keras-parity: Keras models in PyTorch, proven to compute the same thing.
+
+Importing parity never imports keras or tensorflow.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from parity.api import ParityWarning, load, load_keras, save
+from parity.errors import ConversionError
+
+__all__ = ["ConversionError", "ParityWarning", "__version__", "load", "load_keras", "save"]

@@ -1,0 +1,99 @@
+"""The public entry points: load_keras, save, load."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from parity import __version__
+from parity.convert.gates import check_variant
+from parity.convert.read import read_keras_file
+from parity.errors import ConversionError
+from parity.registry import config_to_dict, detect_pair, get_pair, pair_of
+
+#: safetensors metadata keys written by save() and required by load().
+META_FORMAT = "format"
+META_FORMAT_VALUE = "keras-parity"
+META_ARCH = "arch"
+META_CONFIG = "config"
+META_VERSION = "keras_parity_version"
+
+
+class ParityWarning(UserWarning):
+    """Conversion had to assume something the file does not say (e.g. the hard sigmoid)."""
+
+
+def load_keras(
+    path: str | os.PathLike,
+    arch: str | None = None,
+    hard_sigmoid: str | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> nn.Module:
+    """Convert a Keras file (.keras, .weights.h5, legacy .h5) to a PyTorch module in eval mode.
+
+    Reads the weights with h5py alone (no TensorFlow). ``arch`` names a registered pair; None
+    detects it from the file. Sizes come from the file. Assumptions the file cannot settle are
+    issued as ParityWarning.
+    """
+    check_variant(hard_sigmoid)
+    kfile = read_keras_file(path)
+    pair = get_pair(arch) if arch is not None else detect_pair(kfile)
+    model, notes = pair.from_keras(kfile, hard_sigmoid=hard_sigmoid, dtype=dtype)
+    for note in notes:
+        warnings.warn(note, ParityWarning, stacklevel=2)
+    return model
+
+
+def save(model: nn.Module, path: str | os.PathLike) -> None:
+    """Write weights and config to one safetensors file (no pickle), atomically."""
+    pair = pair_of(model)
+    metadata = {
+        META_FORMAT: META_FORMAT_VALUE,
+        META_VERSION: __version__,
+        META_ARCH: pair.name,
+        META_CONFIG: json.dumps(config_to_dict(model.config)),
+    }
+    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> nn.Module:
+    """Rebuild a model written by save(): config from the metadata, weights loaded strictly."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise ConversionError(f"{path}: not a safetensors file ({exc})") from exc
+    if metadata.get(META_FORMAT) != META_FORMAT_VALUE:
+        raise ConversionError(f"{path}: safetensors file not written by keras-parity (no config)")
+    pair = get_pair(metadata[META_ARCH])
+    config = pair.config_cls(**json.loads(metadata[META_CONFIG]))
+    model = pair.build(config)
+    first = next(iter(tensors.values()), None)
+    model.to(dtype or (first.dtype if first is not None else torch.float32))
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise ConversionError(f"{path}: weights do not fit {pair.name}: {exc}") from exc
+    return model.eval()

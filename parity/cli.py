@@ -1,0 +1,95 @@
+"""`parity convert | inspect`: the command line.
+
+Failures print one line naming the problem (file, layer, weight, shapes) and exit non-zero,
+without a traceback and without leaving an output file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+from parity.api import ParityWarning, load_keras, save
+from parity.conventions import HARD_SIGMOID_VARIANTS
+from parity.convert.read import read_keras_file
+from parity.errors import ConversionError
+from parity.registry import PAIRS, detect_pair
+
+EXIT_FAILURE = 1
+PROG = "parity"
+
+
+def _convert(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ParityWarning)
+        model = load_keras(args.src, arch=args.arch, hard_sigmoid=args.hard_sigmoid)
+    for warning in caught:
+        print(f"{PROG}: note: {warning.message}", file=sys.stderr)
+    save(model, args.dst)
+    count = sum(p.numel() for p in model.parameters())
+    arch = type(model).__name__
+    print(f"wrote {args.dst} ({arch}, {count:,} parameters, config {model.config})")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    kfile = read_keras_file(args.src)
+    print(f"file:          {kfile.path}")
+    print(f"format:        {kfile.format}")
+    print(f"keras version: {kfile.keras_version or 'not recorded'}")
+    print(f"backend:       {kfile.backend or 'not recorded'}")
+    print(f"model config:  {'yes' if kfile.model_config else 'no'}")
+    print("layers:")
+    for layer in kfile.layers:
+        cls = layer.class_name or (f"~{layer.class_key}" if layer.class_key else "?")
+        print(f"  {layer.name} ({cls})")
+        for weight in layer.weights:
+            print(f"      {weight.name}  {tuple(weight.array.shape)}  {weight.array.dtype}")
+    if kfile.left_out:
+        print(f"left out (training state): {', '.join(kfile.left_out)}")
+    try:
+        pair = detect_pair(kfile)
+        print(f"converts as:   {pair.name} (`parity convert SRC DST --arch {pair.name}`)")
+    except ConversionError as exc:
+        print(f"converts as:   no registered architecture matches ({exc})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Convert Keras models to PyTorch and prove they match."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    convert = commands.add_parser("convert", help="convert a Keras file to safetensors")
+    convert.add_argument("src", help="Keras file: .keras, .weights.h5 or legacy .h5")
+    convert.add_argument("dst", help="output .safetensors file (written atomically)")
+    convert.add_argument("--arch", choices=sorted(PAIRS), help="model pair (default: detect)")
+    convert.add_argument(
+        "--hard-sigmoid",
+        choices=HARD_SIGMOID_VARIANTS,
+        help="hard sigmoid variant: keras2 = clip(0.2x+0.5), keras3 = relu6(x+3)/6 "
+        "(default: decided from the file)",
+    )
+    convert.set_defaults(run=_convert)
+
+    inspect = commands.add_parser("inspect", help="show a Keras file's layers and weights")
+    inspect.add_argument("src", help="Keras file")
+    inspect.set_defaults(run=_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except (ConversionError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Which gate activation a Keras recurrent layer computes, decided from the file.
+
+Keras 3 changed hard_sigmoid (slope 0.2 became 1/6), so the name "hard_sigmoid" in a config
+means different functions depending on the Keras that runs it; see parity.conventions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parity.conventions import HARD_SIGMOID_KERAS3_FROM_MAJOR, HARD_SIGMOID_VARIANTS
+from parity.convert.read import KerasFile
+from parity.errors import ConversionError
+
+#: Config activation names -> the gate activation the parity layers compute. "hard_sigmoid" is
+#: resolved by Keras version (None here); the others name one function whatever the version.
+GATE_BY_CONFIG_NAME: dict[str, str | None] = {
+    "sigmoid": "sigmoid",
+    "hard_sigmoid": None,
+    "hard_sigmoid_keras2": "hard_sigmoid_keras2",  # reference_keras' registered Keras 2 gate
+    "hard_sigmoid_keras3": "hard_sigmoid_keras3",
+}
+
+
+def activation_name(value: Any) -> str:
+    """A config's activation entry -> its name (Keras 3 serialises functions as dicts)."""
+    if isinstance(value, dict):
+        inner = value.get("config")
+        name = inner if isinstance(inner, str) else value.get("registered_name") or ""
+        return str(name).rsplit(">", 1)[-1]
+    return str(value)
+
+
+def check_variant(hard_sigmoid: str | None) -> None:
+    if hard_sigmoid is not None and hard_sigmoid not in HARD_SIGMOID_VARIANTS:
+        raise ConversionError(
+            f"hard_sigmoid must be one of {', '.join(HARD_SIGMOID_VARIANTS)}; got {hard_sigmoid!r}"
+        )
+
+
+def resolve_gate(
+    kfile: KerasFile,
+    configured: Any,
+    hard_sigmoid: str | None,
+    *,
+    default: str,
+    layer: str,
+) -> tuple[str, list[str]]:
+    """(gate activation, notes): from the layer config if the file has one, else ``default``.
+
+    ``hard_sigmoid`` ("keras2"/"keras3") forces the variant of any hard sigmoid. Notes say what
+    was assumed when the file could not tell.
+    """
+    check_variant(hard_sigmoid)
+    notes: list[str] = []
+    if configured is None:
+        name = default
+        notes.append(
+            f"{kfile.path}: no config for layer {layer!r}; assuming its gates are "
+            f"{default} (the architecture's default)"
+        )
+    else:
+        name = activation_name(configured)
+    if name not in GATE_BY_CONFIG_NAME:
+        raise ConversionError(
+            f"{kfile.path}: layer {layer!r} uses gate activation {name!r}; supported: "
+            f"{', '.join(GATE_BY_CONFIG_NAME)}"
+        )
+    gate = GATE_BY_CONFIG_NAME[name]
+    if hard_sigmoid is not None and name.startswith("hard_sigmoid"):
+        return f"hard_sigmoid_{hard_sigmoid}", notes
+    if gate is not None:
+        return gate, notes
+    major = kfile.keras_major if configured is not None or kfile.keras_version else None
+    if major is None:
+        notes.append(
+            f"{kfile.path}: the file does not say which Keras wrote it; assuming the Keras 2 "
+            "hard sigmoid clip(0.2x + 0.5, 0, 1) for layer "
+            f"{layer!r} (pass hard_sigmoid='keras3' for Keras 3's relu6(x + 3) / 6)"
+        )
+        return "hard_sigmoid_keras2", notes
+    variant = "keras3" if major >= HARD_SIGMOID_KERAS3_FROM_MAJOR else "keras2"
+    return f"hard_sigmoid_{variant}", notes

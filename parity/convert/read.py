@@ -1,0 +1,323 @@
+"""Read a Keras file into named arrays, in Keras' saved order, with its config and version.
+
+Formats (detected from the bytes, never from the file name):
+
+- Keras 3 ``.keras``: a zip of metadata.json, config.json and model.weights.h5. Read in memory,
+  never extracted to disk.
+- Keras 3 ``.weights.h5``: groups ``layers/<auto name>/.../vars/<i>`` where the auto name is
+  derived from the class (bidirectional, bidirectional_1, ...); recent Keras 3 writes the user's
+  layer name as the ``name`` attribute of each ``vars`` group.
+- legacy HDF5 (Keras 1/2, tf.keras, Keras 3's legacy writer), full model or ``save_weights``:
+  ``layer_names`` / ``weight_names`` attributes give the order (h5py lists datasets
+  alphabetically, so that order is never used).
+
+Nothing here knows about torch or about any model: mapping is parity.convert.load's job.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from parity.conventions import KERAS_V3_CONFIG, KERAS_V3_METADATA, KERAS_V3_WEIGHTS
+from parity.errors import ConversionError
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+ZIP_SIGNATURE = b"PK\x03\x04"
+
+#: File formats, as reported by `parity inspect` and KerasFile.format.
+FORMAT_KERAS_V3 = "keras"  # .keras zip
+FORMAT_KERAS_V3_WEIGHTS = "weights.h5"  # Keras 3 save_weights
+FORMAT_LEGACY_MODEL = "legacy-h5-model"  # model.save("x.h5"), any Keras
+FORMAT_LEGACY_WEIGHTS = "legacy-h5-weights"  # save_weights("x.h5"), Keras 1/2/tf.keras
+
+#: Top-level groups of Keras 3 weight files that hold training state, not model weights.
+#: They are recognised and left out on purpose.
+KERAS_V3_TRAINING_STATE = ("optimizer", "metrics")
+#: Legacy HDF5 groups left out on purpose (tf.keras / Keras 3 legacy full-model files).
+LEGACY_TRAINING_STATE = ("optimizer_weights",)
+
+#: Order of sub-objects inside a Keras 3 layer group. Keras saves a layer's own variables under
+#: vars/, then tracked sub-layers by attribute name; h5py lists them alphabetically, which would
+#: put backward_layer before forward_layer. Unlisted names sort after these, alphabetically.
+KERAS_V3_SUBGROUP_ORDER = ("vars", "cell", "layer", "forward_layer", "backward_layer")
+
+#: Keras 3 model classes whose config lists the model's layers.
+MODEL_CLASSES = ("Functional", "Sequential", "Model")
+
+
+@dataclass(frozen=True)
+class KerasWeight:
+    """One stored array and the name it has in the file (path inside its layer group)."""
+
+    name: str
+    array: np.ndarray
+
+
+@dataclass
+class KerasLayer:
+    """A layer as the file describes it; class and config are None when the file has no config."""
+
+    name: str
+    class_name: str | None = None
+    config: dict[str, Any] | None = None
+    weights: list[KerasWeight] = field(default_factory=list)
+    #: The group name Keras 3 derived from the class (e.g. "bidirectional_1"), when known.
+    auto_name: str | None = None
+
+    @property
+    def class_key(self) -> str | None:
+        """snake_case class name: from the config, else from a Keras 3 auto group name."""
+        if self.class_name is not None:
+            return snake_case(self.class_name)
+        if self.auto_name is not None:
+            return re.sub(r"_\d+$", "", self.auto_name)
+        return None
+
+
+@dataclass
+class KerasFile:
+    """Everything read from one Keras file, format-independent."""
+
+    path: Path
+    format: str
+    keras_version: str | None
+    backend: str | None
+    model_config: dict[str, Any] | None
+    layers: list[KerasLayer]
+    #: Groups recognised as training state and deliberately not converted.
+    left_out: list[str] = field(default_factory=list)
+
+    @property
+    def weighted_layers(self) -> list[KerasLayer]:
+        return [layer for layer in self.layers if layer.weights]
+
+    @property
+    def keras_major(self) -> int | None:
+        """Major Keras version that wrote the file; Keras 3 weight files carry none but are 3."""
+        if self.keras_version:
+            match = re.match(r"(\d+)", self.keras_version)
+            if match:
+                return int(match.group(1))
+        if self.format == FORMAT_KERAS_V3_WEIGHTS:
+            return 3
+        return None
+
+
+def snake_case(class_name: str) -> str:
+    """Keras' class -> auto-name rule: GlobalAveragePooling1D -> global_average_pooling1d."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def read_keras_file(path: str | Path) -> KerasFile:
+    """Read any supported Keras file; ConversionError for anything that is not one."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise ConversionError(f"{path}: is a directory, not a Keras file")
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if not head:
+        raise ConversionError(f"{path}: empty file")
+    readers = {HDF5_SIGNATURE: _read_hdf5, ZIP_SIGNATURE: _read_keras_v3}
+    for signature, reader in readers.items():
+        if head.startswith(signature):
+            try:
+                return reader(path)
+            except ConversionError:
+                raise
+            except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+                raise ConversionError(f"{path}: unreadable or truncated file ({exc})") from exc
+    raise ConversionError(f"{path}: not a Keras file (neither HDF5 nor a .keras zip archive)")
+
+
+# --- legacy and Keras 3 HDF5 ------------------------------------------------------------------
+
+
+def _read_hdf5(path: Path) -> KerasFile:
+    with h5py.File(path, "r") as h5:
+        return _read_h5_object(h5, path)
+
+
+def _read_h5_object(h5: h5py.File, path: Path) -> KerasFile:
+    if "layer_names" in h5.attrs or "model_weights" in h5:
+        return _read_legacy(h5, path)
+    if "layers" in h5:
+        return _read_v3_weights(h5, path, model_config=None, version=None)
+    raise ConversionError(
+        f"{path}: HDF5 file without Keras structure (no layer_names attribute, "
+        "no model_weights or layers group)"
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+def _legacy_config_layers(model_config: dict | None) -> dict[str, tuple[str, dict]]:
+    """Layer name -> (class name, config) from a legacy model_config (Keras 1/2/3 shapes)."""
+    if not model_config:
+        return {}
+    config = model_config.get("config", model_config)
+    layers = config if isinstance(config, list) else config.get("layers", [])
+    table: dict[str, tuple[str, dict]] = {}
+    for entry in layers:
+        layer_config = entry.get("config", {})
+        name = entry.get("name") or layer_config.get("name")
+        if name is not None:
+            table[name] = (entry.get("class_name"), layer_config)
+    return table
+
+
+def _read_legacy(h5: h5py.File, path: Path) -> KerasFile:
+    root = h5["model_weights"] if "model_weights" in h5 else h5
+    if "layer_names" not in root.attrs:
+        raise ConversionError(f"{path}: legacy HDF5 file without a layer_names attribute")
+    model_config = None
+    if "model_config" in h5.attrs:
+        model_config = json.loads(_text(h5.attrs["model_config"]))
+    version = root.attrs.get("keras_version", h5.attrs.get("keras_version"))
+    backend = root.attrs.get("backend", h5.attrs.get("backend"))
+    classes = _legacy_config_layers(model_config)
+    layers = []
+    for raw_name in root.attrs["layer_names"]:
+        name = _text(raw_name)
+        if name not in root:
+            raise ConversionError(f"{path}: layer {name!r} is listed but has no group")
+        group = root[name]
+        weights = []
+        for raw_weight in group.attrs.get("weight_names", []):
+            weight_name = _text(raw_weight)
+            if weight_name not in group:
+                raise ConversionError(
+                    f"{path}: layer {name!r}: weight {weight_name!r} is listed but missing"
+                )
+            weights.append(KerasWeight(weight_name, np.asarray(group[weight_name])))
+        class_name, layer_config = classes.get(name, (None, None))
+        layers.append(KerasLayer(name, class_name, layer_config, weights))
+    left_out = [group for group in LEGACY_TRAINING_STATE if group in h5]
+    return KerasFile(
+        path=path,
+        format=FORMAT_LEGACY_MODEL if model_config is not None else FORMAT_LEGACY_WEIGHTS,
+        keras_version=_text(version) if version is not None else None,
+        backend=_text(backend) if backend is not None else None,
+        model_config=model_config,
+        layers=layers,
+        left_out=left_out,
+    )
+
+
+def _subgroup_key(name: str) -> tuple[int, int, str]:
+    order = KERAS_V3_SUBGROUP_ORDER
+    rank = order.index(name) if name in order else len(order)
+    return (rank, int(name) if name.isdigit() else -1, name)
+
+
+def _v3_layer_weights(group: h5py.Group, prefix: str = "") -> list[KerasWeight]:
+    """Datasets of one Keras 3 layer group in Keras' order: own vars, then sub-objects."""
+    weights = []
+    for name in sorted(group.keys(), key=_subgroup_key):
+        item = group[name]
+        full = f"{prefix}{name}"
+        if isinstance(item, h5py.Dataset):
+            weights.append(KerasWeight(full, np.asarray(item)))
+        else:
+            weights.extend(_v3_layer_weights(item, full + "/"))
+    return weights
+
+
+def _v3_model_layers(model_config: dict | None) -> list[dict]:
+    """The layer entries of a Keras 3 (or tf.keras v3-format) model config, ops excluded."""
+    if not model_config:
+        return []
+    layers = model_config.get("config", {}).get("layers", [])
+    # Keras 3 functional configs also list backend ops (NotEqual, ExpandDims...) created by
+    # masking; they are operations, not layers, and have no weight group.
+    return [
+        entry for entry in layers if not str(entry.get("module", "")).startswith("keras.src.ops")
+    ]
+
+
+def _read_v3_weights(
+    h5: h5py.File, path: Path, model_config: dict | None, version: str | None
+) -> KerasFile:
+    groups = h5["layers"]
+    by_user_name: dict[str, str] = {}
+    for auto_name in groups:
+        vars_group = groups[auto_name].get("vars")
+        if vars_group is not None and "name" in vars_group.attrs:
+            by_user_name[_text(vars_group.attrs["name"])] = auto_name
+    layers: list[KerasLayer] = []
+    entries = _v3_model_layers(model_config)
+    if entries:
+        # Join the config (user names, in model order) with the weight groups: by the recorded
+        # name when Keras wrote one, else by Keras' class-derived auto naming, in order.
+        counts: dict[str, int] = {}
+        for entry in entries:
+            class_name = entry.get("class_name")
+            layer_config = entry.get("config", {})
+            name = entry.get("name") or layer_config.get("name")
+            key = snake_case(class_name)
+            auto = key if counts.get(key, 0) == 0 else f"{key}_{counts[key]}"
+            counts[key] = counts.get(key, 0) + 1
+            auto = by_user_name.get(name, auto)
+            weights = _v3_layer_weights(groups[auto]) if auto in groups else []
+            layers.append(KerasLayer(name, class_name, layer_config, weights, auto_name=auto))
+        known = {layer.auto_name for layer in layers}
+        stray = [name for name in groups if name not in known and _v3_layer_weights(groups[name])]
+        if stray:
+            raise ConversionError(
+                f"{path}: weight groups {stray} match no layer of the model config"
+            )
+    else:
+        for auto_name in groups:
+            vars_group = groups[auto_name].get("vars")
+            name = auto_name
+            if vars_group is not None and "name" in vars_group.attrs:
+                name = _text(vars_group.attrs["name"])
+            weights = _v3_layer_weights(groups[auto_name])
+            layers.append(KerasLayer(name, None, None, weights, auto_name=auto_name))
+    left_out = [group for group in KERAS_V3_TRAINING_STATE if group in h5]
+    return KerasFile(
+        path=path,
+        format=FORMAT_KERAS_V3 if model_config is not None else FORMAT_KERAS_V3_WEIGHTS,
+        keras_version=version,
+        backend=None,
+        model_config=model_config,
+        layers=layers,
+        left_out=left_out,
+    )
+
+
+# --- Keras 3 .keras archive -------------------------------------------------------------------
+
+
+def _read_keras_v3(path: Path) -> KerasFile:
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        missing = [n for n in (KERAS_V3_CONFIG, KERAS_V3_WEIGHTS) if n not in names]
+        if missing:
+            raise ConversionError(f"{path}: .keras archive without {', '.join(missing)}")
+        model_config = json.loads(archive.read(KERAS_V3_CONFIG))
+        metadata = {}
+        if KERAS_V3_METADATA in names:
+            metadata = json.loads(archive.read(KERAS_V3_METADATA))
+        weights_bytes = archive.read(KERAS_V3_WEIGHTS)
+    if not isinstance(model_config, dict):
+        raise ConversionError(f"{path}: {KERAS_V3_CONFIG} is not a model config")
+    with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
+        if "layers" not in h5:
+            raise ConversionError(f"{path}: {KERAS_V3_WEIGHTS} has no layers group")
+        kfile = _read_v3_weights(h5, path, model_config, metadata.get("keras_version"))
+    kfile.backend = metadata.get("backend")
+    return kfile

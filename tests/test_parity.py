@@ -1,0 +1,75 @@
+"""Parity against Keras' own numbers: every golden case, on every device, outputs and gradients.
+
+Golden files hold Keras' outputs and gradients (tests/golden_cases.py makes them), so these run
+without TensorFlow; test_live_golden_matches_keras re-runs Keras and cross-checks the files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import parity
+from parity.check import compare_to_golden, load_golden, tolerance_for
+from parity.check.harness import compare
+from parity.registry import get_pair
+from tests.conftest import needs_keras
+from tests.golden_cases import CASES, GoldenCase, keras_golden
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _ids(cases: list[GoldenCase]) -> list[str]:
+    return [case.id for case in cases]
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
+def test_golden_outputs_and_gradients(case: GoldenCase, device: str) -> None:
+    dtype = DTYPES[case.floatx]
+    model = parity.load_keras(case.model_file, arch=case.pair, dtype=dtype)
+    rows = compare_to_golden(
+        model,
+        get_pair(case.pair).mapping,
+        load_golden(case.golden_file),
+        device=device,
+        dtype=dtype,
+    )
+    failed = [str(row) for row in rows if not row.passed]
+    assert rows and not failed, "\n".join(failed)
+    kinds = {row.kind for row in rows}
+    assert kinds == {"output", "gradient"}, kinds
+    # every Keras weight of the pair was compared
+    keras_weights = {f"grad/{k}" for k, _, _ in get_pair(case.pair).mapping if k is not None}
+    assert keras_weights <= {row.name for row in rows}
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
+def test_golden_catches_a_perturbed_weight(case: GoldenCase) -> None:
+    """The comparison can fail: nudge one weight by 1e-3 and some row must fail."""
+    dtype = DTYPES[case.floatx]
+    model = parity.load_keras(case.model_file, arch=case.pair, dtype=dtype)
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    rows = compare_to_golden(
+        model, get_pair(case.pair).mapping, load_golden(case.golden_file), dtype=dtype
+    )
+    assert any(not row.passed for row in rows)
+
+
+@needs_keras
+@pytest.mark.keras
+@pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
+def test_live_golden_matches_keras(case: GoldenCase) -> None:
+    """Keras, run now on the committed model file, reproduces the committed golden file."""
+    golden = load_golden(case.golden_file)
+    live = keras_golden(case, write_model=False)
+    assert set(live) == set(golden)
+    np.testing.assert_array_equal(live["ids"], golden["ids"])
+    for key in golden:
+        if key in ("ids", "meta"):
+            continue
+        quantity = "output" if key.startswith("output/") else "gradient"
+        tol = tolerance_for(DTYPES[case.floatx], "cpu", quantity)
+        row = compare(key, quantity, live[key], golden[key], tol)
+        assert row.passed, str(row)
