@@ -1,0 +1,280 @@
+"""An LSTM that looks like ``torch.nn.LSTM`` but computes what a Keras LSTM computes.
+
+Why not nn.LSTM: Keras LSTMs may use a hard-sigmoid gate (DeepMoji, every Keras <= 2.2 default),
+and Keras masking (``Embedding(mask_zero=True)``) carries the state through masked steps wherever
+they are (pre-padding, post-padding, holes); ``pack_padded_sequence`` handles post-padding only.
+
+The constructor, parameter names and shapes, gate order (i, f, g, o) and the forward's return
+value are nn.LSTM's, so a state_dict moves between the two unchanged and, with
+``gate_activation="sigmoid"`` and no mask, the outputs are nn.LSTM's.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from parity.conventions import LSTM_GATES
+from parity.layers.activations import get_activation
+
+_DIRECTION_SUFFIXES = ("", "_reverse")
+
+
+class LSTM(nn.Module):
+    """Drop-in ``nn.LSTM`` with Keras gate activations and Keras masking.
+
+    Extra keyword-only arguments:
+        gate_activation: Keras ``recurrent_activation``, applied to the i, f, o gates.
+        activation: Keras ``activation``, applied to the candidate g and to the cell output.
+        zero_output_for_mask: output zeros at masked steps (Keras Bidirectional) instead of the
+            carried previous output (a plain Keras LSTM). ``None`` means ``bidirectional``.
+
+    ``proj_size`` exists only to keep nn.LSTM's positional order; any value but 0 is refused.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        gate_activation: str = "sigmoid",
+        activation: str = "tanh",
+        zero_output_for_mask: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if proj_size != 0:
+            raise ValueError("parity.layers.LSTM does not support proj_size (Keras has none)")
+        if input_size <= 0 or hidden_size <= 0 or num_layers <= 0:
+            raise ValueError(
+                "input_size, hidden_size and num_layers must be positive, got "
+                f"{input_size}, {hidden_size}, {num_layers}"
+            )
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout applies between LSTM layers only; with num_layers=1 it does nothing",
+                stacklevel=2,
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = 0
+        self.gate_activation = gate_activation
+        self.activation = activation
+        self.zero_output_for_mask = (
+            bidirectional if zero_output_for_mask is None else zero_output_for_mask
+        )
+        self._gate_fn = get_activation(gate_activation)
+        self._act_fn = get_activation(activation)
+
+        factory = {"device": device, "dtype": dtype}
+        gate_size = LSTM_GATES * hidden_size
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * self.num_directions
+            for suffix in _DIRECTION_SUFFIXES[: self.num_directions]:
+                name = f"l{layer}{suffix}"
+                shapes = {
+                    f"weight_ih_{name}": (gate_size, layer_input),
+                    f"weight_hh_{name}": (gate_size, hidden_size),
+                }
+                if bias:
+                    shapes[f"bias_ih_{name}"] = (gate_size,)
+                    shapes[f"bias_hh_{name}"] = (gate_size,)
+                for param_name, shape in shapes.items():
+                    self.register_parameter(param_name, nn.Parameter(torch.empty(shape, **factory)))
+        self.reset_parameters()
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def reset_parameters(self) -> None:
+        """nn.LSTM's default init, U(-1/sqrt(h), 1/sqrt(h)); use parity.init for Keras' init."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def flatten_parameters(self) -> None:
+        """No-op, so code written for nn.LSTM (torchMoji calls this) runs unchanged."""
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        s += f", gate_activation={self.gate_activation!r}"
+        if self.activation != "tanh":
+            s += f", activation={self.activation!r}"
+        return s
+
+    # --- forward ---------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: tuple[Tensor, Tensor] | None = None,
+        *,
+        mask: Tensor | None = None,
+    ) -> tuple[Tensor | PackedSequence, tuple[Tensor, Tensor]]:
+        """Run the LSTM like nn.LSTM; ``mask`` (B, T), True = real step, gives Keras masking.
+
+        The mask is (B, T) whatever ``batch_first`` says, as in Keras. PackedSequence input is
+        run as post-padded input with a mask, which is what torch computes for it.
+        """
+        if isinstance(input, PackedSequence):
+            if mask is not None:
+                raise ValueError("pass either a PackedSequence or a mask, not both")
+            return self._forward_packed(input, hx)
+
+        unbatched = input.dim() == 2
+        if unbatched:
+            input = input.unsqueeze(0 if self.batch_first else 1)
+            hx = None if hx is None else (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
+            mask = None if mask is None else mask.unsqueeze(0)
+        elif input.dim() != 3:
+            raise ValueError(f"LSTM input must be 2-D or 3-D, got shape {tuple(input.shape)}")
+
+        x = input.transpose(0, 1) if self.batch_first else input  # (T, B, in)
+        output, state = self._forward_time_major(x, hx, mask)
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        if unbatched:
+            output = output.squeeze(0 if self.batch_first else 1)
+            state = (state[0].squeeze(1), state[1].squeeze(1))
+        return output, state
+
+    def _forward_packed(
+        self, packed: PackedSequence, hx: tuple[Tensor, Tensor] | None
+    ) -> tuple[PackedSequence, tuple[Tensor, Tensor]]:
+        # pad_packed_sequence restores the caller's batch order; hx and h_n are in that order too,
+        # as nn.LSTM's are.
+        x, lengths = pad_packed_sequence(packed)  # (T, B, in), post-padded
+        steps = torch.arange(x.shape[0], device=lengths.device)
+        mask = (steps[None, :] < lengths[:, None]).to(x.device)
+        output, state = self._forward_time_major(x, hx, mask)
+        if packed.sorted_indices is not None:
+            output = output.index_select(1, packed.sorted_indices)
+            lengths = lengths.index_select(0, packed.sorted_indices.to(lengths.device))
+        data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
+        repacked = PackedSequence(
+            data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+        )
+        return repacked, state
+
+    def _forward_time_major(
+        self, x: Tensor, hx: tuple[Tensor, Tensor] | None, mask: Tensor | None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        seq_len, batch = x.shape[0], x.shape[1]
+        n_dir = self.num_directions
+        state_shape = (self.num_layers * n_dir, batch, self.hidden_size)
+        if hx is None:
+            h0 = c0 = x.new_zeros(state_shape)
+        else:
+            h0, c0 = hx
+            for name, t in (("h0", h0), ("c0", c0)):
+                if tuple(t.shape) != state_shape:
+                    raise ValueError(f"{name} must have shape {state_shape}, got {tuple(t.shape)}")
+
+        step_mask = None
+        if mask is not None:
+            if tuple(mask.shape) != (batch, seq_len):
+                raise ValueError(
+                    f"mask must have shape (batch, time) = {(batch, seq_len)}, "
+                    f"got {tuple(mask.shape)}"
+                )
+            m = mask.to(device=x.device, dtype=torch.bool).t().unsqueeze(-1)  # (T, B, 1)
+            step_mask = self._loop_order([m] * n_dir)  # (T, D, B, 1)
+
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            if layer > 0:
+                x = F.dropout(x, self.dropout, self.training)
+            states = slice(layer * n_dir, (layer + 1) * n_dir)
+            x, h, c = self._run_layer(x, h0[states], c0[states], step_mask, layer)
+            h_n.append(h)
+            c_n.append(c)
+        return x, (torch.cat(h_n), torch.cat(c_n))
+
+    def _loop_order(self, per_direction: list[Tensor]) -> Tensor:
+        """Stack per-direction (T, ...) tensors into (T, D, ...), the reverse one time-reversed,
+        so that loop step s reads time s forward and time T-1-s in reverse."""
+        return torch.stack([t.flip(0) if d else t for d, t in enumerate(per_direction)], dim=1)
+
+    def _layer_weights(self, layer: int) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Both directions' weights, stacked so one matmul serves both."""
+        names = [f"l{layer}{s}" for s in _DIRECTION_SUFFIXES[: self.num_directions]]
+        w_ih = torch.cat([getattr(self, f"weight_ih_{n}") for n in names])  # (D*4h, in)
+        # (D, h, 4h) as a transposed view: CPU baddbmm was ~7x slower on a contiguous copy.
+        w_hh_t = torch.stack([getattr(self, f"weight_hh_{n}") for n in names]).transpose(1, 2)
+        b = None
+        if self.bias:
+            b = torch.cat(
+                [getattr(self, f"bias_ih_{n}") + getattr(self, f"bias_hh_{n}") for n in names]
+            )  # (D*4h,)
+        return w_ih, b, w_hh_t
+
+    def _run_layer(
+        self, x: Tensor, h: Tensor, c: Tensor, step_mask: Tensor | None, layer: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One layer, both directions at once. x: (T, B, in); h, c: (D, B, h); step_mask:
+        (T, D, B, 1) in loop order. Returns output (T, B, D*h) and the final h, c (D, B, h)."""
+        n_dir, hidden = self.num_directions, self.hidden_size
+        w_ih, b, w_hh_t = self._layer_weights(layer)
+
+        # Input projection for every step and direction in one matmul, hoisted out of the loop.
+        x_proj = F.linear(x, w_ih, b).unflatten(-1, (n_dir, LSTM_GATES * hidden))
+        x_proj = self._loop_order(list(x_proj.unbind(2)))  # (T, D, B, 4h), loop order
+
+        gate, act = self._gate_fn, self._act_fn
+        # What a masked step outputs: zeros, or the previous output. Keras' previous output starts
+        # at zeros (not at the initial state), so a pre-padded row outputs zeros until its first
+        # real step in both modes.
+        fill = h.new_zeros(h.shape)
+        outputs = []
+        for s in range(x.shape[0]):
+            z = torch.baddbmm(x_proj[s], h, w_hh_t)  # (D, B, 4h)
+            z_i, z_f, z_g, z_o = z.chunk(LSTM_GATES, dim=-1)
+            c_new = gate(z_f) * c + gate(z_i) * act(z_g)
+            h_new = gate(z_o) * act(c_new)
+            if step_mask is None:
+                h, c, out = h_new, c_new, h_new
+            else:
+                m = step_mask[s]  # (D, B, 1)
+                h = torch.where(m, h_new, h)
+                c = torch.where(m, c_new, c)
+                out = torch.where(m, h_new, fill)
+                if not self.zero_output_for_mask:
+                    fill = out
+            outputs.append(out)
+
+        out = torch.stack(outputs)  # (T, D, B, h), loop order
+        if self.bidirectional:
+            out = torch.cat([out[:, 0], out[:, 1].flip(0)], dim=-1)  # (T, B, 2h), time order
+        else:
+            out = out[:, 0]
+        return out, h, c
