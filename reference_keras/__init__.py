@@ -1,0 +1,8 @@
+"""The Keras halves of keras-parity's model pairs: one module per pair, named as in parity/models.
+
+Each module's ``build(...)`` returns the Keras 3 model the PyTorch port must match, and
+``build_keras2(...)`` the same architecture in tf_keras (Keras 2), so tests can write the
+legacy files users actually hold. Importing a submodule imports Keras; this package does not.
+"""
+
+PAIRS = ("embedding_dense", "deepmoji")
