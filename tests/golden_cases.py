@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,18 +42,23 @@ class GoldenCase:
     id: str
     pair: str
     floatx: str
-    #: Builds the Keras model (imports keras lazily); None for trained cases (loaded from file).
-    build: Callable[[], object] | None
     #: The Keras model file converted by the tests.
     model_file: Path
     ids: Callable[[], np.ndarray]
+    #: Builds and returns the Keras model to save as model_file (imports keras lazily);
+    #: None for trained cases, whose file is in weights/.
+    build: Callable[[], object] | None = None
+    #: The model Keras' numbers come from, given the loaded file (e.g. an attention-returning
+    #: twin with the same weights); default: the loaded model itself.
+    keras_model: Callable[[object], object] | None = None
     activations: tuple[str, ...] = ()
-    #: Extra tags for selecting cases in tests.
-    tags: tuple[str, ...] = field(default=())
 
     @property
     def golden_file(self) -> Path:
         return GOLDEN / f"{self.id}.npz"
+
+
+# --- embedding_dense --------------------------------------------------------------------------
 
 
 def _embedding_dense_init() -> object:
@@ -70,17 +75,140 @@ def _embedding_dense_ids() -> np.ndarray:
     return ragged_ids(200, lengths, 20, seed=2, pre=[True, True, False, True, False, False])
 
 
+# --- deepmoji ---------------------------------------------------------------------------------
+
+#: Scale applied to Keras-initialised LSTM weights so gate pre-activations reach the hard
+#: sigmoid's flat parts (|0.2x| > 0.5), where the Keras 2 and Keras 3 variants differ most.
+SATURATING_SCALE = 4.0
+DEEPMOJI_SMALL = {"vocab_size": 100, "embedding_dim": 16, "hidden_size": 8, "num_classes": 5}
+DEEPMOJI_LENGTHS = [14, 1, 5, 3, 14, 9, 2, 7]
+DEEPMOJI_PRE = [True, True, False, False, True, False, True, False]
+
+
+def _deepmoji_init(gate: str) -> Callable[[], object]:
+    def build() -> object:
+        import keras
+
+        from reference_keras import deepmoji
+
+        keras.utils.set_random_seed(7)
+        model = deepmoji.build(**DEEPMOJI_SMALL, gate=gate)
+        for name in ("bi_lstm_0", "bi_lstm_1"):
+            layer = model.get_layer(name)
+            layer.set_weights([w * SATURATING_SCALE for w in layer.get_weights()])
+        return model
+
+    return build
+
+
+def _deepmoji_ids() -> np.ndarray:
+    return ragged_ids(100, DEEPMOJI_LENGTHS, 14, seed=8, pre=DEEPMOJI_PRE)
+
+
+def _with_attention(model: object) -> object:
+    """DeepMoji's Keras twin that also outputs the attention weights, same weights."""
+    from reference_keras import deepmoji
+
+    sizes = _deepmoji_sizes(model)
+    twin = deepmoji.build(**sizes, gate=_deepmoji_gate(model), return_attention=True)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def _deepmoji_sizes(model: object) -> dict[str, int]:
+    vocab_size, embedding_dim = model.get_layer("embedding").get_weights()[0].shape
+    hidden_size = model.get_layer("bi_lstm_0").forward_layer.units
+    units = model.get_layer("softmax").units
+    return {
+        "vocab_size": vocab_size,
+        "embedding_dim": embedding_dim,
+        "hidden_size": hidden_size,
+        "num_classes": 2 if units == 1 else units,
+    }
+
+
+def _deepmoji_gate(model: object) -> str:
+    from reference_keras import deepmoji
+
+    gate = model.get_layer("bi_lstm_0").forward_layer.recurrent_activation
+    for name, value in deepmoji.GATES.items():
+        if value is gate or getattr(gate, "__name__", None) == value:
+            return name
+    raise ValueError(f"unknown gate {gate}")
+
+
+# --- real texts for the trained models ----------------------------------------------------------
+
+SHARED_DATA = REPO.parent / "shared" / "data" / "deepmoji_benchmarks"
+REAL_TEXTS = 12
+
+
+def _real_ids(maxlen: int, vocab_size: int, padding: str) -> Callable[[], np.ndarray]:
+    """SS-Youtube test sentences (shortest to longest, so lengths vary), bundled vocabulary."""
+
+    def ids() -> np.ndarray:
+        import json
+
+        from parity.text import encode, load_vocabulary
+
+        records = [json.loads(line) for line in (SHARED_DATA / "SS-Youtube.jsonl").open()]
+        texts = sorted((r["text"] for r in records if r["split"] == "test"), key=len)
+        picked = [texts[i * (len(texts) - 1) // (REAL_TEXTS - 1)] for i in range(REAL_TEXTS)]
+        vocabulary = load_vocabulary(WEIGHTS / "vocabulary.json")
+        return encode(picked, vocabulary, maxlen, vocab_size=vocab_size, padding=padding)
+
+    return ids
+
+
 CASES: list[GoldenCase] = [
+    *(
+        GoldenCase(
+            id=f"embedding_dense-init-{floatx}",
+            pair="embedding_dense",
+            floatx=floatx,
+            model_file=GOLDEN / f"embedding_dense-init-{floatx}.keras",
+            ids=_embedding_dense_ids,
+            build=_embedding_dense_init,
+            activations=("embedding",),
+        )
+        for floatx in ("float32", "float64")
+    ),
     GoldenCase(
-        id=f"embedding_dense-init-{floatx}",
+        id="embedding_dense-trained-real-texts",
         pair="embedding_dense",
-        floatx=floatx,
-        build=_embedding_dense_init,
-        model_file=GOLDEN / f"embedding_dense-init-{floatx}.keras",
-        ids=_embedding_dense_ids,
+        floatx="float32",
+        model_file=WEIGHTS / "embedding_dense.keras",
+        ids=_real_ids(100, 10000, "pre"),
         activations=("embedding",),
-    )
-    for floatx in ("float32", "float64")
+    ),
+    *(
+        GoldenCase(
+            id=f"deepmoji-{gate}-saturated-{floatx}",
+            pair="deepmoji",
+            floatx=floatx,
+            model_file=GOLDEN / f"deepmoji-{gate}-saturated-{floatx}.keras",
+            ids=_deepmoji_ids,
+            build=_deepmoji_init(gate),
+            keras_model=_with_attention,
+        )
+        for gate, floatx in (
+            ("hard_sigmoid_keras2", "float32"),
+            ("hard_sigmoid_keras2", "float64"),
+            ("hard_sigmoid_keras3", "float32"),
+            ("sigmoid", "float32"),
+        )
+    ),
+    *(
+        GoldenCase(
+            id=f"deepmoji-trained-real-texts-{padding}",
+            pair="deepmoji",
+            floatx="float32",
+            model_file=WEIGHTS / "deepmoji_small.keras",
+            ids=_real_ids(50, 5000, padding),
+            keras_model=_with_attention,
+        )
+        for padding in ("pre", "post")
+    ),
 ]
 
 
@@ -88,8 +216,10 @@ def by_id(case_id: str) -> GoldenCase:
     return next(case for case in CASES if case.id == case_id)
 
 
-def keras_golden(case: GoldenCase, *, write_model: bool) -> dict[str, np.ndarray]:
-    """Run Keras on the case; with write_model, build and save the model file first."""
+def keras_golden(
+    case: GoldenCase, *, write_model: bool, ids: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Run Keras on the case (on ``ids`` if given); with write_model, save the model first."""
     import keras
 
     from reference_keras.deepmoji import CUSTOM_OBJECTS
@@ -104,7 +234,10 @@ def keras_golden(case: GoldenCase, *, write_model: bool) -> dict[str, np.ndarray
         model = keras.models.load_model(
             case.model_file, custom_objects=CUSTOM_OBJECTS, compile=False
         )
-        return keras_side(model, case.pair, case.ids(), activations=case.activations)
+        if case.keras_model is not None:
+            model = case.keras_model(model)
+        ids = case.ids() if ids is None else ids
+        return keras_side(model, case.pair, ids, activations=case.activations)
     finally:
         keras.config.set_floatx("float32")
         keras.config.set_dtype_policy("float32")

@@ -24,11 +24,11 @@ TOLERANCES: dict[tuple[torch.dtype, str, str], Tolerance] = {
     (torch.float64, "cpu", "output"): Tolerance(1e-12, 1e-10),
     (torch.float64, "cpu", "gradient"): Tolerance(1e-12, 1e-10),
     (torch.float32, "cpu", "output"): Tolerance(1e-6, 1e-5),
-    (torch.float32, "cpu", "gradient"): Tolerance(1e-5, 1e-4),
+    (torch.float32, "cpu", "gradient"): Tolerance(1e-5, 1e-5),
     (torch.float64, "cuda", "output"): Tolerance(1e-12, 1e-10),
     (torch.float64, "cuda", "gradient"): Tolerance(1e-12, 1e-10),
     (torch.float32, "cuda", "output"): Tolerance(1e-6, 1e-5),
-    (torch.float32, "cuda", "gradient"): Tolerance(1e-5, 1e-4),
+    (torch.float32, "cuda", "gradient"): Tolerance(1e-5, 1e-5),
 }
 
 
