@@ -27,6 +27,15 @@ META_CONFIG = "config"
 META_VERSION = "keras_parity_version"
 
 
+NEW_FILE_MODE = 0o666
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class ParityWarning(UserWarning):
     """Conversion had to assume something the file does not say (e.g. the hard sigmoid)."""
 
@@ -68,6 +77,7 @@ def save(model: nn.Module, path: str | os.PathLike) -> None:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, NEW_FILE_MODE & ~_umask())  # mkstemp's 0600 -> what open() would give
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

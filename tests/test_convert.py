@@ -131,3 +131,43 @@ def test_optimizer_state_is_left_out_on_purpose(reference, tmp_path: Path) -> No
     path = _save_keras3(model, tmp_path / name, "legacy-h5")
     assert read_keras_file(path).left_out == ["optimizer_weights"]
     _check(path, name, ids, np.asarray(model(ids)))
+
+
+def _user_seed_models():
+    """The seed model as a user writes it: unnamed layers (Keras picks embedding_3, dense_7...),
+    once in Keras 3 and once in tf-keras, with the same weights."""
+    import keras
+    import tf_keras
+
+    def build(k):
+        return k.Sequential(
+            [
+                k.Input(shape=(100,), dtype="int32"),
+                k.layers.Embedding(300, 8),
+                k.layers.Flatten(),
+                k.layers.Dense(2, activation="softmax"),
+            ]
+        )
+
+    keras.utils.set_random_seed(6)
+    for _ in range(3):  # bump Keras' auto-name counters so names differ from the pair's
+        build(keras)
+        build(tf_keras)
+    model3, model2 = build(keras), build(tf_keras)
+    model2.set_weights(model3.get_weights())
+    return model3, model2
+
+
+@pytest.mark.parametrize(
+    "writer", [*(f"keras3-{h}" for h in KERAS3_FORMATS), *(f"keras2-{h}" for h in KERAS2_FORMATS)]
+)
+def test_users_own_seed_model_file_converts(writer: str, tmp_path: Path) -> None:
+    model3, model2 = _user_seed_models()
+    assert model3.layers[0].name != "embedding"  # auto names: matched by class and order
+    version, how = writer.split("-", 1)
+    if version == "keras3":
+        path = _save_keras3(model3, tmp_path / "user", how)
+    else:
+        path = _save_keras2(model2, tmp_path / "user", how)
+    ids = ragged_ids(300, [100, 1, 40, 99], 100, seed=9, pre=[True, True, False, False])
+    _check(path, "embedding_dense", ids, np.asarray(model3(ids)))

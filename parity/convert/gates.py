@@ -49,21 +49,21 @@ def resolve_gate(
     """(gate activation, notes): from the layer config if the file has one, else ``default``.
 
     ``hard_sigmoid`` ("keras2"/"keras3") forces the variant of any hard sigmoid. Notes say what
-    was assumed when the file could not tell.
+    was assumed when the file could not tell. ``layer`` names the layer(s) in messages.
     """
     check_variant(hard_sigmoid)
     notes: list[str] = []
     if configured is None:
         name = default
         notes.append(
-            f"{kfile.path}: no config for layer {layer!r}; assuming its gates are "
+            f"{kfile.path}: no config for {layer}; assuming gate activation "
             f"{default} (the architecture's default)"
         )
     else:
         name = activation_name(configured)
     if name not in GATE_BY_CONFIG_NAME:
         raise ConversionError(
-            f"{kfile.path}: layer {layer!r} uses gate activation {name!r}; supported: "
+            f"{kfile.path}: {layer} uses gate activation {name!r}; supported: "
             f"{', '.join(GATE_BY_CONFIG_NAME)}"
         )
     gate = GATE_BY_CONFIG_NAME[name]
@@ -75,8 +75,8 @@ def resolve_gate(
     if major is None:
         notes.append(
             f"{kfile.path}: the file does not say which Keras wrote it; assuming the Keras 2 "
-            "hard sigmoid clip(0.2x + 0.5, 0, 1) for layer "
-            f"{layer!r} (pass hard_sigmoid='keras3' for Keras 3's relu6(x + 3) / 6)"
+            f"hard sigmoid clip(0.2x + 0.5, 0, 1) for {layer} "
+            "(pass hard_sigmoid='keras3' for Keras 3's relu6(x + 3) / 6)"
         )
         return "hard_sigmoid_keras2", notes
     variant = "keras3" if major >= HARD_SIGMOID_KERAS3_FROM_MAJOR else "keras2"

@@ -36,7 +36,7 @@ from parity.conventions import (
     LSTM_RECURRENT_ACTIVATION_DEFAULT_KERAS_LT_2_3,
     MASK_VALUE,
 )
-from parity.convert.gates import resolve_gate
+from parity.convert.gates import activation_name, resolve_gate
 from parity.convert.load import Row
 from parity.convert.read import KerasFile, KerasLayer
 from parity.errors import ConversionError
@@ -186,27 +186,25 @@ def config_from_keras(
     vocab_size, embedding_dim = weights["embedding/embeddings"].shape
     hidden_size = weights["bi_lstm_0/forward_recurrent_kernel"].shape[0]
     units = weights["softmax/kernel"].shape[1]
-    gates = {}
-    notes: list[str] = []
-    for role in ("bi_lstm_0", "bi_lstm_1"):
-        gates[role], layer_notes = resolve_gate(
-            kfile,
-            _recurrent_activation(layers[role]),
-            hard_sigmoid,
-            default=DEFAULT_GATE,
-            layer=layers[role].name,
-        )
-        notes += [note for note in layer_notes if note not in notes]
-    if gates["bi_lstm_0"] != gates["bi_lstm_1"]:
+    lstms = [layers["bi_lstm_0"], layers["bi_lstm_1"]]
+    configured = [_recurrent_activation(layer) for layer in lstms]
+    if len({None if c is None else activation_name(c) for c in configured}) > 1:
         raise ConversionError(
-            f"{kfile.path}: the two LSTMs use different gates ({gates}); DeepMoji has one"
+            f"{kfile.path}: the two LSTMs use different gates {configured}; DeepMoji has one"
         )
+    gate, notes = resolve_gate(
+        kfile,
+        configured[0],
+        hard_sigmoid,
+        default=DEFAULT_GATE,
+        layer=" and ".join(layer.name for layer in lstms),
+    )
     num_classes = DEEPMOJI_MAX_SIGMOID_CLASSES if units == 1 else units
     config = DeepMojiConfig(
         vocab_size=vocab_size,
         embedding_dim=embedding_dim,
         hidden_size=hidden_size,
         num_classes=num_classes,
-        gate_activation=gates["bi_lstm_0"],
+        gate_activation=gate,
     )
     return config, notes
