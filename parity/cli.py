@@ -7,6 +7,7 @@ without a traceback and without leaving an output file behind.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -57,27 +58,46 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Convert Keras models to PyTorch and prove they match."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_convert(commands: argparse._SubParsersAction) -> None:
     convert = commands.add_parser("convert", help="convert a Keras file to safetensors")
     convert.add_argument("src", help="Keras file: .keras, .weights.h5 or legacy .h5")
     convert.add_argument("dst", help="output .safetensors file (written atomically)")
     convert.add_argument("--arch", choices=sorted(PAIRS), help="model pair (default: detect)")
-    convert.add_argument(
+    add_hard_sigmoid_option(convert)
+    convert.set_defaults(run=_convert)
+
+
+def add_inspect(commands: argparse._SubParsersAction) -> None:
+    inspect = commands.add_parser("inspect", help="show a Keras file's layers and weights")
+    inspect.add_argument("src", help="Keras file")
+    inspect.set_defaults(run=_inspect)
+
+
+def add_hard_sigmoid_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--hard-sigmoid",
         choices=HARD_SIGMOID_VARIANTS,
         help="hard sigmoid variant: keras2 = clip(0.2x+0.5), keras3 = relu6(x+3)/6 "
         "(default: decided from the file)",
     )
-    convert.set_defaults(run=_convert)
 
-    inspect = commands.add_parser("inspect", help="show a Keras file's layers and weights")
-    inspect.add_argument("src", help="Keras file")
-    inspect.set_defaults(run=_inspect)
+
+#: Subcommands, in help order: name -> "module:function" adding its parser to the subparsers.
+#: A subcommand's function sets ``run`` (args -> exit code) as the parser default.
+COMMANDS: dict[str, str] = {
+    "convert": "parity.cli:add_convert",
+    "inspect": "parity.cli:add_inspect",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Convert Keras models to PyTorch and prove they match."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for target in COMMANDS.values():
+        module, function = target.split(":")
+        getattr(importlib.import_module(module), function)(commands)
     return parser
 
 
