@@ -85,8 +85,15 @@ def run(bundled: Bundled, texts: list[str], labels: np.ndarray, out: Path) -> No
 
     keras_model = keras.models.load_model(src, custom_objects=CUSTOM_OBJECTS, compile=False)
     keras_probs = np.asarray(keras_model(ids, training=False), dtype=np.float64)
+    attention = None
     with torch.no_grad():
-        torch_probs = model(torch.from_numpy(ids).long()).double().numpy()
+        if bundled.arch == "deepmoji":
+            torch_probs, attention = model(torch.from_numpy(ids).long(), return_attention=True)
+            attention = attention.numpy()
+        else:
+            torch_probs = model(torch.from_numpy(ids).long())
+        torch_probs = torch_probs.double().numpy()
+    words = {index: word for word, index in vocabulary.items()}
 
     diff = np.abs(keras_probs - torch_probs)
     keras_pos, torch_pos = positive_probability(keras_probs), positive_probability(torch_probs)
@@ -98,11 +105,15 @@ def run(bundled: Bundled, texts: list[str], labels: np.ndarray, out: Path) -> No
         f"  accuracy: Keras {np.mean(keras_label == labels):.4f}, "
         f"PyTorch {np.mean(torch_label == labels):.4f}"
     )
-    print(f"  {'P(positive) Keras':>18} {'PyTorch':>10}  {'label':8}  text")
+    attends = "  most attended word" if attention is not None else ""
+    print(f"  {'P(positive) Keras':>18} {'PyTorch':>10}  {'label':8}  text{attends}")
     for i in range(min(6, len(texts))):
         text = texts[i].replace("\n", " ")
-        text = text if len(text) <= 60 else text[:57] + "..."
-        print(f"  {keras_pos[i]:18.6f} {torch_pos[i]:10.6f}  {LABELS[labels[i]]:8}  {text}")
+        text = text if len(text) <= 50 else text[:47] + "..."
+        line = f"  {keras_pos[i]:18.6f} {torch_pos[i]:10.6f}  {LABELS[labels[i]]:8}  {text:50}"
+        if attention is not None:
+            line += f"  {words.get(int(ids[i, attention[i].argmax()]), '?')!r}"
+        print(line)
 
 
 def main(argv: list[str] | None = None) -> None:
