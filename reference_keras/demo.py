@@ -75,7 +75,7 @@ def positive_probability(probs: np.ndarray) -> np.ndarray:
 
 def run(bundled: Bundled, texts: list[str], labels: np.ndarray, out: Path) -> None:
     src, dst = WEIGHTS / bundled.keras_file, out / f"{Path(bundled.keras_file).stem}.safetensors"
-    shown = f"{src.relative_to(REPO)} {dst.relative_to(REPO)} --arch {bundled.arch}"
+    shown = f"{os.path.relpath(src)} {os.path.relpath(dst)} --arch {bundled.arch}"
     print(f"\n$ parity convert {shown}")
     if parity_cli(["convert", str(src), str(dst), "--arch", bundled.arch]) != 0:
         raise SystemExit(1)
