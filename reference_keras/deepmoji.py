@@ -51,8 +51,24 @@ GATES: dict[str, Any] = {
 }
 
 
+class _AttentionShapes:
+    """Output shapes, mask and config of DeepMoji's attention, the same in Keras 2 and 3."""
+
+    return_attention: bool
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        out = (input_shape[0], input_shape[-1])
+        return [out, (input_shape[0], input_shape[1])] if self.return_attention else out
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        return [None, None] if self.return_attention else None
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "return_attention": self.return_attention}
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE, name="AttentionWeightedAverage")
-class AttentionWeightedAverage(keras.layers.Layer):
+class AttentionWeightedAverage(_AttentionShapes, keras.layers.Layer):
     """DeepMoji's attention: softmax over time of x @ W (masked), then the weighted mean of x."""
 
     def __init__(self, return_attention: bool = False, **kwargs: Any) -> None:
@@ -71,16 +87,6 @@ class AttentionWeightedAverage(keras.layers.Layer):
         att = a / (ops.sum(a, axis=-1, keepdims=True) + ATTENTION_EPSILON)
         out = ops.sum(x * ops.expand_dims(att, -1), axis=1)  # (B, D)
         return [out, att] if self.return_attention else out
-
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> Any:
-        out = (input_shape[0], input_shape[-1])
-        return [out, (input_shape[0], input_shape[1])] if self.return_attention else out
-
-    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
-        return [None, None] if self.return_attention else None
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "return_attention": self.return_attention}
 
 
 #: For keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS) (registration covers the
@@ -156,7 +162,7 @@ def _keras2_attention_class() -> type:
     import tf_keras
 
     @tf_keras.utils.register_keras_serializable(package=PACKAGE)
-    class AttentionWeightedAverage(tf_keras.layers.Layer):
+    class AttentionWeightedAverage(_AttentionShapes, tf_keras.layers.Layer):
         """Keras 2 attention layer; its weight is named like DeepMoji's ('<layer>_W')."""
 
         def __init__(self, return_attention: bool = False, **kwargs: Any) -> None:
@@ -180,16 +186,6 @@ def _keras2_attention_class() -> type:
             att = a / (tf.reduce_sum(a, axis=-1, keepdims=True) + ATTENTION_EPSILON)
             out = tf.reduce_sum(x * tf.expand_dims(att, -1), axis=1)
             return [out, att] if self.return_attention else out
-
-        def compute_output_shape(self, input_shape: Any) -> Any:
-            out = (input_shape[0], input_shape[-1])
-            return [out, (input_shape[0], input_shape[1])] if self.return_attention else out
-
-        def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
-            return [None, None] if self.return_attention else None
-
-        def get_config(self) -> dict[str, Any]:
-            return {**super().get_config(), "return_attention": self.return_attention}
 
     return AttentionWeightedAverage
 
