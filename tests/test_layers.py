@@ -2,6 +2,10 @@
 
 Each test compares against something computed independently: torch's own nn.LSTM, a formula
 written out in numpy, or the LSTM run on one row's real tokens alone. They run on CPU.
+
+LSTM tests take the ``impl`` fixture and run both implementations: "reference" and "fast" (the
+fused loop, which runs whenever no gradient is recorded; tests with a backward pass also check
+its no-grad forward).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from parity.layers import (
     get_activation,
     hard_sigmoid,
 )
+from parity.layers.lstm import IMPLEMENTATIONS
 from parity.models.deepmoji import DeepMoji, DeepMojiConfig
 
 IN, HID = 5, 7
@@ -41,15 +46,31 @@ def _tol(dtype: torch.dtype, device: str = "cpu", quantity: str = "output") -> T
 EXACT = Tolerance(0.0, 0.0)
 
 
+@pytest.fixture(params=IMPLEMENTATIONS)
+def impl(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 def _pair(
-    num_layers: int, bidirectional: bool, batch_first: bool, dtype: torch.dtype, device="cpu"
+    num_layers: int,
+    bidirectional: bool,
+    batch_first: bool,
+    dtype: torch.dtype,
+    device="cpu",
+    impl="reference",
 ):
     torch.manual_seed(0)
     ref = nn.LSTM(
         IN, HID, num_layers, batch_first=batch_first, bidirectional=bidirectional, dtype=dtype
     )
     ours = LSTM(
-        IN, HID, num_layers, batch_first=batch_first, bidirectional=bidirectional, dtype=dtype
+        IN,
+        HID,
+        num_layers,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        dtype=dtype,
+        impl=impl,
     )
     ours.load_state_dict(ref.state_dict(), strict=True)  # same names and shapes as nn.LSTM
     return ref.to(device), ours.to(device)
@@ -63,8 +84,10 @@ def _pair(
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("with_hx", [False, True])
-def test_lstm_equals_torch_lstm(bidirectional, num_layers, batch_first, dtype, with_hx, device):
-    ref, ours = _pair(num_layers, bidirectional, batch_first, dtype, device)
+def test_lstm_equals_torch_lstm(
+    bidirectional, num_layers, batch_first, dtype, with_hx, device, impl
+):
+    ref, ours = _pair(num_layers, bidirectional, batch_first, dtype, device, impl)
     out_tol, grad_tol = _tol(dtype, device), _tol(dtype, device, "gradient")
     batch, n_states = 3, num_layers * (2 if bidirectional else 1)
     factory = {"dtype": dtype, "device": device}
@@ -93,12 +116,17 @@ def test_lstm_equals_torch_lstm(bidirectional, num_layers, batch_first, dtype, w
     assert our_grads.keys() == ref_grads.keys()
     for name, grad in ref_grads.items():
         _assert_close(our_grads[name], grad, grad_tol, f"grad {name}")
+    with torch.inference_mode():  # the no-grad path ("fast": the fused loop)
+        out, (h_n, c_n) = ours(x, hx)
+    for i, (what, value) in enumerate((("output", out), ("h_n", h_n), ("c_n", c_n))):
+        _assert_close(value, results["ref"][i], out_tol, f"no-grad {what}")
 
 
-def test_lstm_unbatched_input_like_torch():
-    ref, ours = _pair(2, True, False, torch.float64)
+def test_lstm_unbatched_input_like_torch(impl):
+    ref, ours = _pair(2, True, False, torch.float64, impl=impl)
     x = torch.randn(T, IN, dtype=torch.float64)
-    (out_r, (h_r, c_r)), (out_o, (h_o, c_o)) = ref(x), ours(x)
+    with torch.no_grad():
+        (out_r, (h_r, c_r)), (out_o, (h_o, c_o)) = ref(x), ours(x)
     assert out_o.shape == out_r.shape and h_o.shape == h_r.shape
     for a, b in ((out_o, out_r), (h_o, h_r), (c_o, c_r)):
         _assert_close(a, b, _tol(torch.float64), "unbatched")
@@ -109,6 +137,8 @@ def test_lstm_rejects_unsupported_arguments():
         LSTM(IN, HID, proj_size=3)
     with pytest.raises(ValueError, match="nope"):
         LSTM(IN, HID, gate_activation="nope")
+    with pytest.raises(ValueError, match="impl"):
+        LSTM(IN, HID, impl="cudnn")
 
 
 # --- activations ------------------------------------------------------------------------------
@@ -183,17 +213,18 @@ def _padded(rows: list[torch.Tensor], positions: list[np.ndarray]):
     return x, mask
 
 
-def _oracle(gate: str, num_layers: int, dtype: torch.dtype, device="cpu"):
-    """(masked module, per-row reference): nn.LSTM for sigmoid gates, else our unmasked LSTM
-    (which the nn.LSTM oracle above pins down apart from the gate function)."""
+def _oracle(gate: str, num_layers: int, dtype: torch.dtype, device="cpu", impl="reference"):
+    """(masked module, per-row reference): nn.LSTM for sigmoid gates, else our unmasked
+    reference LSTM (which the nn.LSTM oracle above pins down apart from the gate function)."""
     torch.manual_seed(0)
     kwargs = {"batch_first": True, "bidirectional": True, "dtype": dtype}
-    ours = LSTM(IN, HID, num_layers, gate_activation=gate, **kwargs)
+    ours = LSTM(IN, HID, num_layers, gate_activation=gate, impl=impl, **kwargs)
     if gate == "sigmoid":
         ref = nn.LSTM(IN, HID, num_layers, **kwargs)
         ref.load_state_dict(ours.state_dict())
     else:
-        ref = ours
+        ref = LSTM(IN, HID, num_layers, gate_activation=gate, impl="reference", **kwargs)
+        ref.load_state_dict(ours.state_dict())
     return ours.to(device), ref.to(device)
 
 
@@ -201,10 +232,10 @@ def _oracle(gate: str, num_layers: int, dtype: torch.dtype, device="cpu"):
 @pytest.mark.parametrize("gate", ["sigmoid", "hard_sigmoid_keras2"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("with_hx", [False, True])
-def test_masked_rows_equal_running_each_row_alone(padding, gate, num_layers, with_hx, device):
+def test_masked_rows_equal_running_each_row_alone(padding, gate, num_layers, with_hx, device, impl):
     dtype = torch.float64
     tol = _tol(dtype, device)
-    ours, ref = _oracle(gate, num_layers, dtype, device)
+    ours, ref = _oracle(gate, num_layers, dtype, device, impl)
     rows = [torch.randn(n, IN, dtype=dtype, device=device) for n in LENGTHS]
     positions = _positions(LENGTHS, padding)
     x, mask = _padded(rows, positions)
@@ -228,9 +259,9 @@ def test_masked_rows_equal_running_each_row_alone(padding, gate, num_layers, wit
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_pre_and_post_padding_agree(num_layers):
+def test_pre_and_post_padding_agree(num_layers, impl):
     dtype = torch.float64
-    ours, _ = _oracle("hard_sigmoid_keras2", num_layers, dtype)
+    ours, _ = _oracle("hard_sigmoid_keras2", num_layers, dtype, impl=impl)
     rows = [torch.randn(n, IN, dtype=dtype) for n in LENGTHS]
     results = {}
     with torch.no_grad():
@@ -247,14 +278,15 @@ def test_pre_and_post_padding_agree(num_layers):
 
 
 @pytest.mark.parametrize("padding", ["pre", "post", "holes"])
-def test_unidirectional_masked_steps_repeat_previous_output(padding):
+def test_unidirectional_masked_steps_repeat_previous_output(padding, impl):
     """A plain Keras LSTM (zero_output_for_mask=False) emits its last real output at masked
     steps, zeros before the first real step; zero_output_for_mask=True emits zeros."""
     dtype = torch.float64
     torch.manual_seed(0)
-    carry = LSTM(IN, HID, batch_first=True, dtype=dtype, gate_activation="hard_sigmoid_keras2")
+    carry = LSTM(IN, HID, batch_first=True, dtype=dtype, gate_activation="hard_sigmoid_keras2",
+                 impl=impl)  # fmt: skip
     zeros = LSTM(IN, HID, batch_first=True, dtype=dtype, gate_activation="hard_sigmoid_keras2",
-                 zero_output_for_mask=True)  # fmt: skip
+                 zero_output_for_mask=True, impl=impl)  # fmt: skip
     zeros.load_state_dict(carry.state_dict())
     assert carry.zero_output_for_mask is False and zeros.zero_output_for_mask is True
     rows = [torch.randn(n, IN, dtype=dtype) for n in LENGTHS]
@@ -279,10 +311,10 @@ def test_unidirectional_masked_steps_repeat_previous_output(padding):
 
 
 @pytest.mark.parametrize("enforce_sorted", [False, True])
-def test_packed_sequence_equals_masked_post_padded(enforce_sorted, device):
+def test_packed_sequence_equals_masked_post_padded(enforce_sorted, device, impl):
     dtype = torch.float64
     tol = _tol(dtype, device)
-    ours, ref = _oracle("sigmoid", 2, dtype, device)
+    ours, ref = _oracle("sigmoid", 2, dtype, device, impl)
     lengths = sorted(LENGTHS, reverse=True) if enforce_sorted else LENGTHS
     rows = [torch.randn(n, IN, dtype=dtype, device=device) for n in lengths]
     x, mask = _padded(rows, _positions(lengths, "post"))
@@ -301,9 +333,9 @@ def test_packed_sequence_equals_masked_post_padded(enforce_sorted, device):
     _assert_close(c_packed, c_masked, tol, "packed vs masked c_n")
 
 
-def test_masked_lstm_gradients_ignore_padding():
+def test_masked_lstm_gradients_ignore_padding(impl):
     """Autograd through the masked path: junk at padded steps gets no gradient."""
-    ours, _ = _oracle("hard_sigmoid_keras2", 2, torch.float64)
+    ours, _ = _oracle("hard_sigmoid_keras2", 2, torch.float64, impl=impl)
     rows = [torch.randn(n, IN, dtype=torch.float64) for n in LENGTHS]
     x, mask = _padded(rows, _positions(LENGTHS, "holes"))
     x.requires_grad_()
@@ -475,9 +507,10 @@ def test_deepmoji_feature_order():
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_lstm_dropout_between_layers_like_torch(bidirectional):
-    """Training mode: dropout between layers only, the same draws as nn.LSTM's."""
-    ref, ours = _pair(3, bidirectional, True, torch.float64)
+def test_lstm_dropout_between_layers_like_torch(bidirectional, impl):
+    """Training mode: dropout between layers only, the same draws as nn.LSTM's (with and
+    without autograd recording, so both of "fast"'s loops are covered)."""
+    ref, ours = _pair(3, bidirectional, True, torch.float64, impl=impl)
     ref.dropout = ours.dropout = 0.5
     x = torch.randn(3, T, IN, dtype=torch.float64)
     results = []
@@ -486,6 +519,10 @@ def test_lstm_dropout_between_layers_like_torch(bidirectional):
         torch.manual_seed(3)
         results.append(module(x))
     _assert_close(results[1][0], results[0][0], _tol(torch.float64), "train-mode output")
+    torch.manual_seed(3)
+    with torch.no_grad():
+        no_grad = ours(x)
+    _assert_close(no_grad[0], results[0][0], _tol(torch.float64), "train-mode no-grad output")
     ours.eval()
     ours_eval = ours(x)[0]
     ours.dropout = 0.0

@@ -15,6 +15,8 @@ from torch import Tensor
 from parity.conventions import (
     HARD_SIGMOID_KERAS2_OFFSET,
     HARD_SIGMOID_KERAS2_SLOPE,
+    HARD_SIGMOID_KERAS3_OFFSET,
+    HARD_SIGMOID_KERAS3_SLOPE,
     HARD_SIGMOID_VARIANTS,
 )
 
@@ -27,8 +29,9 @@ def _hard_sigmoid_keras2(x: Tensor) -> Tensor:
 
 
 def _hard_sigmoid_keras3(x: Tensor) -> Tensor:
-    # relu6(x + 3) / 6; torch's kernel computes exactly this, bit-equal to Keras 3.
-    return F.hardsigmoid(x)
+    # relu6(x + 3) / 6, as Keras 3 writes it; forward bit-equal to F.hardsigmoid, whose float64
+    # backward uses a float32 1/6 (off by 5e-9) where this one's gradient is exact.
+    return F.relu6(x + 3.0) / 6.0
 
 
 def _linear(x: Tensor) -> Tensor:
@@ -72,3 +75,29 @@ def get_activation(name: str) -> Activation:
         raise ValueError(
             f"unknown activation {name!r}; expected one of {sorted(GATE_ACTIVATIONS)}"
         ) from None
+
+
+# --- in-place forms for the fused inference loop (parity.layers._lstm_fast) ------------------
+
+
+def _clamp01_(x: Tensor) -> Tensor:
+    return x.clamp_(0.0, 1.0)
+
+
+def _identity_(x: Tensor) -> Tensor:
+    return x
+
+
+#: name -> (scale, offset, in-place tail) with act(x) == tail(scale * x + offset). The affine part
+#: of a hard sigmoid can be folded into the weights that produce x, leaving one clamp per step.
+#: Mathematically exact; in floating point it rounds differently (~1 ulp of x), well inside the
+#: float32 tolerance. An LSTM whose activations are not listed here runs the reference loop.
+AFFINE_SPLIT: dict[str, tuple[float, float, Activation]] = {
+    "sigmoid": (1.0, 0.0, torch.sigmoid_),
+    "hard_sigmoid_keras2": (HARD_SIGMOID_KERAS2_SLOPE, HARD_SIGMOID_KERAS2_OFFSET, _clamp01_),
+    # relu6(x + 3) / 6 == clamp(x / 6 + 1/2, 0, 1)
+    "hard_sigmoid_keras3": (HARD_SIGMOID_KERAS3_SLOPE, HARD_SIGMOID_KERAS3_OFFSET, _clamp01_),
+    "tanh": (1.0, 0.0, torch.tanh_),
+    "relu": (1.0, 0.0, torch.relu_),
+    "linear": (1.0, 0.0, _identity_),
+}

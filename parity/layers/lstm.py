@@ -7,6 +7,11 @@ they are (pre-padding, post-padding, holes); ``pack_padded_sequence`` handles po
 The constructor, parameter names and shapes, gate order (i, f, g, o) and the forward's return
 value are nn.LSTM's, so a state_dict moves between the two unchanged and, with
 ``gate_activation="sigmoid"`` and no mask, the outputs are nn.LSTM's.
+
+Two implementations compute the same thing: "reference", the readable loop below, and "fast"
+(the default), parity.layers._lstm_fast's fused loops: an in-place one on oneDNN-packed weights
+when no gradient is recorded (inference), an out-of-place one that autograd differentiates
+otherwise. Both pass the same oracle and golden tests.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from parity.conventions import LSTM_GATES
-from parity.layers.activations import get_activation
+from parity.layers import _lstm_fast
+from parity.layers.activations import AFFINE_SPLIT, get_activation
 
 _DIRECTION_SUFFIXES = ("", "_reverse")
+#: LSTM(impl=...) choices.
+IMPLEMENTATIONS = ("fast", "reference")
 
 
 class LSTM(nn.Module):
@@ -33,6 +41,8 @@ class LSTM(nn.Module):
         activation: Keras ``activation``, applied to the candidate g and to the cell output.
         zero_output_for_mask: output zeros at masked steps (Keras Bidirectional) instead of the
             carried previous output (a plain Keras LSTM). ``None`` means ``bidirectional``.
+        impl: "fast" (default) or "reference"; see the module docstring. A plain attribute, so
+            it can be switched on a built model (benchmarks compare the two).
 
     ``proj_size`` exists only to keep nn.LSTM's positional order; any value but 0 is refused.
     """
@@ -53,6 +63,7 @@ class LSTM(nn.Module):
         gate_activation: str = "sigmoid",
         activation: str = "tanh",
         zero_output_for_mask: bool | None = None,
+        impl: str = "fast",
     ) -> None:
         super().__init__()
         if proj_size != 0:
@@ -62,6 +73,8 @@ class LSTM(nn.Module):
                 "input_size, hidden_size and num_layers must be positive, got "
                 f"{input_size}, {hidden_size}, {num_layers}"
             )
+        if impl not in IMPLEMENTATIONS:
+            raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
         if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"dropout must be in [0, 1], got {dropout}")
         if dropout > 0 and num_layers == 1:
@@ -84,6 +97,9 @@ class LSTM(nn.Module):
         )
         self._gate_fn = get_activation(gate_activation)
         self._act_fn = get_activation(activation)
+        self.impl = impl
+        #: layer -> its weights prepared for the fast loop, rebuilt when a weight changes.
+        self._fast_cache: dict[int, _lstm_fast.Prepared] = {}
 
         factory = {"device": device, "dtype": dtype}
         gate_size = LSTM_GATES * hidden_size
@@ -101,6 +117,13 @@ class LSTM(nn.Module):
                 for param_name, shape in shapes.items():
                     self.register_parameter(param_name, nn.Parameter(torch.empty(shape, **factory)))
         self.reset_parameters()
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle and deepcopy without the fast loop's cache: oneDNN-packed weights are opaque
+        tensors that neither can copy, and the cache rebuilds itself on the next forward."""
+        state = self.__dict__.copy()
+        state["_fast_cache"] = {}
+        return state
 
     @property
     def num_directions(self) -> int:
@@ -200,7 +223,7 @@ class LSTM(nn.Module):
                 if tuple(t.shape) != state_shape:
                     raise ValueError(f"{name} must have shape {state_shape}, got {tuple(t.shape)}")
 
-        step_mask = None
+        m = None
         if mask is not None:
             if tuple(mask.shape) != (batch, seq_len):
                 raise ValueError(
@@ -208,17 +231,77 @@ class LSTM(nn.Module):
                     f"got {tuple(mask.shape)}"
                 )
             m = mask.to(device=x.device, dtype=torch.bool).t().unsqueeze(-1)  # (T, B, 1)
-            step_mask = self._loop_order([m] * n_dir)  # (T, D, B, 1)
 
+        run_layer = self._run_layer_reference
+        if self.impl == "fast" and self._fast_applies():
+            grad = self._records_grad(x, h0, c0)
+            run_layer = self._run_layer_fast_autograd if grad else self._run_layer_fast
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             if layer > 0:
                 x = F.dropout(x, self.dropout, self.training)
             states = slice(layer * n_dir, (layer + 1) * n_dir)
-            x, h, c = self._run_layer(x, h0[states], c0[states], step_mask, layer)
+            x, h, c = run_layer(x, h0[states], c0[states], m, layer)
             h_n.append(h)
             c_n.append(c)
         return x, (torch.cat(h_n), torch.cat(c_n))
+
+    def _fast_applies(self) -> bool:
+        """The fused loop needs in-place forms of both activations (activations.AFFINE_SPLIT)."""
+        return self.gate_activation in AFFINE_SPLIT and self.activation in AFFINE_SPLIT
+
+    def _records_grad(self, *tensors: Tensor) -> bool:
+        """Whether autograd would record this forward (then the in-place loop will not do)."""
+        if not torch.is_grad_enabled():
+            return False
+        return any(t.requires_grad for t in tensors) or any(
+            p.requires_grad for p in self.parameters()
+        )
+
+    def _direction_weights(self, layer: int) -> _lstm_fast.Weights:
+        """Per direction (weight_ih, weight_hh, bias_ih, bias_hh); biases None without bias."""
+        return [
+            tuple(
+                getattr(self, f"{kind}_l{layer}{suffix}", None)
+                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            )
+            for suffix in _DIRECTION_SUFFIXES[: self.num_directions]
+        ]
+
+    def _run_layer_fast(
+        self, x: Tensor, h: Tensor, c: Tensor, mask: Tensor | None, layer: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The fused inference loop, on this layer's cached prepared weights."""
+        weights = self._direction_weights(layer)
+        prep = self._fast_cache.get(layer)
+        if prep is None or prep.key != _lstm_fast.cache_key(weights, self.gate_activation):
+            prep = _lstm_fast.prepare(weights, self.gate_activation, self.hidden_size)
+            self._fast_cache[layer] = prep
+        return _lstm_fast.run_layer(
+            prep,
+            x.contiguous(),
+            h,
+            c,
+            mask,
+            gate=self.gate_activation,
+            activation=self.activation,
+            zero_output_for_mask=self.zero_output_for_mask,
+        )
+
+    def _run_layer_fast_autograd(
+        self, x: Tensor, h: Tensor, c: Tensor, mask: Tensor | None, layer: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The fused loop's arithmetic, out of place, for training."""
+        return _lstm_fast.run_layer_autograd(
+            self._direction_weights(layer),
+            x,
+            h,
+            c,
+            mask,
+            gate=self.gate_activation,
+            activation=self.activation,
+            zero_output_for_mask=self.zero_output_for_mask,
+        )
 
     def _loop_order(self, per_direction: list[Tensor]) -> Tensor:
         """Stack per-direction (T, ...) tensors into (T, D, ...), the reverse one time-reversed,
@@ -239,12 +322,13 @@ class LSTM(nn.Module):
             ).unsqueeze(1)
         return w_ih_t, b, w_hh_t
 
-    def _run_layer(
-        self, x: Tensor, h: Tensor, c: Tensor, step_mask: Tensor | None, layer: int
+    def _run_layer_reference(
+        self, x: Tensor, h: Tensor, c: Tensor, mask: Tensor | None, layer: int
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """One layer, both directions at once. x: (T, B, in); h, c: (D, B, h); step_mask:
-        (T, D, B, 1) in loop order. Returns output (T, B, D*h) and the final h, c (D, B, h)."""
+        """One layer, both directions at once. x: (T, B, in); h, c: (D, B, h); mask: (T, B, 1)
+        bool or None. Returns output (T, B, D*h) and the final h, c (D, B, h)."""
         n_dir, hidden = self.num_directions, self.hidden_size
+        step_mask = None if mask is None else self._loop_order([mask] * n_dir)  # (T, D, B, 1)
         seq_len, batch = x.shape[0], x.shape[1]
         w_ih_t, b, w_hh_t = self._layer_weights(layer)
         # Input projection for every step and direction in one batched matmul, hoisted out of

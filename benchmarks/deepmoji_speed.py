@@ -1,0 +1,536 @@
+"""DeepMoji speed and memory, side by side in one process: the port, Keras 3, torch's fused LSTM.
+
+Times, interleaved round by round on the same weights and the same inputs:
+
+  port       parity's DeepMoji (hard_sigmoid_keras2 gates, Keras masking), LSTM impl="fast"
+  reference  the same model with LSTM impl="reference" (the readable per-step loop)
+  keras      Keras 3's DeepMoji (reference_keras.deepmoji, TensorFlow backend): inference is
+             ``model.predict_on_batch`` (Keras' compiled tf.function predict step); the training
+             step is a tf.function computing the loss's gradients with tf.GradientTape
+  fused      the port with both BiLSTMs replaced by torch.nn.LSTM (sigmoid gates: oneDNN's fused
+             RNN on CPU, cuDNN on CUDA): what the hardware does with this arithmetic
+  naive      the port with a torchMoji-style loop: per direction, per step, both projections
+
+The JSON records the machine, the load average before and after (other processes on the CPUs
+distort the figures, torch's OpenMP loops more than TensorFlow's), and how far the port's outputs
+are from each other's on one batch.
+
+Scopes: ``model`` (full DeepMoji 50000/256/2x512/64 on token ids) and ``lstm`` (bi_lstm_0 alone,
+256 -> 2x512, on float inputs). Inputs have no padding, so the fused and naive LSTMs (which take
+no mask) compute what the port computes; the port still runs its mask path (all steps real).
+A training step is forward + backward of sum(probabilities * fixed random weights), gradients
+of every parameter (optimizer update not included, on either side).
+
+    python benchmarks/deepmoji_speed.py --out out/speed                # all cases: long
+    python benchmarks/deepmoji_speed.py --out out/speed --quick        # B 1, 32 at T 30
+    python benchmarks/deepmoji_speed.py --threads 1 --cases 32x30 256x30 --modes inference
+
+On a machine shared with other work, ``--threads 1`` gives steadier ratios: with two OpenMP
+threads per library and other processes on the cores, barrier waits dominate small operations.
+
+Writes OUT/deepmoji_speed.json and OUT/deepmoji_speed.png and prints a table. Ratios are
+throughput ratios (port sequences/s over the other's), from medians of interleaved rounds: on a
+shared machine absolute times drift, so the ratios of one run are the figures to quote.
+Peak memory (CPU) is the growth of the process' resident set during one call above its size
+just before (after malloc_trim), sampled every millisecond; on CUDA, max_memory_allocated above
+the memory allocated before the call. Keras is skipped when not installed (e.g. GPU machines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import ctypes
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from parity.layers import LSTM
+from parity.layers.activations import get_activation
+from parity.models.deepmoji import DeepMoji, DeepMojiConfig
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+FULL = DeepMojiConfig()  # 50000 / 256 / 2x512 / 64, hard_sigmoid_keras2 gates
+BATCHES, LENGTHS = (1, 32, 256), (30, 128)
+QUICK_CASES = [(1, 30), (32, 30)]
+MODES = ("inference", "training")
+IMPLS = ("port", "reference", "keras", "fused", "naive")
+#: Pause before each timed call: TensorFlow's and torch's worker threads spin for a while after
+#: a call; on a 2-core machine, one library's spinning threads stall the other's next call.
+SETTLE_S = 0.1
+
+
+# --- the torch contenders ---------------------------------------------------------------------
+
+
+class FusedBiLSTM(nn.Module):
+    """torch.nn.LSTM (sigmoid gates) with the port's weights; ignores the mask (no padding)."""
+
+    def __init__(self, port: LSTM) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(
+            port.input_size, port.hidden_size, batch_first=True, bidirectional=True
+        ).to(next(port.parameters()).device)
+        self.lstm.load_state_dict(port.state_dict())
+
+    def forward(self, x: Tensor, hx: object = None, *, mask: Tensor | None = None) -> object:
+        return self.lstm(x)
+
+
+class NaiveBiLSTM(nn.Module):
+    """A torchMoji-style loop: each direction on its own, both projections inside the loop."""
+
+    def __init__(self, port: LSTM) -> None:
+        super().__init__()
+        self.port = port  # holds the parameters
+        self.gate = get_activation(port.gate_activation)
+
+    def forward(self, x: Tensor, hx: object = None, *, mask: Tensor | None = None) -> object:
+        outputs = []
+        p, steps = self.port, x.shape[1]
+        for suffix in ("", "_reverse"):
+            w_ih, w_hh = getattr(p, f"weight_ih_l0{suffix}"), getattr(p, f"weight_hh_l0{suffix}")
+            b = getattr(p, f"bias_ih_l0{suffix}") + getattr(p, f"bias_hh_l0{suffix}")
+            h = c = x.new_zeros(x.shape[0], p.hidden_size)
+            out: list[Tensor] = [x] * steps
+            for t in range(steps) if not suffix else reversed(range(steps)):
+                z = nn.functional.linear(x[:, t], w_ih, b) + nn.functional.linear(h, w_hh)
+                i, f, g, o = z.chunk(4, dim=1)
+                c = self.gate(f) * c + self.gate(i) * torch.tanh(g)
+                h = self.gate(o) * torch.tanh(c)
+                out[t] = h
+            outputs.append(torch.stack(out, dim=1))
+        return torch.cat(outputs, dim=-1), None
+
+
+def _with_lstms(model: nn.Module, wrap: Callable[[LSTM], nn.Module], names: list[str]) -> nn.Module:
+    twin = copy.deepcopy(model)
+    for name in names:
+        setattr(twin, name, wrap(getattr(twin, name)))
+    return twin
+
+
+class BiLSTMOnly(nn.Module):
+    """Scope "lstm": bi_lstm_0 alone, (B, T, 256) -> (B, T, 1024)."""
+
+    def __init__(self, lstm: nn.Module) -> None:
+        super().__init__()
+        self.bi_lstm_0 = lstm
+
+    def forward(self, x: Tensor) -> Tensor:
+        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        return self.bi_lstm_0(x, mask=mask)[0]
+
+
+def _set_impl(model: nn.Module, impl: str) -> nn.Module:
+    for m in model.modules():
+        if isinstance(m, LSTM):
+            m.impl = impl
+    return model
+
+
+# --- Keras -------------------------------------------------------------------------------------
+
+
+def _keras_available() -> bool:
+    try:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def build_models(scope: str, device: str, tmp: Path) -> tuple[dict[str, nn.Module], object]:
+    """(torch models by name, Keras model or None), all with the same weights.
+
+    With Keras installed, the Keras model is built, saved as a .keras file and converted with
+    parity.load_keras: the port is what a user gets from a full-size Keras file.
+    """
+    keras_model = None
+    if _keras_available():
+        import keras
+
+        import parity
+        from reference_keras import deepmoji as keras_deepmoji
+
+        keras.utils.set_random_seed(0)
+        full = keras_deepmoji.build(
+            FULL.vocab_size, FULL.embedding_dim, FULL.hidden_size, FULL.num_classes
+        )
+        path = tmp / "deepmoji_full.keras"
+        full.save(path)
+        port = parity.load_keras(path, arch="deepmoji", hard_sigmoid="keras2")
+        keras_model = full
+        if scope == "lstm":
+            inputs = keras.Input((None, FULL.embedding_dim))
+            layer = full.get_layer("bi_lstm_0")
+            keras_model = keras.Model(inputs, layer(inputs))
+    else:
+        torch.manual_seed(0)
+        port = DeepMoji(FULL)
+    port = port.eval().to(device)
+    lstms = ["bi_lstm_0", "bi_lstm_1"]
+    if scope == "lstm":
+        port, lstms = BiLSTMOnly(port.bi_lstm_0), ["bi_lstm_0"]
+    models = {
+        "port": _set_impl(port, "fast"),
+        "reference": _set_impl(copy.deepcopy(port), "reference"),
+        "fused": _with_lstms(port, FusedBiLSTM, lstms),
+        "naive": _with_lstms(port, NaiveBiLSTM, lstms),
+    }
+    return models, keras_model
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+_LIBC = None
+with contextlib.suppress(OSError):
+    _LIBC = ctypes.CDLL("libc.so.6")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """Peak growth during a call: CPU resident set (sampled), or CUDA max_memory_allocated."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.peak = device, 0
+
+    def __enter__(self) -> PeakMemory:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+            return self
+        if _LIBC is not None:
+            _LIBC.malloc_trim(0)  # give freed heap back, so growth is this call's
+        self.base = self.peak_rss = _rss_bytes()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self.stop.wait(0.001):
+            self.peak_rss = max(self.peak_rss, _rss_bytes())
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self.base
+            return
+        self.stop.set()
+        self.thread.join()
+        self.peak = max(self.peak_rss, _rss_bytes()) - self.base
+
+
+@dataclass
+class Case:
+    scope: str
+    mode: str
+    batch: int
+    steps: int
+    times: dict[str, list[float]] = field(default_factory=dict)
+    peak_bytes: dict[str, int] = field(default_factory=dict)
+
+    def row(self) -> dict[str, object]:
+        med = {k: statistics.median(v) for k, v in self.times.items()}
+        row: dict[str, object] = {
+            "scope": self.scope,
+            "mode": self.mode,
+            "batch": self.batch,
+            "steps": self.steps,
+            "rounds": len(next(iter(self.times.values()))),
+            "ms": {k: 1e3 * v for k, v in med.items()},
+            "seq_per_s": {k: self.batch / v for k, v in med.items()},
+            "peak_mb": {k: v / 2**20 for k, v in self.peak_bytes.items()},
+        }
+        if "port" in med:  # port throughput over the other's (> 1: the port is faster)
+            row["port_speedup"] = {k: v / med["port"] for k, v in med.items() if k != "port"}
+        return row
+
+
+def _step_fns(
+    scope: str,
+    mode: str,
+    models: dict[str, nn.Module],
+    keras_model: object,
+    inputs: Tensor,
+    device: str,
+) -> dict[str, tuple[Callable[[], None], Callable[[], object]]]:
+    """name -> (untimed preparation, the timed call), for one case."""
+    torch.manual_seed(1)
+    out_shape = (inputs.shape[0], FULL.num_classes) if scope == "model" else None
+    fns: dict[str, tuple[Callable[[], None], Callable[[], object]]] = {}
+    nothing: Callable[[], None] = lambda: None  # noqa: E731
+    for name, model in models.items():
+        if mode == "inference":
+
+            def infer(model: nn.Module = model) -> object:
+                with torch.inference_mode():
+                    out = model(inputs)
+                _sync(device)
+                return out
+
+            fns[name] = (nothing, infer)
+        else:
+            cot = None
+
+            def train(model: nn.Module = model) -> object:
+                nonlocal cot
+                out = model(inputs)
+                if cot is None:
+                    cot = torch.randn(out.shape, generator=torch.Generator().manual_seed(2))
+                    cot = cot.to(out.device)
+                (out * cot).sum().backward()
+                _sync(device)
+                return out
+
+            def zero(model: nn.Module = model) -> None:
+                model.zero_grad(set_to_none=True)
+
+            fns[name] = (zero, train)
+    if keras_model is not None and device == "cpu":
+        import tensorflow as tf
+
+        x_np = inputs.cpu().numpy().astype(np.int32 if scope == "model" else np.float32)
+        if mode == "inference":
+            fns["keras"] = (nothing, lambda: keras_model.predict_on_batch(x_np))
+        else:
+            variables = keras_model.trainable_variables
+            out_shape = keras_model.output_shape
+            shape = (inputs.shape[0], *out_shape[1:])
+            shape = tuple(inputs.shape[i] if d is None else d for i, d in enumerate(shape))
+            cot_tf = tf.constant(np.random.default_rng(2).normal(size=shape).astype(np.float32))
+
+            @tf.function(reduce_retracing=True)
+            def keras_train(x: object) -> object:
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_sum(keras_model(x, training=True) * cot_tf)
+                return tape.gradient(loss, variables)
+
+            def run_keras() -> object:
+                grads = keras_train(x_np)
+                return next(g.values if hasattr(g, "values") else g for g in grads).numpy()
+
+            fns["keras"] = (nothing, run_keras)
+    return {k: fns[k] for k in IMPLS if k in fns}
+
+
+def measure(
+    case: Case,
+    fns: dict[str, tuple[Callable[[], None], Callable[[], object]]],
+    device: str,
+    repeats: int,
+    budget_s: float,
+) -> None:
+    """Warm up each, then interleaved rounds; the first timed round also samples memory.
+    Rounds stop after ``repeats``, or after 3 once ``budget_s`` is spent."""
+    for prep, fn in fns.values():
+        prep()
+        fn()
+    case.times = {name: [] for name in fns}
+    start = time.perf_counter()
+    for r in range(repeats):
+        for name, (prep, fn) in fns.items():
+            prep()
+            time.sleep(SETTLE_S)
+            with PeakMemory(device) if r == 0 else contextlib.nullcontext() as mem:
+                t0 = time.perf_counter()
+                fn()
+                case.times[name].append(time.perf_counter() - t0)
+            if mem is not None:
+                case.peak_bytes[name] = mem.peak
+        if r >= 2 and time.perf_counter() - start > budget_s:
+            break
+
+
+# --- checks, report ----------------------------------------------------------------------------
+
+
+def agreement(models: dict[str, nn.Module], keras_model: object, scope: str) -> dict[str, float]:
+    """Max abs differences on one batch: the port against Keras, the reference loop and the
+    naive loop (same gates); fused has sigmoid gates, so it is compared with a sigmoid port."""
+    device = next(models["port"].parameters()).device
+    x = _inputs(scope, 8, 30, device)
+    diffs = {}
+    with torch.inference_mode():
+        port = models["port"](x)
+        for name in ("reference", "naive"):
+            diffs[name] = (models[name](x) - port).abs().max().item()
+        sigmoid_port = copy.deepcopy(models["port"])
+        for m in sigmoid_port.modules():
+            if isinstance(m, LSTM):
+                m.gate_activation, m._gate_fn = "sigmoid", torch.sigmoid
+        diffs["fused_vs_sigmoid_port"] = (models["fused"](x) - sigmoid_port(x)).abs().max().item()
+    if keras_model is not None:
+        x_np = x.cpu().numpy().astype(np.int32 if scope == "model" else np.float32)
+        keras_out = keras_model.predict_on_batch(x_np)
+        diffs["keras"] = float(np.abs(keras_out - port.cpu().numpy()).max())
+    return diffs
+
+
+def _inputs(scope: str, batch: int, steps: int, device: str) -> Tensor:
+    g = torch.Generator().manual_seed(batch * 1000 + steps)
+    if scope == "model":  # real ids only: no padding
+        return torch.randint(1, FULL.vocab_size, (batch, steps), generator=g).to(device)
+    return torch.randn(batch, steps, FULL.embedding_dim, generator=g).tanh().to(device)
+
+
+def machine() -> dict[str, object]:
+    info: dict[str, object] = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+    }
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
+        info["cpu"] = fields.get("Model name", "").strip() or info["cpu"]
+        info["cpus"] = fields.get("CPU(s)", "").strip()
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    if _keras_available():
+        import keras
+        import tensorflow as tf
+
+        info["keras"], info["tensorflow"] = keras.__version__, tf.__version__
+    return info
+
+
+def print_table(rows: list[dict]) -> None:
+    names = [n for n in IMPLS if any(n in r["seq_per_s"] for r in rows)]
+    head = f"{'scope':<6}{'device':<7}{'mode':<10}{'B':>4}{'T':>5} " + "".join(
+        f"{n + ' seq/s':>16}" for n in names
+    )
+    head += "".join(f"{'vs ' + n:>13}" for n in names if n != "port")
+    head += "".join(f"{n + ' MB':>13}" for n in names)
+    print(head)
+    for r in rows:
+        line = f"{r['scope']:<6}{r['device']:<7}{r['mode']:<10}{r['batch']:>4}{r['steps']:>5} "
+        line += "".join(f"{r['seq_per_s'].get(n, float('nan')):>16.1f}" for n in names)
+        line += "".join(
+            f"{r['port_speedup'].get(n, float('nan')):>12.2f}x" for n in names if n != "port"
+        )
+        line += "".join(f"{r['peak_mb'].get(n, float('nan')):>13.0f}" for n in names)
+        print(line)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({(r["scope"], r["device"], r["mode"]) for r in rows})
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
+    for ax, (scope, device, mode) in zip(axes[0], groups, strict=True):
+        sub = [r for r in rows if (r["scope"], r["device"], r["mode"]) == (scope, device, mode)]
+        names = [n for n in IMPLS if any(n in r["seq_per_s"] for r in sub)]
+        width = 0.8 / len(names)
+        for k, name in enumerate(names):
+            values = [r["seq_per_s"].get(name, 0.0) for r in sub]
+            x = np.arange(len(sub)) + k * width
+            ax.bar(x, values, width, label=name, color=f"C{IMPLS.index(name)}")  # fixed colours
+        ax.set_xticks(np.arange(len(sub)) + 0.4 - width / 2)
+        ax.set_xticklabels([f"B{r['batch']} T{r['steps']}" for r in sub])
+        ax.set_yscale("log")
+        ax.set_ylabel("sequences / s")
+        ax.set_title(f"DeepMoji {scope}, {device}, {mode}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("out/speed"))
+    parser.add_argument("--quick", action="store_true", help="B 1 and 32, T 30 only")
+    parser.add_argument(
+        "--cases", nargs="+", default=None, help="BxT cases, e.g. 1x30 32x128 (default: all six)"
+    )
+    parser.add_argument("--scope", choices=("model", "lstm", "both"), default="model")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--repeats", type=int, default=7, help="rounds per case, at most")
+    parser.add_argument("--budget", type=float, default=20.0, help="s per case after 3 rounds")
+    parser.add_argument("--cpu-only", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CPU threads for torch and TensorFlow (0: default)"
+    )
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        if _keras_available():
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.cpu_only else [])
+    cases = QUICK_CASES if args.quick else [(b, t) for t in LENGTHS for b in BATCHES]
+    if args.cases:
+        cases = [tuple(int(n) for n in case.split("x")) for case in args.cases]
+    scopes = ["model", "lstm"] if args.scope == "both" else [args.scope]
+    info = machine()
+    info["loadavg_before"] = os.getloadavg()
+    print(json.dumps(info))
+    rows, checks = [], {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for scope in scopes:
+            for device in devices:
+                models, keras_model = build_models(scope, device, Path(tmp))
+                checks[f"{scope}/{device}"] = agreement(models, keras_model, scope)
+                print(f"{scope}/{device} max abs diff vs port:", checks[f"{scope}/{device}"])
+                for mode in args.modes:
+                    for batch, steps in cases:
+                        case = Case(scope, mode, batch, steps)
+                        inputs = _inputs(scope, batch, steps, device)
+                        fns = _step_fns(scope, mode, models, keras_model, inputs, device)
+                        measure(case, fns, device, args.repeats, args.budget)
+                        rows.append({**case.row(), "device": device})
+                        print_table(rows[-1:])
+    info["loadavg_after"] = os.getloadavg()
+    print(f"\n{len(rows)} cases in {time.perf_counter() - started:.0f} s\n")
+    if max(info["loadavg_before"][0], info["loadavg_after"][0]) > (os.cpu_count() or 1):
+        print("warning: other processes kept the CPUs busy (load average above the core count);")
+        print("torch's OpenMP threads suffer more from that than TensorFlow's: rerun when idle")
+    print_table(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"machine": info, "command": " ".join(sys.argv), "agreement": checks}
+    result["rows"] = rows
+    (args.out / "deepmoji_speed.json").write_text(json.dumps(result, indent=1))
+    plot(rows, args.out / "deepmoji_speed.png")
+    print(f"wrote {args.out / 'deepmoji_speed.json'} and {args.out / 'deepmoji_speed.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""The LSTM's fast inference loop computes what the reference loop computes (issue 7).
+
+The oracle tests in test_layers.py run both implementations; these add what is particular to the
+fast one: Keras' golden outputs through it (oneDNN-packed and plain matmuls), a sweep against the
+reference over gates, layers, directions, dtypes and masks, and its cache of prepared weights
+(rebuilt when weights change, left out of pickles and deep copies).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import itertools
+
+import pytest
+import torch
+
+import parity
+from parity.check import load_golden, tolerance_for
+from parity.layers import LSTM, _lstm_fast
+from tests.golden_cases import CASES
+
+DEEPMOJI_CASES = [case for case in CASES if case.pair == "deepmoji"]
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+BACKENDS = ["onednn", "dense"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The fast loop with oneDNN's packed matmul (where it applies) or plain addmm."""
+    monkeypatch.setattr(_lstm_fast, "USE_ONEDNN", request.param == "onednn")
+    return request.param
+
+
+@pytest.mark.parametrize("case", DEEPMOJI_CASES, ids=[c.id for c in DEEPMOJI_CASES])
+def test_golden_outputs_without_grad(case, backend, device):
+    """Keras' outputs and attention from a no-grad forward, i.e. through the fused loop (the
+    golden tests in test_parity.py run forward and backward, i.e. the reference loop)."""
+    dtype = DTYPES[case.floatx]
+    golden = load_golden(case.golden_file)
+    model = parity.load_keras(case.model_file, arch=case.pair, dtype=dtype).to(device)
+    assert model.bi_lstm_0.impl == model.bi_lstm_1.impl == "fast"
+    ids = torch.from_numpy(golden["ids"]).long().to(device)
+    with torch.inference_mode():
+        probs, att = model(ids, return_attention=True)
+    tol = tolerance_for(dtype, device, "output")
+    for name, ours in (("output", probs), ("attention", att)):
+        expected = torch.from_numpy(golden[f"output/{name}"]).to(device, dtype)
+        torch.testing.assert_close(ours, expected, rtol=tol.rtol, atol=tol.atol, msg=name)
+
+
+def _masks(batch: int, steps: int) -> dict[str, torch.Tensor | None]:
+    lengths = torch.tensor([steps, 1, 3, steps - 2])[:batch]
+    t = torch.arange(steps)
+    g = torch.Generator().manual_seed(5)
+    return {
+        "none": None,
+        "full": torch.ones(batch, steps, dtype=torch.bool),
+        "pre": t[None, :] >= steps - lengths[:, None],
+        "post": t[None, :] < lengths[:, None],
+        "holes": torch.rand(batch, steps, generator=g) > 0.4,
+    }
+
+
+SWEEP = list(
+    itertools.product(
+        ["sigmoid", "hard_sigmoid_keras2", "hard_sigmoid_keras3"],
+        [(1, False), (2, True), (1, True)],  # (num_layers, bidirectional)
+        [torch.float32, torch.float64],
+        [None, False],  # zero_output_for_mask: default, or a plain LSTM's carried outputs
+    )
+)
+
+
+@pytest.mark.parametrize(("gate", "shape", "dtype", "zero_output"), SWEEP)
+def test_fast_equals_reference(gate, shape, dtype, zero_output, backend, device):
+    num_layers, bidirectional = shape
+    torch.manual_seed(0)
+    lstm = LSTM(5, 7, num_layers, batch_first=True, bidirectional=bidirectional, dtype=dtype,
+                gate_activation=gate, zero_output_for_mask=zero_output,
+                bias=num_layers == 1).to(device)  # fmt: skip
+    n_states = num_layers * (2 if bidirectional else 1)
+    x = 3 * torch.randn(4, 9, 5, dtype=dtype, device=device)  # reaches the flat parts
+    hx = tuple(torch.randn(n_states, 4, 7, dtype=dtype, device=device) for _ in range(2))
+    tol = tolerance_for(dtype, device, "output")
+    for mask_name, mask in _masks(4, 9).items():
+        mask = None if mask is None else mask.to(device)
+        results = {}
+        for impl in ("reference", "fast"):
+            lstm.impl = impl
+            with torch.no_grad():
+                results[impl] = lstm(x, hx, mask=mask)
+        (out_r, (h_r, c_r)), (out_f, (h_f, c_f)) = results["reference"], results["fast"]
+        for what, a, b in (("output", out_f, out_r), ("h_n", h_f, h_r), ("c_n", c_f, c_r)):
+            torch.testing.assert_close(
+                a,
+                b,
+                rtol=tol.rtol,
+                atol=tol.atol,
+                msg=lambda m, w=f"{mask_name} {what}": f"{w}: {m}",
+            )
+        if mask is not None and lstm.zero_output_for_mask:  # exact zeros at masked steps
+            assert torch.all(out_f[~mask] == 0)
+
+
+@pytest.mark.parametrize(("gate", "shape", "dtype", "zero_output"), SWEEP)
+def test_fast_gradients_equal_reference(gate, shape, dtype, zero_output, device):
+    """Under autograd "fast" runs its out-of-place loop: same outputs and gradients (of the
+    parameters, the input and the initial state) as the reference loop, masks included."""
+    num_layers, bidirectional = shape
+    torch.manual_seed(0)
+    lstm = LSTM(5, 7, num_layers, bidirectional=bidirectional, dtype=dtype, gate_activation=gate,
+                zero_output_for_mask=zero_output, bias=num_layers == 1).to(device)  # fmt: skip
+    n_states = num_layers * (2 if bidirectional else 1)
+    x = 3 * torch.randn(9, 4, 5, dtype=dtype, device=device)
+    hx = tuple(torch.randn(n_states, 4, 7, dtype=dtype, device=device) for _ in range(2))
+    out_tol = tolerance_for(dtype, device, "output")
+    grad_tol = tolerance_for(dtype, device, "gradient")
+    for mask_name in ("none", "pre", "holes"):
+        mask = _masks(4, 9)[mask_name]
+        mask = None if mask is None else mask.to(device)
+        results = {}
+        for impl in ("reference", "fast"):
+            lstm.impl = impl
+            lstm.zero_grad(set_to_none=True)
+            xi = x.clone().requires_grad_()
+            hxi = tuple(t.clone().requires_grad_() for t in hx)
+            out, (h_n, c_n) = lstm(xi, hxi, mask=mask)
+            g = torch.Generator().manual_seed(1)
+            cot = [
+                torch.randn(t.shape, generator=g, dtype=dtype).to(device) for t in (out, h_n, c_n)
+            ]
+            sum((t * w).sum() for t, w in zip((out, h_n, c_n), cot, strict=True)).backward()
+            grads = {n: p.grad for n, p in lstm.named_parameters()}
+            grads |= {"input": xi.grad, "h0": hxi[0].grad, "c0": hxi[1].grad}
+            results[impl] = ({"output": out, "h_n": h_n, "c_n": c_n}, grads)
+        for kind, tol in ((0, out_tol), (1, grad_tol)):
+            for name, expected in results["reference"][kind].items():
+                where = f"{mask_name} {name}"
+                torch.testing.assert_close(
+                    results["fast"][kind][name], expected, rtol=tol.rtol, atol=tol.atol,
+                    msg=lambda m, w=where: f"{w}: {m}",
+                )  # fmt: skip
+
+
+def _fast_and_reference(lstm: LSTM, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    outs = []
+    for impl in ("fast", "reference"):
+        lstm.impl = impl
+        with torch.no_grad():
+            outs.append(lstm(x)[0])
+    return outs[0], outs[1]
+
+
+def test_cache_follows_weight_changes(backend):
+    """Prepared weights are rebuilt after an optimizer step, load_state_dict, in-place edits
+    and a dtype change; never a stale result."""
+    torch.manual_seed(0)
+    lstm = LSTM(
+        5, 7, 2, batch_first=True, bidirectional=True, gate_activation="hard_sigmoid_keras2"
+    )
+    x = torch.randn(3, 6, 5)
+    tol = tolerance_for(torch.float32, "cpu", "output")
+
+    def check(what: str) -> None:
+        fast, ref = _fast_and_reference(lstm, x)
+        torch.testing.assert_close(fast, ref, rtol=tol.rtol, atol=tol.atol, msg=what)
+
+    check("initial")
+    before = _fast_and_reference(lstm, x)[0]
+    optimizer = torch.optim.SGD(lstm.parameters(), lr=0.5)
+    lstm.impl = "fast"
+    lstm(x)[0].square().sum().backward()
+    optimizer.step()
+    check("after an optimizer step")
+    assert not torch.allclose(_fast_and_reference(lstm, x)[0], before)
+    other = LSTM(
+        5, 7, 2, batch_first=True, bidirectional=True, gate_activation="hard_sigmoid_keras2"
+    )
+    lstm.load_state_dict(other.state_dict())
+    check("after load_state_dict")
+    with torch.no_grad():
+        lstm.weight_hh_l1_reverse.mul_(2.0)
+    check("after an in-place edit")
+    lstm.double()
+    x = x.double()
+    tol = tolerance_for(torch.float64, "cpu", "output")
+    check("after .double()")
+
+
+def test_copies_and_pickles_after_inference():
+    """The cache (oneDNN-packed, opaque tensors) stays out of deepcopy and torch.save."""
+    torch.manual_seed(0)
+    lstm = LSTM(5, 7, bidirectional=True, gate_activation="hard_sigmoid_keras2").eval()
+    x = torch.randn(4, 2, 5)
+    with torch.inference_mode():
+        out = lstm(x)[0]
+    twin = copy.deepcopy(lstm)
+    buffer = io.BytesIO()
+    torch.save(lstm, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    for module in (twin, loaded):
+        with torch.inference_mode():
+            assert torch.equal(module(x)[0], out)
+
+
+def test_weights_made_in_inference_mode():
+    """Inference tensors have no version counter: no caching, still correct."""
+    with torch.inference_mode():
+        torch.manual_seed(0)
+        lstm = LSTM(5, 7, bidirectional=True, gate_activation="hard_sigmoid_keras2")
+        x = torch.randn(4, 2, 5)
+        fast = lstm(x)[0]
+        lstm.impl = "reference"
+        torch.testing.assert_close(fast, lstm(x)[0], rtol=1e-5, atol=1e-6)
