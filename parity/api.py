@@ -15,9 +15,10 @@ from torch import nn
 
 from parity import __version__
 from parity.convert.gates import check_variant
-from parity.convert.read import read_keras_file
+from parity.convert.load import build_empty
+from parity.convert.read import read_keras_file, read_model_config
 from parity.errors import ConversionError
-from parity.registry import config_to_dict, detect_pair, get_pair, pair_of
+from parity.registry import choose_arch, config_to_dict, get_pair, pair_of
 
 #: safetensors metadata keys written by save() and required by load().
 META_FORMAT = "format"
@@ -46,16 +47,22 @@ def load_keras(
     hard_sigmoid: str | None = None,
     *,
     dtype: torch.dtype = torch.float32,
+    config: str | os.PathLike | None = None,
 ) -> nn.Module:
     """Convert a Keras file (.keras, .weights.h5, legacy .h5) to a PyTorch module in eval mode.
 
-    Reads the weights with h5py alone (no TensorFlow). ``arch`` names a registered pair; None
-    detects it from the file. Sizes come from the file. Assumptions the file cannot settle are
-    issued as ParityWarning.
+    Reads the weights with h5py alone (no TensorFlow). ``arch`` names a registered pair,
+    "generic" (rebuild from the file's model config) or a seed-zoo model; None decides from the
+    file (parity.registry.choose_arch): a config of supported layers converts generically unless a
+    registered pair is exactly that model; a weights-only file is matched to a pair. Sizes come
+    from the file. ``config`` names a companion file (.keras, full-model .h5, or model JSON) whose
+    model config describes a weights-only ``path`` (.weights.h5, save_weights .h5). Assumptions
+    the file cannot settle are issued as ParityWarning.
     """
     check_variant(hard_sigmoid)
-    kfile = read_keras_file(path)
-    pair = get_pair(arch) if arch is not None else detect_pair(kfile)
+    companion = read_model_config(config) if config is not None else None
+    kfile = read_keras_file(path, model_config=companion)
+    pair = get_pair(arch) if arch is not None else choose_arch(kfile)
     model, notes = pair.from_keras(kfile, hard_sigmoid=hard_sigmoid, dtype=dtype)
     for note in notes:
         warnings.warn(note, ParityWarning, stacklevel=2)
@@ -97,13 +104,21 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> nn.Mod
         raise ConversionError(f"{path}: not a safetensors file ({exc})") from exc
     if metadata.get(META_FORMAT) != META_FORMAT_VALUE:
         raise ConversionError(f"{path}: safetensors file not written by keras-parity (no config)")
-    pair = get_pair(metadata[META_ARCH])
-    config = pair.config_cls(**json.loads(metadata[META_CONFIG]))
-    model = pair.build(config)
-    first = next(iter(tensors.values()), None)
-    model.to(dtype or (first.dtype if first is not None else torch.float32))
+    pair = get_pair(metadata.get(META_ARCH, ""))
     try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
+        config = pair.config_cls(**json.loads(metadata[META_CONFIG]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConversionError(
+            f"{path}: unusable {pair.name} config in the metadata ({exc})"
+        ) from exc
+    first = next(iter(tensors.values()), None)
+    target = dtype or (first.dtype if first is not None else torch.float32)
+    tensors = {k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}
+    try:
+        # No random init and no copy: the file's tensors become the parameters. A config that
+        # declares sizes the tensors do not have fails here, before anything is filled.
+        model = build_empty(lambda: pair.build(config), target)
+        model.load_state_dict(tensors, strict=True, assign=True)
+    except (RuntimeError, ValueError, KeyError) as exc:
         raise ConversionError(f"{path}: weights do not fit {pair.name}: {exc}") from exc
     return model.eval()

@@ -49,3 +49,69 @@ EMBEDDING_UNIFORM_LIMIT = 0.05  # Embedding: RandomUniform(-0.05, 0.05)
 KERAS_V3_CONFIG = "config.json"
 KERAS_V3_METADATA = "metadata.json"
 KERAS_V3_WEIGHTS = "model.weights.h5"
+
+# --- optimizers and initializers (issue 6) ---
+# Initializers (keras/src/initializers/random_initializers.py). VarianceScaling divides a
+# truncated normal's stddev by the stddev of a unit normal cut at +-2, and cuts at 2 stddevs.
+TRUNCATED_NORMAL_STDDEV_CORRECTION = 0.87962566103423978
+TRUNCATED_NORMAL_CUTOFF = 2.0
+# Orthogonal(gain=1.0): the recurrent_initializer default of SimpleRNN, GRU and LSTM.
+ORTHOGONAL_GAIN = 1.0
+# LSTM(unit_forget_bias=True): the forget block of the bias starts at 1, the rest at 0.
+LSTM_FORGET_BIAS = 1.0
+# LSTM gate blocks in Keras' and torch's order (i, f, c|g, o): the forget gate is block 1.
+LSTM_FORGET_GATE_INDEX = 1
+# Optimizer defaults (keras/src/optimizers/{adam,adamw,rmsprop,sgd,adagrad}.py, Keras 3.15).
+OPTIMIZER_EPSILON = KERAS_EPSILON  # epsilon=1e-7 in Adam, AdamW, RMSprop, Adagrad
+ADAM_LEARNING_RATE = 1e-3
+ADAM_BETA_1 = 0.9
+ADAM_BETA_2 = 0.999
+ADAMW_WEIGHT_DECAY = 0.004
+RMSPROP_LEARNING_RATE = 1e-3
+RMSPROP_RHO = 0.9
+SGD_LEARNING_RATE = 0.01
+ADAGRAD_LEARNING_RATE = 1e-3
+ADAGRAD_INITIAL_ACCUMULATOR_VALUE = 0.1
+# Keras stores learning_rate as a floatx (float32) variable and casts Python hyper-parameters
+# with tf.cast (via a float32 tensor), so a float64 model still sees float32-rounded lr, betas,
+# momentum and weight decay (keras/src/optimizers/base_optimizer.py, adam.py update_step).
+OPTIMIZER_HYPERPARAMETER_DTYPE = "float32"
+# Losses on probabilities clip to [epsilon, 1 - epsilon] (backend.epsilon(), 1e-7); a sigmoid or
+# softmax output carries its logits (_keras_logits) and Keras then uses the logits instead.
+LOSS_EPSILON = KERAS_EPSILON
+# keras.regularizers.L2(l2=0.01): loss term l2 * sum(w ** 2), added to the loss, not decay.
+L2_DEFAULT = 0.01
+# DeepMoji fine-tuning (deepmoji/finetuning.py): Adam(clipnorm=1); lr 1e-3 for "last" and "new",
+# 1e-4 for "full"; chain-thaw trains the new head at 1e-3, then every other stage at 1e-4.
+DEEPMOJI_CLIPNORM = 1.0
+DEEPMOJI_LR_HEAD = 1e-3
+DEEPMOJI_LR_BODY = 1e-4
+# deepmoji/model_def.py deepmoji_transfer: embed dropout 0.25, final dropout 0.5 for fine-tuning.
+DEEPMOJI_FINETUNE_EMBED_DROPOUT = 0.25
+DEEPMOJI_FINETUNE_FINAL_DROPOUT = 0.5
+
+# --- generic conversion (issue 4) ---
+# keras/src/layers/rnn/gru.py: kernel (in, 3u) gates z, r, h; torch's nn.GRU orders r, z, n.
+GRU_GATES = 3
+# keras/src/activations/activations.py leaky_relu(x, negative_slope=0.2) (tf.nn's alpha is 0.2).
+KERAS3_LEAKY_RELU_SLOPE = 0.2
+# keras/src/layers/normalization/batch_normalization.py: momentum=0.99, epsilon=1e-3; the moving
+# variance is updated with the biased batch variance (tf_keras: same).
+BATCH_NORM_MOMENTUM = 0.99
+BATCH_NORM_EPSILON = 1e-3
+# keras/src/layers/normalization/layer_normalization.py: epsilon=1e-3 (torch: 1e-5).
+LAYER_NORM_EPSILON = 1e-3
+# Keras 1 LSTM (keras 1.2 recurrent.py, consume_less != "gpu") saved 12 arrays per layer in the
+# order W_i, U_i, b_i, W_c, U_c, b_c, W_f, U_f, b_f, W_o, U_o, b_o; Keras 2+ fuses them i, f, c, o.
+KERAS1_LSTM_GATE_ORDER = ("i", "c", "f", "o")
+KERAS_LSTM_GATE_ORDER = ("i", "f", "c", "o")
+# Keras 1 GRU saved W_z, U_z, b_z, W_r, U_r, b_r, W_h, U_h, b_h; Keras 2+ fuses them z, r, h.
+KERAS1_GRU_GATE_ORDER = ("z", "r", "h")
+# A stored weight larger than this is refused before it is read (no Keras text model comes near:
+# DeepMoji's largest array is 50000 x 256 floats = 51 MB).
+MAX_WEIGHT_BYTES = 2**34
+
+# --- parity check (issue 5) ---
+# torch.nn.BatchNorm1d's default eps (torch/nn/modules/batchnorm.py); a port that keeps it
+# instead of Keras' BATCH_NORM_EPSILON is one of the causes `parity check` diagnoses.
+TORCH_BATCH_NORM_EPSILON = 1e-5

@@ -6,3 +6,14 @@ legacy files users actually hold. Importing a submodule imports Keras; this pack
 """
 
 PAIRS = ("embedding_dense", "deepmoji")
+#: The seed model zoo (issue 4): converted by parity's generic path, no hand-written port; each
+#: has build() / build_keras2() in its own module (shared plumbing in reference_keras.zoo).
+ZOO = (
+    "embedding_mlp",
+    "cnn",
+    "cnn_lstm",
+    "stacked_rnn",
+    "bigru_classifier",
+    "bilstm_classifier",
+    "lstm_regressor",
+)

@@ -254,3 +254,82 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- the seed model zoo (issue 4): converted by the generic path -------------------------------
+
+#: Small sizes for every zoo golden model (the builders' other arguments keep their defaults).
+ZOO_SMALL = {"vocab_size": 60, "embedding_dim": 6, "num_classes": 3}
+ZOO_SIZES = {
+    "embedding_mlp": {"hidden": 5},
+    "cnn": {"filters": 4, "hidden": 5},
+    "cnn_lstm": {"filters": 4, "units": 5},
+    "stacked_rnn": {"units": 5},
+    "bigru_classifier": {"units": 4},
+    "bilstm_classifier": {"units": 4},
+    "lstm_regressor": {"units": 5, "num_classes": 0},
+}
+ZOO_LENGTHS = [16, 1, 5, 9, 16, 3]
+ZOO_PRE = [True, True, False, True, False, False]
+
+
+def _zoo_build(name: str, seed: int, **extra: object) -> Callable[[], object]:
+    def build() -> object:
+        import importlib
+
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        module = importlib.import_module(f"reference_keras.{name}")
+        return module.build(**{**ZOO_SMALL, **ZOO_SIZES[name], **extra})
+
+    return build
+
+
+def _zoo_ids() -> np.ndarray:
+    return ragged_ids(60, ZOO_LENGTHS, 16, seed=11, pre=ZOO_PRE)
+
+
+def _zoo_case(name: str, floatx: str, variant: str = "init", **extra: object) -> GoldenCase:
+    case_id = f"{name}-{variant}-{floatx}"
+    return GoldenCase(
+        id=case_id,
+        pair=name,
+        floatx=floatx,
+        model_file=GOLDEN / f"{case_id}.keras",
+        ids=_zoo_ids,
+        build=_zoo_build(name, seed=12, **extra),
+    )
+
+
+ZOO_CASES: list[GoldenCase] = [
+    *(
+        _zoo_case(name, "float32")
+        for name in (
+            "embedding_mlp",
+            "cnn",
+            "cnn_lstm",
+            "stacked_rnn",
+            "bigru_classifier",
+            "bilstm_classifier",
+            "lstm_regressor",
+        )
+    ),
+    _zoo_case("bigru_classifier", "float32", "reset_before", reset_after=False),
+    _zoo_case("bigru_classifier", "float64"),
+    _zoo_case("bigru_classifier", "float64", "reset_before", reset_after=False),
+    _zoo_case("cnn", "float64"),
+    _zoo_case("stacked_rnn", "float64"),
+    _zoo_case("lstm_regressor", "float64"),
+]
+CASES += ZOO_CASES
+
+
+def main_zoo() -> None:
+    """Regenerate the zoo's golden files only (`python -c 'import tests.golden_cases as g;
+    g.main_zoo()'`)."""
+    from reference_keras.golden import write_golden
+
+    for case in ZOO_CASES:
+        write_golden(case.golden_file, keras_golden(case, write_model=True))
+        print(f"wrote {case.golden_file.relative_to(REPO)}")

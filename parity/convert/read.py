@@ -19,15 +19,21 @@ from __future__ import annotations
 import io
 import json
 import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import h5py
 import numpy as np
 
-from parity.conventions import KERAS_V3_CONFIG, KERAS_V3_METADATA, KERAS_V3_WEIGHTS
+from parity.conventions import (
+    KERAS_V3_CONFIG,
+    KERAS_V3_METADATA,
+    KERAS_V3_WEIGHTS,
+    MAX_WEIGHT_BYTES,
+)
 from parity.errors import ConversionError
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -118,8 +124,13 @@ def snake_case(class_name: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def read_keras_file(path: str | Path) -> KerasFile:
-    """Read any supported Keras file; ConversionError for anything that is not one."""
+def read_keras_file(path: str | Path, *, model_config: dict[str, Any] | None = None) -> KerasFile:
+    """Read any supported Keras file; ConversionError for anything that is not one.
+
+    ``model_config`` describes a weights-only file (Keras 3 .weights.h5, legacy save_weights)
+    whose architecture is known from elsewhere (see read_model_config); a file with its own config
+    keeps it.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -133,7 +144,7 @@ def read_keras_file(path: str | Path) -> KerasFile:
     for signature, reader in readers.items():
         if head.startswith(signature):
             try:
-                return reader(path)
+                return reader(path, model_config)
             except ConversionError:
                 raise
             except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
@@ -144,16 +155,18 @@ def read_keras_file(path: str | Path) -> KerasFile:
 # --- legacy and Keras 3 HDF5 ------------------------------------------------------------------
 
 
-def _read_hdf5(path: Path) -> KerasFile:
+def _read_hdf5(path: Path, model_config: dict | None = None) -> KerasFile:
     with h5py.File(path, "r") as h5:
-        return _read_h5_object(h5, path)
+        return _read_h5_object(h5, path, model_config)
 
 
-def _read_h5_object(h5: h5py.File, path: Path) -> KerasFile:
+def _read_h5_object(h5: h5py.File, path: Path, model_config: dict | None = None) -> KerasFile:
     if "layer_names" in h5.attrs or "model_weights" in h5:
-        return _read_legacy(h5, path)
+        return _read_legacy(h5, path, model_config)
     if "layers" in h5:
-        return _read_v3_weights(h5, path, model_config=None, version=None)
+        kfile = _read_v3_weights(h5, path, model_config=model_config, version=None)
+        kfile.format = FORMAT_KERAS_V3_WEIGHTS
+        return kfile
     raise ConversionError(
         f"{path}: HDF5 file without Keras structure (no layer_names attribute, "
         "no model_weights or layers group)"
@@ -179,11 +192,11 @@ def _legacy_config_layers(model_config: dict | None) -> dict[str, tuple[str, dic
     return table
 
 
-def _read_legacy(h5: h5py.File, path: Path) -> KerasFile:
+def _read_legacy(h5: h5py.File, path: Path, companion: dict | None = None) -> KerasFile:
     root = h5["model_weights"] if "model_weights" in h5 else h5
     if "layer_names" not in root.attrs:
         raise ConversionError(f"{path}: legacy HDF5 file without a layer_names attribute")
-    model_config = None
+    model_config = companion
     if "model_config" in h5.attrs:
         model_config = json.loads(_text(h5.attrs["model_config"]))
     version = root.attrs.get("keras_version", h5.attrs.get("keras_version"))
@@ -202,13 +215,15 @@ def _read_legacy(h5: h5py.File, path: Path) -> KerasFile:
                 raise ConversionError(
                     f"{path}: layer {name!r}: weight {weight_name!r} is listed but missing"
                 )
-            weights.append(KerasWeight(weight_name, np.asarray(group[weight_name])))
+            weights.append(
+                KerasWeight(weight_name, read_dataset(group[weight_name], path, f"{name}/"))
+            )
         class_name, layer_config = classes.get(name, (None, None))
         layers.append(KerasLayer(name, class_name, layer_config, weights))
     left_out = [group for group in LEGACY_TRAINING_STATE if group in h5]
     return KerasFile(
         path=path,
-        format=FORMAT_LEGACY_MODEL if model_config is not None else FORMAT_LEGACY_WEIGHTS,
+        format=FORMAT_LEGACY_MODEL if "model_config" in h5.attrs else FORMAT_LEGACY_WEIGHTS,
         keras_version=_text(version) if version is not None else None,
         backend=_text(backend) if backend is not None else None,
         model_config=model_config,
@@ -217,22 +232,50 @@ def _read_legacy(h5: h5py.File, path: Path) -> KerasFile:
     )
 
 
+def read_dataset(dataset: h5py.Dataset, path: Path, where: str) -> np.ndarray:
+    """One stored array, after checking that its declared size is sane and actually stored.
+
+    An HDF5 dataset can declare any shape while storing nothing (unallocated space reads as the
+    fill value), so a hostile or corrupt file could make a naive reader allocate terabytes. Keras
+    never compresses weights: an unfiltered dataset must have all its bytes in the file.
+    """
+    nbytes = int(np.prod(dataset.shape, dtype=np.float64)) * dataset.dtype.itemsize
+    name = f"{where}{dataset.name.rsplit('/', 1)[-1]}"
+    if dataset.dtype.kind not in "fiub":
+        raise ConversionError(f"{path}: weight {name!r} has dtype {dataset.dtype}, not numeric")
+    if nbytes > MAX_WEIGHT_BYTES:
+        raise ConversionError(
+            f"{path}: weight {name!r} declares shape {dataset.shape} ({nbytes:,} bytes), more than "
+            f"any Keras model weight ({MAX_WEIGHT_BYTES:,}); refusing to read it"
+        )
+    stored = dataset.id.get_storage_size()
+    if not dataset.compression and stored < nbytes:
+        raise ConversionError(
+            f"{path}: weight {name!r} declares shape {dataset.shape} ({nbytes:,} bytes) but the "
+            f"file stores {stored:,} bytes of it"
+        )
+    array = np.empty(dataset.shape, dtype=dataset.dtype)
+    if array.size:
+        dataset.read_direct(array)
+    return array
+
+
 def _subgroup_key(name: str) -> tuple[int, int, str]:
     order = KERAS_V3_SUBGROUP_ORDER
     rank = order.index(name) if name in order else len(order)
     return (rank, int(name) if name.isdigit() else -1, name)
 
 
-def _v3_layer_weights(group: h5py.Group, prefix: str = "") -> list[KerasWeight]:
+def _v3_layer_weights(group: h5py.Group, path: Path, prefix: str = "") -> list[KerasWeight]:
     """Datasets of one Keras 3 layer group in Keras' order: own vars, then sub-objects."""
     weights = []
     for name in sorted(group.keys(), key=_subgroup_key):
         item = group[name]
         full = f"{prefix}{name}"
         if isinstance(item, h5py.Dataset):
-            weights.append(KerasWeight(full, np.asarray(item)))
+            weights.append(KerasWeight(full, read_dataset(item, path, "")))
         else:
-            weights.extend(_v3_layer_weights(item, full + "/"))
+            weights.extend(_v3_layer_weights(item, path, full + "/"))
     return weights
 
 
@@ -271,10 +314,12 @@ def _read_v3_weights(
             auto = key if counts.get(key, 0) == 0 else f"{key}_{counts[key]}"
             counts[key] = counts.get(key, 0) + 1
             auto = by_user_name.get(name, auto)
-            weights = _v3_layer_weights(groups[auto]) if auto in groups else []
+            weights = _v3_layer_weights(groups[auto], path) if auto in groups else []
             layers.append(KerasLayer(name, class_name, layer_config, weights, auto_name=auto))
         known = {layer.auto_name for layer in layers}
-        stray = [name for name in groups if name not in known and _v3_layer_weights(groups[name])]
+        stray = [
+            name for name in groups if name not in known and _v3_layer_weights(groups[name], path)
+        ]
         if stray:
             raise ConversionError(
                 f"{path}: weight groups {stray} match no layer of the model config"
@@ -285,7 +330,7 @@ def _read_v3_weights(
             name = auto_name
             if vars_group is not None and "name" in vars_group.attrs:
                 name = _text(vars_group.attrs["name"])
-            weights = _v3_layer_weights(groups[auto_name])
+            weights = _v3_layer_weights(groups[auto_name], path)
             layers.append(KerasLayer(name, None, None, weights, auto_name=auto_name))
     left_out = [group for group in KERAS_V3_TRAINING_STATE if group in h5]
     return KerasFile(
@@ -302,8 +347,53 @@ def _read_v3_weights(
 # --- Keras 3 .keras archive -------------------------------------------------------------------
 
 
-def _read_keras_v3(path: Path) -> KerasFile:
-    with zipfile.ZipFile(path) as archive:
+class _StoredMember(io.RawIOBase):
+    """A read-only, seekable view of an uncompressed zip member inside the archive file, so h5py
+    reads the weights straight from disk: no copy of the member in memory, nothing extracted."""
+
+    def __init__(self, handle: BinaryIO, start: int, size: int) -> None:
+        super().__init__()
+        self._handle, self._start, self._size, self._pos = handle, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = max(0, min(len(view), self._size - self._pos))
+        self._handle.seek(self._start + self._pos)
+        read = self._handle.readinto(view[:count]) or 0
+        self._pos += read
+        return read
+
+
+#: Zip local file header: signature, then fixed fields; name and extra lengths at bytes 26-29.
+ZIP_LOCAL_HEADER = struct.Struct("<4s22xHH")
+
+
+def _member_data_offset(handle: BinaryIO, info: zipfile.ZipInfo) -> int:
+    handle.seek(info.header_offset)
+    signature, name_length, extra_length = ZIP_LOCAL_HEADER.unpack(
+        handle.read(ZIP_LOCAL_HEADER.size)
+    )
+    if signature != ZIP_SIGNATURE:
+        raise ConversionError(f"bad zip local header for {info.filename}")
+    return info.header_offset + ZIP_LOCAL_HEADER.size + name_length + extra_length
+
+
+def _read_keras_v3(path: Path, companion: dict | None = None) -> KerasFile:
+    with path.open("rb") as handle, zipfile.ZipFile(handle) as archive:
         names = set(archive.namelist())
         missing = [n for n in (KERAS_V3_CONFIG, KERAS_V3_WEIGHTS) if n not in names]
         if missing:
@@ -312,12 +402,50 @@ def _read_keras_v3(path: Path) -> KerasFile:
         metadata = {}
         if KERAS_V3_METADATA in names:
             metadata = json.loads(archive.read(KERAS_V3_METADATA))
-        weights_bytes = archive.read(KERAS_V3_WEIGHTS)
-    if not isinstance(model_config, dict):
-        raise ConversionError(f"{path}: {KERAS_V3_CONFIG} is not a model config")
-    with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
-        if "layers" not in h5:
-            raise ConversionError(f"{path}: {KERAS_V3_WEIGHTS} has no layers group")
-        kfile = _read_v3_weights(h5, path, model_config, metadata.get("keras_version"))
+        if not isinstance(model_config, dict):
+            raise ConversionError(f"{path}: {KERAS_V3_CONFIG} is not a model config")
+        info = archive.getinfo(KERAS_V3_WEIGHTS)
+        if info.compress_type == zipfile.ZIP_STORED:  # what Keras writes
+            start = _member_data_offset(handle, info)
+            if start + info.file_size > path.stat().st_size:
+                raise ConversionError(f"{path}: {KERAS_V3_WEIGHTS} is truncated")
+            source: Any = _StoredMember(handle, start, info.file_size)
+        else:  # a re-zipped (compressed) archive: decompress the member in memory
+            source = io.BytesIO(archive.read(KERAS_V3_WEIGHTS))
+        with h5py.File(source, "r") as h5:
+            if "layers" not in h5:
+                raise ConversionError(f"{path}: {KERAS_V3_WEIGHTS} has no layers group")
+            kfile = _read_v3_weights(h5, path, model_config, metadata.get("keras_version"))
     kfile.backend = metadata.get("backend")
     return kfile
+
+
+def read_model_config(path: str | Path) -> dict[str, Any]:
+    """Only the model config of a Keras file: a .keras archive's config.json, a legacy full-model
+    HDF5's model_config attribute, or a JSON file holding one (model.to_json()). Weights are not
+    read."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    try:
+        if head.startswith(ZIP_SIGNATURE):
+            with zipfile.ZipFile(path) as archive:
+                if KERAS_V3_CONFIG not in archive.namelist():
+                    raise ConversionError(f"{path}: .keras archive without {KERAS_V3_CONFIG}")
+                config = json.loads(archive.read(KERAS_V3_CONFIG))
+        elif head.startswith(HDF5_SIGNATURE):
+            with h5py.File(path, "r") as h5:
+                if "model_config" not in h5.attrs:
+                    raise ConversionError(f"{path}: HDF5 file without a model config")
+                config = json.loads(_text(h5.attrs["model_config"]))
+        else:
+            config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, ConversionError):
+            raise
+        raise ConversionError(f"{path}: no readable model config ({exc})") from exc
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ConversionError(f"{path}: not a Keras model config")
+    return config

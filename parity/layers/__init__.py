@@ -4,6 +4,36 @@ from __future__ import annotations
 
 from parity.layers.activations import GATE_ACTIVATIONS, get_activation, hard_sigmoid
 from parity.layers.attention import AttentionWeightedAverage
+from parity.layers.conv import Conv1D
+from parity.layers.core import KERAS_ACTIVATIONS, Activation, Dense, Flatten, SpatialDropout1D
 from parity.layers.lstm import LSTM
+from parity.layers.norm import BatchNormalization, LayerNormalization
+from parity.layers.pooling import (
+    AveragePooling1D,
+    GlobalAveragePooling1D,
+    GlobalMaxPooling1D,
+    MaxPooling1D,
+)
+from parity.layers.rnn import GRU, SimpleRNN
 
-__all__ = ["GATE_ACTIVATIONS", "LSTM", "AttentionWeightedAverage", "get_activation", "hard_sigmoid"]
+__all__ = [
+    "GATE_ACTIVATIONS",
+    "GRU",
+    "KERAS_ACTIVATIONS",
+    "LSTM",
+    "Activation",
+    "AttentionWeightedAverage",
+    "AveragePooling1D",
+    "BatchNormalization",
+    "Conv1D",
+    "Dense",
+    "Flatten",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
+    "LayerNormalization",
+    "MaxPooling1D",
+    "SimpleRNN",
+    "SpatialDropout1D",
+    "get_activation",
+    "hard_sigmoid",
+]
