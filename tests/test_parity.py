@@ -11,8 +11,11 @@ import pytest
 import torch
 
 import parity
-from parity.check import compare_to_golden, load_golden, tolerance_for
+from parity.check import load_golden, tolerance_for
 from parity.check.harness import compare
+from parity.check.report import Report
+from parity.check.run import check, subject_for
+from parity.convert.read import read_keras_file
 from parity.registry import get_pair
 from tests.conftest import SHARED_DATA, needs_keras
 from tests.golden_cases import CASES, GoldenCase, keras_golden
@@ -24,21 +27,25 @@ def _ids(cases: list[GoldenCase]) -> list[str]:
     return [case.id for case in cases]
 
 
+def _check(case: GoldenCase, model: torch.nn.Module, device: str = "cpu") -> Report:
+    """The CLI's path (`parity check --golden`): subject from the model and its file, then
+    the shared harness; no diagnosis (these tests only need the verdict)."""
+    subject, _ = subject_for(model, read_keras_file(case.model_file))
+    golden = load_golden(case.golden_file)
+    return check(subject, golden, device=device, dtype=DTYPES[case.floatx], explain=False)
+
+
 @pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
 def test_golden_outputs_and_gradients(case: GoldenCase, device: str) -> None:
     dtype = DTYPES[case.floatx]
     model = parity.load_keras(case.model_file, arch=case.pair, dtype=dtype)
-    rows = compare_to_golden(
-        model,
-        get_pair(case.pair).mapping,
-        load_golden(case.golden_file),
-        device=device,
-        dtype=dtype,
-    )
+    report = _check(case, model, device)
+    rows = report.rows
     failed = [str(row) for row in rows if not row.passed]
     assert rows and not failed, "\n".join(failed)
     kinds = {row.kind for row in rows}
-    assert kinds == {"output", "gradient"}, kinds
+    has_activations = any(k.startswith("activation/") for k in load_golden(case.golden_file))
+    assert kinds == {"output", "gradient"} | ({"activation"} if has_activations else set()), kinds
     # every Keras weight of the pair was compared
     keras_weights = {f"grad/{k}" for k, _, _ in get_pair(case.pair).mapping if k is not None}
     assert keras_weights <= {row.name for row in rows}
@@ -51,10 +58,7 @@ def test_golden_catches_a_perturbed_weight(case: GoldenCase) -> None:
     model = parity.load_keras(case.model_file, arch=case.pair, dtype=dtype)
     with torch.no_grad():
         next(model.parameters()).add_(1e-3)
-    rows = compare_to_golden(
-        model, get_pair(case.pair).mapping, load_golden(case.golden_file), dtype=dtype
-    )
-    assert any(not row.passed for row in rows)
+    assert any(not row.passed for row in _check(case, model).rows)
 
 
 @needs_keras

@@ -32,6 +32,15 @@ TOLERANCES: dict[tuple[torch.dtype, str, str], Tolerance] = {
 }
 
 
+#: Report kind -> the quantity whose tolerance it uses. Intermediate activations are forward
+#: values like the outputs (and are no larger in magnitude), so they get the output tolerance.
+QUANTITY_OF_KIND: dict[str, str] = {
+    "activation": "output",
+    "output": "output",
+    "gradient": "gradient",
+}
+
+
 def tolerance_for(dtype: torch.dtype, device: str | torch.device, quantity: str) -> Tolerance:
     key = (dtype, torch.device(device).type, quantity)
     if key not in TOLERANCES:

@@ -1,0 +1,180 @@
+"""A parity check end to end: what to run on the torch side, on which inputs, and the report.
+
+`parity check` and the test suite both call ``check``; the Keras side comes either from a golden
+file or live from reference_keras.check_keras (which needs the keras extra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from parity.check.diagnose import diagnose
+from parity.check.harness import (
+    ACTIVATION_PREFIX,
+    Comparison,
+    Subject,
+    compare_all,
+    golden_meta,
+    run_torch,
+)
+from parity.check.inputs import DEFAULT_SEQ_LEN, generate_ids, load_ids
+from parity.check.points import point_names, points_from_meta, resolve_points
+from parity.check.report import Report
+from parity.convert.load import KERAS_LAYER_WEIGHTS, resolve_layers
+from parity.convert.read import KerasFile
+from parity.errors import ConversionError
+from parity.registry import Pair, pair_of
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+#: Config keys giving an input's fixed shape (Keras 3 InputLayer; Keras 1/2 first layer).
+INPUT_SHAPE_KEYS = ("batch_shape", "batch_input_shape")
+
+
+def _wrapped_classes(config: Mapping[str, Any] | None) -> set[str]:
+    """A wrapper's inner class (Bidirectional(LSTM) -> LSTM), from its config."""
+    inner = (config or {}).get("layer")
+    return {inner["class_name"]} if isinstance(inner, dict) and "class_name" in inner else set()
+
+
+def _classes(kfile: KerasFile | None, specs: Iterable[str]) -> frozenset[str]:
+    """Keras classes present: from the file's config and the pair's layer list. Empty (every
+    alternative is tried) when the file names no classes: a weights-only file cannot tell
+    which unweighted layers (Flatten, Masking) the model had."""
+    if kfile is not None and not any(layer.class_name for layer in kfile.layers):
+        return frozenset()
+    found: set[str] = set()
+    for layer in kfile.layers if kfile is not None else ():
+        if layer.class_name:
+            found |= {layer.class_name, *_wrapped_classes(layer.config)}
+    for spec in specs:
+        found |= {part.strip(")") for part in spec.split("(")}
+    return frozenset(found)
+
+
+def _generic_weights(model: nn.Module) -> dict[str, tuple[str, ...]]:
+    """Keras layer -> weights in saved order, for a model built from the file's config."""
+    from parity.models.generic import CONVERTERS
+
+    weights = {}
+    for layer in model.config.layers:
+        names = CONVERTERS[layer["config"]["_class"]].weights(layer["config"])
+        if names:
+            weights[layer["name"]] = tuple(names)
+    return weights
+
+
+def subject_for(model: nn.Module, kfile: KerasFile | None = None) -> tuple[Subject, dict]:
+    """The torch side of a check and what the Keras side must record for it.
+
+    Returns (subject, keras) where keras = {"layer_names": role -> the file's layer name,
+    "weights": role -> Keras weight names in saved order, "activation_points": Keras layer name
+    -> point name}: the arguments of reference_keras.check_keras.keras_reference.
+    """
+    try:
+        pair = pair_of(model)
+    except TypeError:
+        pair = None
+    if isinstance(pair, Pair):
+        name, mapping, specs = pair.name, pair.mapping, [cls for _, cls in pair.keras_layers]
+        weights = {role: KERAS_LAYER_WEIGHTS[cls] for role, cls in pair.keras_layers}
+        roles = {role: role for role, _ in pair.keras_layers}
+        if kfile is not None:
+            resolved = resolve_layers(kfile, pair.keras_layers)
+            roles = {role: layer.name for role, layer in resolved.items()}
+    elif hasattr(model, "mapping") and hasattr(model, "config"):
+        # Built from the file's config (parity.models.generic): the mapping is the model's own,
+        # its submodules are named after the Keras layers.
+        name, mapping, specs = (
+            None,
+            model.mapping,
+            [layer["class_name"] for layer in getattr(model.config, "layers", [])],
+        )
+        weights = _generic_weights(model)
+        roles = {layer: layer for layer in weights}
+    else:
+        raise TypeError(f"{type(model).__name__} is neither a registered pair nor a generic model")
+    present = [layer.name for layer in kfile.layers] if kfile is not None else []
+    names = point_names(model, name, present, roles)
+    subject = Subject(
+        model,
+        mapping,
+        pair=name,
+        points=resolve_points(name, names),
+        classes=_classes(kfile, specs),
+    )
+    return subject, {"layer_names": roles, "weights": weights, "activation_points": names}
+
+
+def input_length(model: nn.Module, kfile: KerasFile | None) -> int | None:
+    """The fixed sequence length the model takes, or None when any length goes."""
+    fixed = getattr(getattr(model, "config", None), "seq_len", None)
+    if isinstance(fixed, int):
+        return fixed
+    config = (kfile.model_config or {}) if kfile is not None else {}
+    inner = config.get("config", config)
+    layers = inner if isinstance(inner, list) else inner.get("layers", [])
+    for entry in layers:
+        layer_config = entry.get("config", {})
+        for key in INPUT_SHAPE_KEYS:
+            shape = layer_config.get(key)
+            if isinstance(shape, list) and len(shape) >= 2 and isinstance(shape[1], int):
+                return shape[1]
+    return None
+
+
+def vocab_size(model: nn.Module) -> int:
+    embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    if not embeddings:
+        raise ConversionError("parity check feeds token ids: the model has no Embedding layer")
+    return embeddings[0].num_embeddings
+
+
+def check_inputs(model: nn.Module, kfile: KerasFile | None, path: str | None = None) -> np.ndarray:
+    """The user's ids (``path``), checked against the model, or generated ones that fit it."""
+    fixed = input_length(model, kfile)
+    if path is not None:
+        return load_ids(path, vocab_size(model), fixed)
+    return generate_ids(vocab_size(model), fixed or DEFAULT_SEQ_LEN)
+
+
+def check(
+    subject: Subject,
+    golden: Mapping[str, np.ndarray],
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    explain: bool = True,
+    notes: Sequence[str] = (),
+) -> Report:
+    """Compare the torch side with Keras' numbers (golden or live); diagnose a failure."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConversionError("--device cuda: torch sees no CUDA device here")
+    if not subject.points:
+        subject.points = points_from_meta(golden_meta(golden))
+    ours = run_torch(subject, golden, device=device, dtype=dtype)
+    rows = compare_all(ours, golden, device=device, dtype=dtype)
+    optional = {f"{ACTIVATION_PREFIX}{name}" for name, point in subject.points if point.optional}
+
+    def keep(row: Comparison) -> bool:
+        return not (row.name in optional and row.problem.startswith("shape"))
+
+    notes = list(notes)
+    notes += [
+        f"{row.name}: not compared ({row.problem}, layouts differ)" for row in rows if not keep(row)
+    ]
+    if not any(key.startswith(ACTIVATION_PREFIX) for key in golden):
+        notes.append(
+            "the Keras side has no layer activations (older golden file): outputs and "
+            "gradients only"
+        )
+    rows = [row for row in rows if keep(row)]
+    report = Report(rows, notes=notes, device=str(device), dtype=str(dtype).removeprefix("torch."))
+    if not report.passed and explain:
+        report.diagnosis = diagnose(subject, golden, rows, device=device, dtype=dtype, keep=keep)
+    return report
