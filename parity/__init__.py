@@ -7,7 +7,18 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from parity import optim
 from parity.api import ParityWarning, load, load_keras, save
 from parity.errors import ConversionError
+from parity.init import keras_init_
 
-__all__ = ["ConversionError", "ParityWarning", "__version__", "load", "load_keras", "save"]
+__all__ = [
+    "ConversionError",
+    "ParityWarning",
+    "__version__",
+    "keras_init_",
+    "load",
+    "load_keras",
+    "optim",
+    "save",
+]

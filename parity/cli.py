@@ -16,16 +16,27 @@ from parity.api import ParityWarning, load_keras, save
 from parity.conventions import HARD_SIGMOID_VARIANTS
 from parity.convert.read import read_keras_file
 from parity.errors import ConversionError
-from parity.registry import PAIRS, detect_pair
+from parity.models.generic import CONVERTERS, unsupported_layers
+from parity.registry import GENERIC, arch_names, choose_arch
 
 EXIT_FAILURE = 1
+#: Optional dependencies a subcommand may need -> the pyproject extra that installs them.
+EXTRA_OF_MODULE = {
+    "keras": "keras",
+    "tensorflow": "keras",
+    "tf_keras": "keras",
+    "tqdm": "finetune",
+    "matplotlib": "finetune",
+}
 PROG = "parity"
 
 
 def _convert(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ParityWarning)
-        model = load_keras(args.src, arch=args.arch, hard_sigmoid=args.hard_sigmoid)
+        model = load_keras(
+            args.src, arch=args.arch, hard_sigmoid=args.hard_sigmoid, config=args.config
+        )
     for warning in caught:
         print(f"{PROG}: note: {warning.message}", file=sys.stderr)
     save(model, args.dst)
@@ -42,27 +53,59 @@ def _inspect(args: argparse.Namespace) -> int:
     print(f"keras version: {kfile.keras_version or 'not recorded'}")
     print(f"backend:       {kfile.backend or 'not recorded'}")
     print(f"model config:  {'yes' if kfile.model_config else 'no'}")
+    unsupported = set(unsupported_layers(kfile))
     print("layers:")
     for layer in kfile.layers:
         cls = layer.class_name or (f"~{layer.class_key}" if layer.class_key else "?")
-        print(f"  {layer.name} ({cls})")
+        if layer.class_name is None:
+            support = ""
+        elif f"{layer.name} ({layer.class_name})" in unsupported or any(
+            entry.startswith(f"{layer.name} (") for entry in unsupported
+        ):
+            support = "  [not supported by the generic path]"
+        else:
+            support = "  [supported]" if layer.class_name in _GENERIC_CLASSES else ""
+        print(f"  {layer.name} ({cls}){support}")
         for weight in layer.weights:
             print(f"      {weight.name}  {tuple(weight.array.shape)}  {weight.array.dtype}")
     if kfile.left_out:
         print(f"left out (training state): {', '.join(kfile.left_out)}")
+    if unsupported:
+        print(f"unsupported:   {', '.join(sorted(unsupported))}")
     try:
-        pair = detect_pair(kfile)
-        print(f"converts as:   {pair.name} (`parity convert SRC DST --arch {pair.name}`)")
+        arch = choose_arch(kfile)
     except ConversionError as exc:
-        print(f"converts as:   no registered architecture matches ({exc})")
+        print(f"converts as:   nothing without help ({exc})")
+        return 0
+    if arch is GENERIC:
+        print(
+            "converts as:   generic (rebuilt from the file's model config; "
+            "`parity convert SRC DST`)"
+        )
+    else:
+        print(f"converts as:   {arch.name} (`parity convert SRC DST --arch {arch.name}`)")
     return 0
+
+
+#: Keras classes the generic path converts (as a file's config names them).
+_GENERIC_CLASSES = {*CONVERTERS, "CuDNNLSTM", "CuDNNGRU", "Convolution1D"}
 
 
 def add_convert(commands: argparse._SubParsersAction) -> None:
     convert = commands.add_parser("convert", help="convert a Keras file to safetensors")
     convert.add_argument("src", help="Keras file: .keras, .weights.h5 or legacy .h5")
     convert.add_argument("dst", help="output .safetensors file (written atomically)")
-    convert.add_argument("--arch", choices=sorted(PAIRS), help="model pair (default: detect)")
+    convert.add_argument(
+        "--arch",
+        choices=arch_names(),
+        help="registered pair, 'generic' (from the file's model config) or a seed-zoo model "
+        "(default: decided from the file)",
+    )
+    convert.add_argument(
+        "--config",
+        help="for a weights-only SRC (.weights.h5, save_weights .h5): a .keras, full-model .h5 "
+        "or model JSON file whose model config describes it",
+    )
     add_hard_sigmoid_option(convert)
     convert.set_defaults(run=_convert)
 
@@ -87,6 +130,9 @@ def add_hard_sigmoid_option(parser: argparse.ArgumentParser) -> None:
 COMMANDS: dict[str, str] = {
     "convert": "parity.cli:add_convert",
     "inspect": "parity.cli:add_inspect",
+    "check": "parity.check.cli:add_check",
+    "golden": "parity.check.cli:add_golden",
+    "finetune": "parity.finetune:add_parser",
 }
 
 
@@ -108,6 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except (ConversionError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRA_OF_MODULE:
+            raise
+        hint = f"pip install 'keras-parity[{EXTRA_OF_MODULE[top]}]'"
+        print(f"{PROG}: error: {args.command} needs {top}, not installed ({hint})", file=sys.stderr)
         return EXIT_FAILURE
 
 
