@@ -18,6 +18,7 @@ import torch
 import parity
 from parity.check import load_golden, tolerance_for
 from parity.layers import LSTM, _lstm_fast
+from parity.layers.lstm import FAST_AUTOGRAD_MIN_BATCH as LSTM_FAST_AUTOGRAD_MIN_BATCH
 from tests.golden_cases import CASES
 
 DEEPMOJI_CASES = [case for case in CASES if case.pair == "deepmoji"]
@@ -214,3 +215,17 @@ def test_weights_made_in_inference_mode():
         fast = lstm(x)[0]
         lstm.impl = "reference"
         torch.testing.assert_close(fast, lstm(x)[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, LSTM_FAST_AUTOGRAD_MIN_BATCH])
+def test_training_dispatch_by_batch_size(batch, monkeypatch):
+    """Tiny training batches take the reference loop (faster there); larger ones the fast
+    loop's autograd form, which the sweep above compares with the reference."""
+    calls = []
+    real = _lstm_fast.run_layer_autograd
+    monkeypatch.setattr(
+        _lstm_fast, "run_layer_autograd", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    lstm = LSTM(5, 7, bidirectional=True, gate_activation="hard_sigmoid_keras2")
+    lstm(torch.randn(3, batch, 5))[0].sum().backward()
+    assert bool(calls) == (batch >= LSTM_FAST_AUTOGRAD_MIN_BATCH)
