@@ -11,17 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-#: Every seed model, in registry order (parity.registry.ZOO has the same names).
-NAMES = (
-    "embedding_mlp",
-    "cnn",
-    "cnn_lstm",
-    "stacked_rnn",
-    "bigru_classifier",
-    "bilstm_classifier",
-    "lstm_regressor",
-)
-
 
 def output_layer(k: Any, num_classes: int) -> Any:
     """Binary tasks end in one sigmoid unit, others in a softmax; num_classes 0 = regression."""

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from parity.registry import ZOO
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -303,18 +305,7 @@ def _zoo_case(name: str, floatx: str, variant: str = "init", **extra: object) ->
 
 
 ZOO_CASES: list[GoldenCase] = [
-    *(
-        _zoo_case(name, "float32")
-        for name in (
-            "embedding_mlp",
-            "cnn",
-            "cnn_lstm",
-            "stacked_rnn",
-            "bigru_classifier",
-            "bilstm_classifier",
-            "lstm_regressor",
-        )
-    ),
+    *(_zoo_case(name, "float32") for name in ZOO),
     _zoo_case("bigru_classifier", "float32", "reset_before", reset_after=False),
     _zoo_case("bigru_classifier", "float64"),
     _zoo_case("bigru_classifier", "float64", "reset_before", reset_after=False),
