@@ -21,21 +21,27 @@ import keras
 NAME = "embedding_dense"
 
 
-def build(
-    vocab_size: int = 10000, seq_len: int = 100, embedding_dim: int = 8, num_classes: int = 2
-) -> keras.Model:
-    """Keras 3 model, compiled with Adam and sparse categorical cross-entropy (int labels)."""
-    model = keras.Sequential(
+def _build(k: Any, vocab_size: int, seq_len: int, embedding_dim: int, num_classes: int) -> Any:
+    """The model in Keras module ``k`` (keras or tf_keras), compiled with Adam and sparse
+    categorical cross-entropy (int labels)."""
+    model = k.Sequential(
         [
-            keras.Input(shape=(seq_len,), dtype="int32", name="ids"),
-            keras.layers.Embedding(vocab_size, embedding_dim, name="embedding"),
-            keras.layers.Flatten(name="flatten"),
-            keras.layers.Dense(num_classes, activation="softmax", name="dense"),
+            k.Input(shape=(seq_len,), dtype="int32", name="ids"),
+            k.layers.Embedding(vocab_size, embedding_dim, name="embedding"),
+            k.layers.Flatten(name="flatten"),
+            k.layers.Dense(num_classes, activation="softmax", name="dense"),
         ],
         name=NAME,
     )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def build(
+    vocab_size: int = 10000, seq_len: int = 100, embedding_dim: int = 8, num_classes: int = 2
+) -> keras.Model:
+    """Keras 3 model."""
+    return _build(keras, vocab_size, seq_len, embedding_dim, num_classes)
 
 
 def build_keras2(
@@ -44,14 +50,4 @@ def build_keras2(
     """The same model in tf_keras (Keras 2), to write the Keras 2 files users hold."""
     import tf_keras
 
-    model = tf_keras.Sequential(
-        [
-            tf_keras.Input(shape=(seq_len,), dtype="int32", name="ids"),
-            tf_keras.layers.Embedding(vocab_size, embedding_dim, name="embedding"),
-            tf_keras.layers.Flatten(name="flatten"),
-            tf_keras.layers.Dense(num_classes, activation="softmax", name="dense"),
-        ],
-        name=NAME,
-    )
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
+    return _build(tf_keras, vocab_size, seq_len, embedding_dim, num_classes)
