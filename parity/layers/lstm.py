@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from parity.conventions import LSTM_GATES
-from parity.layers import _lstm_fast
+from parity.layers import _lstm_fast, _lstm_triton
 from parity.layers.activations import AFFINE_SPLIT, get_activation
 
 _DIRECTION_SUFFIXES = ("", "_reverse")
@@ -106,6 +106,8 @@ class LSTM(nn.Module):
         self.impl = impl
         #: layer -> its weights prepared for the fast loop, rebuilt when a weight changes.
         self._fast_cache: dict[int, _lstm_fast.Prepared] = {}
+        #: layer -> (cache key, weights prepared for the Triton inference loop), on CUDA.
+        self._triton_cache: dict[int, tuple[tuple, tuple]] = {}
 
         factory = {"device": device, "dtype": dtype}
         gate_size = LSTM_GATES * hidden_size
@@ -129,6 +131,7 @@ class LSTM(nn.Module):
         tensors that neither can copy, and the cache rebuilds itself on the next forward."""
         state = self.__dict__.copy()
         state["_fast_cache"] = {}
+        state["_triton_cache"] = {}
         return state
 
     @property
@@ -239,7 +242,9 @@ class LSTM(nn.Module):
             m = mask.to(device=x.device, dtype=torch.bool).t().unsqueeze(-1)  # (T, B, 1)
 
         run_layer = self._run_layer_reference
-        if self.impl == "fast" and self._fast_applies():
+        if self.impl == "fast" and _lstm_triton.applies(x, self.gate_activation, self.activation):
+            run_layer = self._run_layer_triton
+        elif self.impl == "fast" and self._fast_applies():
             if not self._records_grad(x, h0, c0):
                 run_layer = self._run_layer_fast
             elif batch >= FAST_AUTOGRAD_MIN_BATCH:
@@ -288,6 +293,31 @@ class LSTM(nn.Module):
         return _lstm_fast.run_layer(
             prep,
             x.contiguous(),
+            h,
+            c,
+            mask,
+            gate=self.gate_activation,
+            activation=self.activation,
+            zero_output_for_mask=self.zero_output_for_mask,
+        )
+
+    def _run_layer_triton(
+        self, x: Tensor, h: Tensor, c: Tensor, mask: Tensor | None, layer: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """CUDA: one Triton kernel per step (see _lstm_triton); inference weights cached."""
+        weights = self._direction_weights(layer)
+        prepared = None
+        if not self._records_grad(x, h, c):
+            key = _lstm_fast.cache_key(weights, self.gate_activation)
+            cached = self.__dict__.setdefault("_triton_cache", {}).get(layer)
+            if cached is None or cached[0] != key:
+                cached = _lstm_triton.prepare(weights, self.gate_activation, self.hidden_size)
+                self._triton_cache[layer] = cached
+            prepared = cached[1]
+        return _lstm_triton.run_layer(
+            weights,
+            prepared,
+            x,
             h,
             c,
             mask,
