@@ -10,6 +10,13 @@ Times, interleaved round by round on the same weights and the same inputs:
   fused      the port with both BiLSTMs replaced by torch.nn.LSTM (sigmoid gates: oneDNN's fused
              RNN on CPU, cuDNN on CUDA): what the hardware does with this arithmetic
   naive      the port with a torchMoji-style loop: per direction, per step, both projections
+  port_graph CUDA only: the port captured in a CUDA graph (torch.cuda.CUDAGraph for inference,
+             torch.cuda.make_graphed_callables for training), so its per-step launches are
+             replayed without Python; what a user gets who graphs a fixed-shape model
+
+Each row also gives the floor: the BiLSTMs' matrix-product work (``lstm_flops``) at this
+device's measured float32 GEMM rate (``gemm_flops_per_s``). Where a contender runs near its
+floor, no implementation of the same arithmetic can be much faster.
 
 The JSON records the machine, the load average before and after (other processes on the CPUs
 distort the figures, torch's OpenMP loops more than TensorFlow's), and how far the port's outputs
@@ -69,7 +76,7 @@ FULL = DeepMojiConfig()  # 50000 / 256 / 2x512 / 64, hard_sigmoid_keras2 gates
 BATCHES, LENGTHS = (1, 32, 256), (30, 128)
 QUICK_CASES = [(1, 30), (32, 30)]
 MODES = ("inference", "training")
-IMPLS = ("port", "reference", "keras", "fused", "naive")
+IMPLS = ("port", "port_graph", "reference", "keras", "fused", "naive")
 #: Pause before each timed call: TensorFlow's and torch's worker threads spin for a while after
 #: a call; on a 2-core machine, one library's spinning threads stall the other's next call.
 SETTLE_S = 0.1
@@ -315,6 +322,10 @@ def _step_fns(
                 model.zero_grad(set_to_none=True)
 
             fns[name] = (zero, train)
+    if device == "cuda":
+        graphed = _graphed(mode, models["port"], inputs)
+        if graphed is not None:
+            fns["port_graph"] = graphed
     if keras_model is not None and device == "cpu":
         import tensorflow as tf
 
@@ -340,6 +351,49 @@ def _step_fns(
 
             fns["keras"] = (nothing, run_keras)
     return {k: fns[k] for k in IMPLS if k in fns}
+
+
+def _graphed(
+    mode: str, model: nn.Module, inputs: Tensor
+) -> tuple[Callable[[], None], Callable[[], object]] | None:
+    """The port's call captured in a CUDA graph (None, with the reason printed, if it fails)."""
+    try:
+        if mode == "inference":
+            graph = torch.cuda.CUDAGraph()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side), torch.inference_mode():
+                for _ in range(2):  # warm-up: Triton compiles, caches fill
+                    model(inputs)
+            torch.cuda.current_stream().wait_stream(side)
+            with torch.cuda.graph(graph), torch.inference_mode():
+                static_out = model(inputs)
+
+            def replay() -> object:
+                graph.replay()
+                torch.cuda.synchronize()
+                return static_out
+
+            return (lambda: None), replay
+        twin = copy.deepcopy(model).train()
+        for m in twin.modules():  # dropout off, as in the eager port (eval)
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+        graphed = torch.cuda.make_graphed_callables(twin, (inputs,))
+        cot = torch.randn(graphed(inputs).shape, generator=torch.Generator().manual_seed(2)).to(
+            inputs.device
+        )
+
+        def train() -> object:
+            out = graphed(inputs)
+            (out * cot).sum().backward()
+            torch.cuda.synchronize()
+            return out
+
+        return (lambda: twin.zero_grad(set_to_none=False)), train
+    except Exception as exc:  # a benchmark column, not a product path
+        print(f"port_graph ({mode}) skipped: {type(exc).__name__}: {exc}")
+        return None
 
 
 def measure(
@@ -426,20 +480,51 @@ def machine() -> dict[str, object]:
 
 def print_table(rows: list[dict]) -> None:
     names = [n for n in IMPLS if any(n in r["seq_per_s"] for r in rows)]
-    head = f"{'scope':<6}{'device':<7}{'mode':<10}{'B':>4}{'T':>5} " + "".join(
-        f"{n + ' seq/s':>16}" for n in names
+    head = f"{'scope':<6}{'device':<7}{'mode':<10}{'B':>4}{'T':>5}" + "".join(
+        f"{n + ' seq/s':>18}" for n in names
     )
-    head += "".join(f"{'vs ' + n:>13}" for n in names if n != "port")
-    head += "".join(f"{n + ' MB':>13}" for n in names)
+    head += f"{'floor seq/s':>14}"
+    head += "".join(f"{'vs ' + n:>15}" for n in names if n != "port")
+    head += "".join(f"{n + ' MB':>15}" for n in names)
     print(head)
     for r in rows:
-        line = f"{r['scope']:<6}{r['device']:<7}{r['mode']:<10}{r['batch']:>4}{r['steps']:>5} "
-        line += "".join(f"{r['seq_per_s'].get(n, float('nan')):>16.1f}" for n in names)
+        line = f"{r['scope']:<6}{r['device']:<7}{r['mode']:<10}{r['batch']:>4}{r['steps']:>5}"
+        line += "".join(f"{r['seq_per_s'].get(n, float('nan')):>18.1f}" for n in names)
+        line += f"{r.get('floor_seq_per_s', float('nan')):>14.1f}"
         line += "".join(
-            f"{r['port_speedup'].get(n, float('nan')):>12.2f}x" for n in names if n != "port"
+            f"{r['port_speedup'].get(n, float('nan')):>14.2f}x" for n in names if n != "port"
         )
-        line += "".join(f"{r['peak_mb'].get(n, float('nan')):>13.0f}" for n in names)
+        line += "".join(f"{r['peak_mb'].get(n, float('nan')):>15.0f}" for n in names)
         print(line)
+
+
+#: A training step's GEMM work over the forward's: each forward GEMM has two in the backward.
+TRAIN_FLOP_FACTOR = 3
+
+
+def lstm_flops(scope: str, mode: str, batch: int, steps: int) -> float:
+    """Floating-point operations of the BiLSTMs' matrix products (input and recurrent), the
+    bulk of DeepMoji's arithmetic: 2 per multiply-add, both directions, every token."""
+    gates = 4 * FULL.hidden_size
+    inputs = [FULL.embedding_dim] + ([2 * FULL.hidden_size] if scope == "model" else [])
+    per_token = sum(2 * 2 * (n + FULL.hidden_size) * gates for n in inputs)
+    return per_token * batch * steps * (TRAIN_FLOP_FACTOR if mode == "training" else 1)
+
+
+def gemm_flops_per_s(device: str) -> float:
+    """This device's float32 matrix-product rate, measured: best of 5 products shaped like the
+    input projections (4096 x 1024 @ 1024 x 2048). With lstm_flops it gives the floor: no
+    implementation of this arithmetic, Keras' or torch's, runs much faster."""
+    a = torch.randn(4096, 1024, device=device)
+    b = torch.randn(1024, 2048, device=device)
+    best = float("inf")
+    for _ in range(6):
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 4096 * 1024 * 2048 / best
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -480,7 +565,14 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--repeats", type=int, default=7, help="rounds per case, at most")
     parser.add_argument("--budget", type=float, default=20.0, help="s per case after 3 rounds")
-    parser.add_argument("--cpu-only", action="store_true")
+    parser.add_argument("--cpu-only", action="store_true", help="same as --devices cpu")
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="devices to time (default: cpu, and cuda when present)",
+    )
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads for torch and TensorFlow (0: default)"
     )
@@ -495,6 +587,8 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.cpu_only else [])
+    if args.devices:
+        devices = [d for d in args.devices if d == "cpu" or torch.cuda.is_available()]
     cases = QUICK_CASES if args.quick else [(b, t) for t in LENGTHS for b in BATCHES]
     if args.cases:
         cases = [tuple(int(n) for n in case.split("x")) for case in args.cases]
@@ -503,6 +597,8 @@ def main() -> None:
     info["loadavg_before"] = os.getloadavg()
     print(json.dumps(info))
     rows, checks = [], {}
+    rates = {device: gemm_flops_per_s(device) for device in devices}
+    info["gemm_gflops"] = {device: rate / 1e9 for device, rate in rates.items()}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for scope in scopes:
@@ -516,7 +612,15 @@ def main() -> None:
                         inputs = _inputs(scope, batch, steps, device)
                         fns = _step_fns(scope, mode, models, keras_model, inputs, device)
                         measure(case, fns, device, args.repeats, args.budget)
-                        rows.append({**case.row(), "device": device})
+                        floor_s = lstm_flops(scope, mode, batch, steps) / rates[device]
+                        rows.append(
+                            {
+                                **case.row(),
+                                "device": device,
+                                "floor_ms": 1e3 * floor_s,
+                                "floor_seq_per_s": batch / floor_s,
+                            }
+                        )
                         print_table(rows[-1:])
     info["loadavg_after"] = os.getloadavg()
     print(f"\n{len(rows)} cases in {time.perf_counter() - started:.0f} s\n")
