@@ -22,6 +22,7 @@ outputs (T, B, D, h), i.e. nn.LSTM's (T, B, D*h).
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -56,6 +57,7 @@ def applies(x: Tensor, gate: str, activation: str) -> bool:
     return (
         triton is not None
         and on_device
+        and x.numel() > 0
         and x.dtype == torch.float32
         and gate in TAIL_CODES
         and activation in TAIL_CODES
@@ -310,6 +312,8 @@ def _launch_steps(
     kernel's parameter order (``meta`` lists the constexprs in that order), which saves about
     half of the per-step host time that bounds small batches. Any other Triton (no compiled
     kernel returned, as in the interpreter) launches every step through the JIT."""
+    if not steps:
+        return
     options = {"num_warps": NUM_WARPS}
     steps = iter(steps)
     compiled = kernel[grid](*before, next(steps), *after, **meta, **options)
@@ -459,9 +463,27 @@ def run_layer(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One layer, every direction; the contract of LSTM._run_layer_reference. ``prepared``
     (from ``prepare``) runs the inference loop; None runs the differentiable one."""
+    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+        return _run_layer(
+            weights, prepared, x, h, c, mask, (TAIL_CODES[gate], TAIL_CODES[activation]),
+            gate, zero_output_for_mask,
+        )  # fmt: skip
+
+
+def _run_layer(
+    weights: _lstm_fast.Weights,
+    prepared: tuple | None,
+    x: Tensor,
+    h: Tensor,
+    c: Tensor,
+    mask: Tensor | None,
+    codes: tuple[int, int],
+    gate: str,
+    zero_output_for_mask: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """run_layer on x's device (Triton launches on the current one)."""
     seq_len, batch = x.shape[0], x.shape[1]
     n_dir, hidden = h.shape[0], h.shape[-1]
-    codes = (TAIL_CODES[gate], TAIL_CODES[activation])
     m = None if mask is None else mask.reshape(seq_len, batch).to(torch.int8).contiguous()
     if prepared is not None:
         w_ih, bias, wt = prepared
