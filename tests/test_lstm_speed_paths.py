@@ -18,6 +18,7 @@ import torch
 import parity
 from parity.check import load_golden, tolerance_for
 from parity.layers import LSTM, _lstm_fast
+from parity.layers.activations import AFFINE_SPLIT
 from parity.layers.lstm import FAST_AUTOGRAD_MIN_BATCH as LSTM_FAST_AUTOGRAD_MIN_BATCH
 from tests.golden_cases import CASES
 
@@ -229,3 +230,31 @@ def test_training_dispatch_by_batch_size(batch, monkeypatch):
     lstm = LSTM(5, 7, bidirectional=True, gate_activation="hard_sigmoid_keras2")
     lstm(torch.randn(3, batch, 5))[0].sum().backward()
     assert bool(calls) == (batch >= LSTM_FAST_AUTOGRAD_MIN_BATCH)
+
+
+@pytest.mark.parametrize("activation", sorted(AFFINE_SPLIT))
+def test_every_activation_fast_equals_reference(activation, device):
+    """Any ``activation`` (the g rows and the cell), hard sigmoids included, whose affine part
+    the fast loops do not fold: outputs and gradients as the reference loop's."""
+    torch.manual_seed(0)
+    lstm = LSTM(5, 7, bidirectional=True, gate_activation="hard_sigmoid_keras2",
+                activation=activation).to(device)  # fmt: skip
+    x = torch.randn(9, 4, 5, device=device)
+    mask = _masks(4, 9)["holes"].to(device)
+    tol = tolerance_for(torch.float32, device, "output")
+    grad_tol = tolerance_for(torch.float32, device, "gradient")
+    results = {}
+    for impl in ("reference", "fast"):
+        lstm.impl = impl
+        lstm.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            no_grad = lstm(x, mask=mask)[0]
+        out = lstm(x, mask=mask)[0]
+        (out * torch.linspace(-1, 1, out.numel(), device=device).view(out.shape)).sum().backward()
+        results[impl] = (no_grad, out, {n: p.grad for n, p in lstm.named_parameters()})
+    for a, b in zip(results["fast"][:2], results["reference"][:2], strict=True):
+        torch.testing.assert_close(a, b, rtol=tol.rtol, atol=tol.atol)
+    for name, grad in results["reference"][2].items():
+        torch.testing.assert_close(
+            results["fast"][2][name], grad, rtol=grad_tol.rtol, atol=grad_tol.atol, msg=name
+        )

@@ -11,8 +11,9 @@ one GEMM each. Arithmetic is float32 (``input_precision="ieee"``: no TF32), with
 as in ``_lstm_fast.fold`` (rows (i, f, o, g), the hard sigmoid's 0.2x + 0.5 in the weights).
 
 ``LSTM(impl="fast")`` takes this path for float32 CUDA tensors when Triton is importable and the
-activations are ones the kernels know (``TAIL_CODES``); ``LSTM._run_layer_reference`` stays the
-readable definition, and tests/test_lstm_triton.py holds the two together.
+activations are ones the kernels know (``GATE_CODES``, ``ACT_CODES``);
+``LSTM._run_layer_reference`` stays the readable definition, and tests/test_lstm_triton.py holds
+the two together.
 
 Layouts (all contiguous): input projections, pre-activations and their gradients (T, B, D, 4h),
 so one GEMM projects both directions; the state history (D, T+1, B, h) indexed so that the
@@ -38,8 +39,8 @@ try:  # Triton ships with CUDA builds of torch; CPU builds run the other loops.
 except ImportError:  # pragma: no cover - depends on the torch build
     triton = None
 
-#: Activation name -> the kernels' code for it (after fold(): a hard sigmoid is a clamp).
-TAIL_CODES = {
+#: Gate activation name -> the kernels' code for it (after fold(): a hard sigmoid is a clamp).
+GATE_CODES = {
     "linear": 0,
     "hard_sigmoid_keras2": 1,
     "hard_sigmoid_keras3": 1,
@@ -47,6 +48,8 @@ TAIL_CODES = {
     "tanh": 3,
     "relu": 4,
 }
+#: Activation name -> code. The activation's inputs are not folded: no hard sigmoids here.
+ACT_CODES = {name: GATE_CODES[name] for name in ("linear", "sigmoid", "tanh", "relu")}
 #: TRITON_INTERPRET=1 runs the kernels on CPU tensors (numpy), for checking them without a GPU.
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -59,8 +62,8 @@ def applies(x: Tensor, gate: str, activation: str) -> bool:
         and on_device
         and x.numel() > 0
         and x.dtype == torch.float32
-        and gate in TAIL_CODES
-        and activation in TAIL_CODES
+        and gate in GATE_CODES
+        and activation in ACT_CODES
     )
 
 
@@ -465,7 +468,7 @@ def run_layer(
     (from ``prepare``) runs the inference loop; None runs the differentiable one."""
     with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
         return _run_layer(
-            weights, prepared, x, h, c, mask, (TAIL_CODES[gate], TAIL_CODES[activation]),
+            weights, prepared, x, h, c, mask, (GATE_CODES[gate], ACT_CODES[activation]),
             gate, zero_output_for_mask,
         )  # fmt: skip
 

@@ -242,10 +242,10 @@ class LSTM(nn.Module):
             m = mask.to(device=x.device, dtype=torch.bool).t().unsqueeze(-1)  # (T, B, 1)
 
         run_layer = self._run_layer_reference
-        if self.impl == "fast" and _lstm_triton.applies(x, self.gate_activation, self.activation):
-            run_layer = self._run_layer_triton
-        elif self.impl == "fast" and self._fast_applies():
-            if not self._records_grad(x, h0, c0):
+        if self.impl == "fast" and self._fast_applies():
+            if _lstm_triton.applies(x, self.gate_activation, self.activation):
+                run_layer = self._run_layer_triton
+            elif not self._records_grad(x, h0, c0):
                 run_layer = self._run_layer_fast
             elif batch >= FAST_AUTOGRAD_MIN_BATCH:
                 run_layer = self._run_layer_fast_autograd
@@ -260,8 +260,15 @@ class LSTM(nn.Module):
         return x, (torch.cat(h_n), torch.cat(c_n))
 
     def _fast_applies(self) -> bool:
-        """The fused loop needs in-place forms of both activations (activations.AFFINE_SPLIT)."""
-        return self.gate_activation in AFFINE_SPLIT and self.activation in AFFINE_SPLIT
+        """The fused loops need in-place forms of both activations (activations.AFFINE_SPLIT).
+        They fold the gate's affine part into the weights; the activation's inputs (the g rows,
+        the cell) get no such fold, so an activation with an affine part (a hard sigmoid used
+        as ``activation``) runs the reference loop."""
+        return (
+            self.gate_activation in AFFINE_SPLIT
+            and self.activation in AFFINE_SPLIT
+            and AFFINE_SPLIT[self.activation][:2] == (1.0, 0.0)
+        )
 
     def _records_grad(self, *tensors: Tensor) -> bool:
         """Whether autograd would record this forward (then the in-place loop will not do)."""
