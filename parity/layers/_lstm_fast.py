@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from parity.conventions import LSTM_GATES
+from parity.layers import _lstm_cpp
 from parity.layers.activations import AFFINE_SPLIT, get_activation
 
 #: Use oneDNN's packed GEMM where it applies (CPU, float32); False forces plain addmm, e.g. to
@@ -104,10 +105,9 @@ def fold(weights: Weights, gate: str, hidden: int) -> list[tuple[Tensor, Tensor,
     factory = {"dtype": first.dtype, "device": first.device}
     rows = _gate_rows_last(hidden, first.device)
     n, g0 = LSTM_GATES * hidden, 3 * hidden  # after the reorder, rows [0, 3h) are gates
-    scales = torch.ones(n, **factory)
-    scales[:g0] = scale
-    offsets = torch.zeros(n, **factory)
-    offsets[:g0] = offset
+    # Built on the device (no host-to-device copy), so the fold can run inside a CUDA graph.
+    scales = torch.cat((torch.full((g0,), scale, **factory), torch.ones(n - g0, **factory)))
+    offsets = torch.cat((torch.full((g0,), offset, **factory), torch.zeros(n - g0, **factory)))
     affine = scale != 1.0 or offset != 0.0
     folded = []
     for wi, wh, bi, bh in weights:
@@ -163,6 +163,11 @@ def run_layer(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One layer, every direction. x: (T, B, in); h, c: (D, B, h); mask: (T, B, 1) bool or None.
     Returns output (T, B, D*h) and the final h, c (D, B, h), as the reference loop does."""
+    if _lstm_cpp.applies(x, h, c, gate, activation):  # CPU float32: the same loop in C++
+        return _lstm_cpp.run_layer(
+            prep, x, h, c, mask, gate=gate, activation=activation,
+            zero_output_for_mask=zero_output_for_mask,
+        )  # fmt: skip
     seq_len, batch = x.shape[0], x.shape[1]
     n_dir, hidden = h.shape[0], h.shape[-1]
     g0 = 3 * hidden

@@ -1,0 +1,282 @@
+"""The C++ inference loop (parity/layers/_lstm_cpp.py, csrc/lstm_cpu.cpp) computes what the Python
+fast loop and the reference loop compute, and everything falls back to Python without it.
+
+CPU float32 only: that is all the C++ loop runs. The sweep covers gates, layers, directions,
+batch sizes, masks (none, pre- and post-padded, holes, all-masked rows), both masked-output
+modes, oneDNN-packed and dense weights, the directions in parallel or one after the other, and
+input projections computed all at once or a step at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+import torch
+from torch.utils import cpp_extension
+
+from parity.check import tolerance_for
+from parity.layers import LSTM, _lstm_cpp, _lstm_fast
+
+#: The fallback tests run everywhere; the others need the extension built here.
+needs_ext = pytest.mark.skipif(not _lstm_cpp.available(), reason="C++ LSTM loop not built")
+
+TOL = tolerance_for(torch.float32, "cpu", "output")
+STEPS, INPUT, HIDDEN = 9, 5, 20  # HIDDEN: one full AVX-512 vector and a partial one
+
+
+@pytest.fixture
+def cpp_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the layers run by the C++ loop, so a test knows it did not fall back."""
+    calls: list[int] = []
+    run = _lstm_cpp.run_layer
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(_lstm_cpp, "run_layer", counted)
+    return calls
+
+
+def _masks(batch: int) -> dict[str, torch.Tensor | None]:
+    t = torch.arange(STEPS)
+    lengths = torch.tensor([STEPS, 1, 3, 0, STEPS - 2] * 7)[:batch]  # 0: an all-masked row
+    g = torch.Generator().manual_seed(5)
+    holes = torch.rand(batch, STEPS, generator=g) > 0.4
+    holes[-1] = False
+    return {
+        "none": None,
+        "pre": t[None, :] >= STEPS - lengths[:, None],
+        "post": t[None, :] < lengths[:, None],
+        "holes": holes,
+        "all_masked": torch.zeros(batch, STEPS, dtype=torch.bool),
+    }
+
+
+def _run(lstm: LSTM, x: torch.Tensor, hx: tuple, mask: torch.Tensor | None, impl: str) -> tuple:
+    """(output, h_n, c_n) of one no-grad forward through the "python" fast loop, "cpp" or
+    "reference"."""
+    lstm.impl = "reference" if impl == "reference" else "fast"
+    with torch.no_grad():
+        if impl == "python":
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(_lstm_cpp, "available", lambda: False)
+                out, (h_n, c_n) = lstm(x, hx, mask=mask)
+        else:
+            out, (h_n, c_n) = lstm(x, hx, mask=mask)
+    return out, h_n, c_n
+
+
+def _assert_close(ours: tuple, expected: tuple, where: str) -> None:
+    for what, a, b in zip(("output", "h_n", "c_n"), ours, expected, strict=True):
+        torch.testing.assert_close(
+            a, b, rtol=TOL.rtol, atol=TOL.atol, msg=lambda m, w=f"{where} {what}": f"{w}: {m}"
+        )
+
+
+SWEEP = list(
+    itertools.product(
+        ["hard_sigmoid_keras2", "hard_sigmoid_keras3", "sigmoid"],
+        [(1, False), (1, True), (2, True)],  # (num_layers, bidirectional)
+        [1, 3, 32],  # batch
+        [None, False],  # zero_output_for_mask: default, or a plain LSTM's carried outputs
+    )
+)
+
+
+@pytest.fixture(params=["onednn", "dense"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Weights packed for oneDNN (where it applies) or dense, as _lstm_fast prepares them."""
+    monkeypatch.setattr(_lstm_fast, "USE_ONEDNN", request.param == "onednn")
+    return request.param
+
+
+@needs_ext
+@pytest.mark.parametrize(("gate", "shape", "batch", "zero_output"), SWEEP)
+def test_cpp_equals_python_and_reference(gate, shape, batch, zero_output, backend, cpp_calls):
+    num_layers, bidirectional = shape
+    torch.manual_seed(0)
+    lstm = LSTM(INPUT, HIDDEN, num_layers, batch_first=True, bidirectional=bidirectional,
+                gate_activation=gate, zero_output_for_mask=zero_output,
+                bias=num_layers == 1)  # fmt: skip
+    n_states = num_layers * (2 if bidirectional else 1)
+    x = 3 * torch.randn(batch, STEPS, INPUT)  # reaches the flat parts of the hard sigmoids
+    hx = tuple(torch.randn(n_states, batch, HIDDEN) for _ in range(2))
+    for mask_name, mask in _masks(batch).items():
+        calls = len(cpp_calls)
+        cpp = _run(lstm, x, hx, mask, "cpp")
+        assert len(cpp_calls) == calls + num_layers, "the C++ loop did not run"
+        _assert_close(cpp, _run(lstm, x, hx, mask, "python"), f"{mask_name} vs python")
+        _assert_close(cpp, _run(lstm, x, hx, mask, "reference"), f"{mask_name} vs reference")
+        if mask is not None and lstm.zero_output_for_mask:  # exact zeros at masked steps
+            assert torch.all(cpp[0][~mask] == 0)
+
+
+@needs_ext
+@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize("chunk_rows", [1, 4, 0])  # a step at a time, partial chunks, all
+def test_schedules_agree(parallel, chunk_rows, monkeypatch, cpp_calls):
+    """Directions on their own threads or one after the other; projections in chunks or not."""
+    monkeypatch.setattr(_lstm_cpp, "CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(_lstm_cpp, "parallel_directions", lambda n_dir: parallel)
+    torch.manual_seed(1)
+    lstm = LSTM(INPUT, HIDDEN, 2, bidirectional=True, gate_activation="hard_sigmoid_keras2")
+    x = 3 * torch.randn(STEPS, 3, INPUT)
+    hx = tuple(torch.randn(4, 3, HIDDEN) for _ in range(2))
+    mask = _masks(3)["holes"]
+    _assert_close(_run(lstm, x, hx, mask, "cpp"), _run(lstm, x, hx, mask, "reference"), "holes")
+    assert cpp_calls
+
+
+@needs_ext
+@pytest.mark.parametrize(
+    ("gate", "activation"),
+    [("sigmoid", "relu"), ("sigmoid", "linear"), ("tanh", "sigmoid"), ("linear", "tanh")],
+)
+def test_other_activations(gate, activation, cpp_calls):
+    torch.manual_seed(2)
+    lstm = LSTM(INPUT, HIDDEN, bidirectional=True, gate_activation=gate, activation=activation)
+    x = torch.randn(STEPS, 3, INPUT)
+    hx = tuple(0.5 * torch.randn(2, 3, HIDDEN) for _ in range(2))
+    mask = _masks(3)["pre"]
+    _assert_close(_run(lstm, x, hx, mask, "cpp"), _run(lstm, x, hx, mask, "reference"), "pre")
+    assert cpp_calls
+
+
+@needs_ext
+def test_falls_back_where_it_does_not_apply(cpp_calls):
+    """float64, an activation with an affine part, or autograd: the Python loops run."""
+    x = torch.randn(STEPS, 2, INPUT)
+    cases = [
+        (LSTM(INPUT, HIDDEN, dtype=torch.float64), x.double()),
+        (LSTM(INPUT, HIDDEN, activation="hard_sigmoid_keras2"), x),
+    ]
+    for lstm, inp in cases:
+        with torch.no_grad():
+            lstm(inp)
+    LSTM(INPUT, HIDDEN)(x)  # records gradients: the autograd loop
+    assert not cpp_calls
+
+
+def _ulps(ours: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    """Distance in units of float32's spacing at the exact value."""
+    spacing = torch.finfo(torch.float32).eps * exact.abs().clamp_min(1e-30)
+    return (ours.double() - exact).abs() / spacing
+
+
+@needs_ext
+@pytest.mark.parametrize(("tail", "exact"), [(_lstm_cpp.TANH, torch.tanh),
+                                             (_lstm_cpp.SIGMOID, torch.sigmoid)])  # fmt: skip
+def test_vector_tails_are_accurate(tail, exact):
+    """The step's vectorized tanh and sigmoid against float64, densely over the range that
+    matters, tiny arguments included: a few ulp at most, as std::tanh."""
+    x = torch.cat(
+        [
+            torch.linspace(-12.0, 12.0, 2_000_001),
+            torch.logspace(-30, 0, 100_001),
+            -torch.logspace(-30, 0, 100_001),
+            torch.tensor([0.0, -0.0, 20.0, -20.0, 100.0, -100.0, float("inf"), float("-inf")]),
+        ]
+    )
+    ours = torch.ops.parity_lstm.apply_tail(x, tail)
+    ulps = _ulps(ours, exact(x.double()))
+    assert ulps.max().item() <= 2.0, f"worst at x={x[ulps.argmax()].item()}"
+
+
+@needs_ext
+def test_clamp_tail():
+    x = torch.tensor([-2.0, -0.0, 0.25, 1.0, 3.0, float("nan")])
+    ours = torch.ops.parity_lstm.apply_tail(x, _lstm_cpp.CLAMP01)
+    torch.testing.assert_close(ours, x.clamp(0.0, 1.0), equal_nan=True)
+
+
+_FALLBACK_SCRIPT = textwrap.dedent(
+    """
+    import warnings
+    warnings.simplefilter("error")  # the fallback must not warn on an explicit opt-out
+    import torch
+    import parity
+    from parity.layers import LSTM, _lstm_cpp
+    assert not _lstm_cpp.available()
+    torch.manual_seed(0)
+    lstm = LSTM(5, 7, bidirectional=True, gate_activation="hard_sigmoid_keras2")
+    x = torch.randn(6, 2, 5)
+    with torch.no_grad():
+        fast = lstm(x)[0]
+        lstm.impl = "reference"
+        ref = lstm(x)[0]
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
+    print("ok")
+    """
+)
+
+
+def test_no_ext_env_falls_back():
+    """PARITY_NO_EXT=1: no build, no warning, the Python loop runs (fresh process)."""
+    env = {**_clean_env(), _lstm_cpp.DISABLE_ENV: "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", _FALLBACK_SCRIPT], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_broken_compiler_warns_and_falls_back(tmp_path):
+    """A real failed build (no usable compiler, empty extensions cache): import works, the
+    forward warns once and runs the Python loop (fresh process)."""
+    script = _FALLBACK_SCRIPT.replace('warnings.simplefilter("error")', "")
+    script = script.replace("assert not _lstm_cpp.available()", "")
+    script += textwrap.dedent(
+        """
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with torch.no_grad():
+                lstm(x)
+        assert not caught, caught  # warned once, on the first forward
+        assert not _lstm_cpp.available()
+        """
+    )
+    env = {**_clean_env(), "CXX": "/nonexistent/c++", "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-W", "always", "-c", script], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok")
+    assert result.stderr.count("C++ LSTM loop is unavailable") == 1, result.stderr
+
+
+def test_build_failure_warns_once(monkeypatch):
+    """The build raising (here: as torch does without ninja) gives one warning, then the
+    Python loop."""
+
+    def no_ninja(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Ninja is required to load C++ extensions")
+
+    monkeypatch.delenv(_lstm_cpp.DISABLE_ENV, raising=False)
+    monkeypatch.setattr(cpp_extension, "load", no_ninja)
+    monkeypatch.setattr(_lstm_cpp, "_available", None)
+    torch.manual_seed(0)
+    lstm = LSTM(INPUT, HIDDEN, gate_activation="hard_sigmoid_keras2")
+    x = torch.randn(STEPS, 2, INPUT)
+    with pytest.warns(RuntimeWarning, match="Ninja is required"), torch.no_grad():
+        fast = lstm(x)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with torch.no_grad():
+            lstm(x)
+    assert _lstm_cpp.available() is False
+    lstm.impl = "reference"
+    with torch.no_grad():
+        ref = lstm(x)[0]
+    torch.testing.assert_close(fast, ref, rtol=TOL.rtol, atol=TOL.atol)
+
+
+def _clean_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != _lstm_cpp.DISABLE_ENV}
