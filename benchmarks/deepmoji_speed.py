@@ -375,10 +375,7 @@ def _graphed(
                 return static_out
 
             return (lambda: None), replay
-        twin = copy.deepcopy(model).train()
-        for m in twin.modules():  # dropout off, as in the eager port (eval)
-            if isinstance(m, nn.Dropout):
-                m.p = 0.0
+        twin = copy.deepcopy(model)  # eval, dropout off, as the eager port is timed
         graphed = torch.cuda.make_graphed_callables(twin, (inputs,))
         cot = torch.randn(graphed(inputs).shape, generator=torch.Generator().manual_seed(2)).to(
             inputs.device
@@ -512,19 +509,35 @@ def lstm_flops(scope: str, mode: str, batch: int, steps: int) -> float:
 
 
 def gemm_flops_per_s(device: str) -> float:
-    """This device's float32 matrix-product rate, measured: best of 5 products shaped like the
-    input projections (4096 x 1024 @ 1024 x 2048). With lstm_flops it gives the floor: no
-    implementation of this arithmetic, Keras' or torch's, runs much faster."""
-    a = torch.randn(4096, 1024, device=device)
-    b = torch.randn(1024, 2048, device=device)
-    best = float("inf")
-    for _ in range(6):
-        _sync(device)
-        t0 = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * 4096 * 1024 * 2048 / best
+    """This device's float32 matrix-product rate, measured: the best of several products shaped
+    like the LSTM's (input projections, a batch-32 recurrent step) through torch.mm and, on CPU,
+    oneDNN's packed-weight linear (what the port and torch's fused LSTM use, ~1.2x mm's rate
+    here). With lstm_flops it gives the floor: no implementation of this arithmetic, Keras' or
+    torch's, runs much faster."""
+    best = 0.0
+    for m, k, n in ((4096, 1024, 2048), (4096, 512, 2048), (32, 512, 2048)):
+        a = torch.randn(m, k, device=device)
+        w = torch.randn(n, k, device=device)
+        calls: list[Callable[[], object]] = [lambda a=a, w=w: a @ w.t()]
+        if device == "cpu" and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+            with contextlib.suppress(RuntimeError):
+                packed = torch.ops.mkldnn._reorder_linear_weight(w)
+                calls.append(
+                    lambda a=a, p=packed: torch.ops.mkldnn._linear_pointwise(
+                        a, p, None, "none", [], ""
+                    )
+                )
+        repeats = max(3, int(2e9 // (2 * m * k * n)))  # ~2 GFLOP per timing
+        for call in calls:
+            for _ in range(3):
+                call()
+                _sync(device)
+                t0 = time.perf_counter()
+                for _ in range(repeats):
+                    call()
+                _sync(device)
+                best = max(best, repeats * 2 * m * k * n / (time.perf_counter() - t0))
+    return best
 
 
 def plot(rows: list[dict], path: Path) -> None:
