@@ -12,7 +12,8 @@ Times, interleaved round by round on the same weights and the same inputs:
   naive      the port with a torchMoji-style loop: per direction, per step, both projections
   port_graph CUDA only: the port captured in a CUDA graph (torch.cuda.CUDAGraph for inference,
              torch.cuda.make_graphed_callables for training), so its per-step launches are
-             replayed without Python; what a user gets who graphs a fixed-shape model
+             replayed without Python; what a user gets who graphs a fixed-shape model (its
+             memory is the graph's pool, taken at capture: its peak column reads 0)
 
 Each row also gives the floor: the BiLSTMs' matrix-product work (``lstm_flops``) at this
 device's measured float32 GEMM rate (``gemm_flops_per_s``). Where a contender runs near its

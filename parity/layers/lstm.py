@@ -9,9 +9,11 @@ value are nn.LSTM's, so a state_dict moves between the two unchanged and, with
 ``gate_activation="sigmoid"`` and no mask, the outputs are nn.LSTM's.
 
 Two implementations compute the same thing: "reference", the readable loop below, and "fast"
-(the default), parity.layers._lstm_fast's fused loops: an in-place one on oneDNN-packed weights
-when no gradient is recorded (inference), an out-of-place one that autograd differentiates
-otherwise. Both pass the same oracle and golden tests.
+(the default): on CPU, parity.layers._lstm_fast's fused loops (an in-place one on oneDNN-packed
+weights when no gradient is recorded, run in C++ by _lstm_cpp when its extension builds; an
+out-of-place one that autograd differentiates otherwise); on CUDA in float32, _lstm_triton's
+kernels (one launch per time step, forward and backward). All pass the same oracle and golden
+tests.
 """
 
 from __future__ import annotations
