@@ -331,8 +331,7 @@ def _launch_steps(
             run(*before, s, *after, *constexprs)
 
 
-def _grid(batch: int, hidden: int, n_dir: int) -> tuple[int, int, int]:
-    block_b, block_h = _blocks(batch, hidden)
+def _grid(batch: int, hidden: int, n_dir: int, block_b: int, block_h: int) -> tuple[int, ...]:
     return (triton.cdiv(hidden, block_h), triton.cdiv(batch, block_b), n_dir)
 
 
@@ -363,7 +362,7 @@ def _forward(
     mask_arg = mask if mask is not None else out  # never read without HAS_MASK
     _launch_steps(
         _fwd_step,
-        _grid(batch, hidden, n_dir),
+        _grid(batch, hidden, n_dir, block_b, block_h),
         range(seq_len),
         (xp, wt, hs, cs, z if z is not None else out, out, mask_arg),
         (seq_len, batch, n_slots),
@@ -412,7 +411,7 @@ class _LayerFunction(torch.autograd.Function):
         block_b, block_h = _blocks(batch, hidden)
         _launch_steps(
             _bwd_step,
-            _grid(batch, hidden, n_dir),
+            _grid(batch, hidden, n_dir, block_b, block_h),
             range(seq_len - 1, -1, -1),
             (d_out, z, cs, w_hh, dz, dh, dc, carry, mask if mask is not None else z),
             (seq_len, batch),
