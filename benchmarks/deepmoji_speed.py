@@ -69,7 +69,7 @@ from torch import Tensor, nn
 
 from parity.layers import LSTM
 from parity.layers.activations import get_activation
-from parity.models.deepmoji import DeepMoji, DeepMojiConfig
+from parity.arch.deepmoji import DeepMoji, DeepMojiConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -14,11 +15,12 @@ from safetensors.torch import save_file
 from torch import nn
 
 from parity import __version__
+from parity.arch import arch_of, get_arch
 from parity.convert.gates import check_variant
-from parity.convert.load import build_empty
-from parity.convert.read import read_keras_file, read_model_config
+from parity.convert.mapping import build_empty
+from parity.convert.match import plan_conversion
 from parity.errors import ConversionError
-from parity.registry import choose_arch, config_to_dict, get_pair, pair_of
+from parity.keras.read import read_keras_file, read_model_config
 
 #: safetensors metadata keys written by save() and required by load().
 META_FORMAT = "format"
@@ -53,7 +55,7 @@ def load_keras(
 
     Reads the weights with h5py alone (no TensorFlow). ``arch`` names a registered pair,
     "generic" (rebuild from the file's model config) or a seed-zoo model; None decides from the
-    file (parity.registry.choose_arch): a config of supported layers converts generically unless a
+    file (parity.convert.match): a config of supported layers converts generically unless a
     registered pair is exactly that model; a weights-only file is matched to a pair. Sizes come
     from the file. ``config`` names a companion file (.keras, full-model .h5, or model JSON) whose
     model config describes a weights-only ``path`` (.weights.h5, save_weights .h5). Assumptions
@@ -62,21 +64,20 @@ def load_keras(
     check_variant(hard_sigmoid)
     companion = read_model_config(config) if config is not None else None
     kfile = read_keras_file(path, model_config=companion)
-    pair = get_pair(arch) if arch is not None else choose_arch(kfile)
-    model, notes = pair.from_keras(kfile, hard_sigmoid=hard_sigmoid, dtype=dtype)
-    for note in notes:
+    plan = plan_conversion(kfile, arch, hard_sigmoid)
+    model = plan.build(dtype)
+    for note in plan.notes:
         warnings.warn(note, ParityWarning, stacklevel=2)
     return model
 
 
 def save(model: nn.Module, path: str | os.PathLike) -> None:
     """Write weights and config to one safetensors file (no pickle), atomically."""
-    pair = pair_of(model)
     metadata = {
         META_FORMAT: META_FORMAT_VALUE,
         META_VERSION: __version__,
-        META_ARCH: pair.name,
-        META_CONFIG: json.dumps(config_to_dict(model.config)),
+        META_ARCH: arch_of(model).name,
+        META_CONFIG: json.dumps(dataclasses.asdict(model.config)),
     }
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     path = Path(path)
@@ -104,12 +105,12 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> nn.Mod
         raise ConversionError(f"{path}: not a safetensors file ({exc})") from exc
     if metadata.get(META_FORMAT) != META_FORMAT_VALUE:
         raise ConversionError(f"{path}: safetensors file not written by keras-parity (no config)")
-    pair = get_pair(metadata.get(META_ARCH, ""))
+    arch = get_arch(metadata.get(META_ARCH, ""))
     try:
-        config = pair.config_cls(**json.loads(metadata[META_CONFIG]))
+        config = arch.config_cls(**json.loads(metadata[META_CONFIG]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ConversionError(
-            f"{path}: unusable {pair.name} config in the metadata ({exc})"
+            f"{path}: unusable {arch.name} config in the metadata ({exc})"
         ) from exc
     first = next(iter(tensors.values()), None)
     target = dtype or (first.dtype if first is not None else torch.float32)
@@ -117,8 +118,8 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> nn.Mod
     try:
         # No random init and no copy: the file's tensors become the parameters. A config that
         # declares sizes the tensors do not have fails here, before anything is filled.
-        model = build_empty(lambda: pair.build(config), target)
+        model = build_empty(lambda: arch.build(config), target)
         model.load_state_dict(tensors, strict=True, assign=True)
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise ConversionError(f"{path}: weights do not fit {pair.name}: {exc}") from exc
+        raise ConversionError(f"{path}: weights do not fit {arch.name}: {exc}") from exc
     return model.eval()

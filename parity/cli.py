@@ -13,11 +13,13 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from parity.api import ParityWarning, load_keras, save
+from parity.arch import GENERIC, arch_names
+from parity.arch.generic import CONVERTERS, unsupported_layers
 from parity.conventions import HARD_SIGMOID_VARIANTS
-from parity.convert.read import read_keras_file
+from parity.convert.match import graph_of, match
 from parity.errors import ConversionError
-from parity.models.generic import CONVERTERS, unsupported_layers
-from parity.registry import GENERIC, arch_names, choose_arch
+from parity.keras.graph import normalise_layer
+from parity.keras.read import read_keras_file
 
 EXIT_FAILURE = 1
 #: Optional dependencies a subcommand may need -> the pyproject extra that installs them.
@@ -48,23 +50,25 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     kfile = read_keras_file(args.src)
+    graph, problem = graph_of(kfile)
     print(f"file:          {kfile.path}")
     print(f"format:        {kfile.format}")
     print(f"keras version: {kfile.keras_version or 'not recorded'}")
     print(f"backend:       {kfile.backend or 'not recorded'}")
-    print(f"model config:  {'yes' if kfile.model_config else 'no'}")
-    unsupported = set(unsupported_layers(kfile))
+    config_state = "yes" if graph is not None else f"unusable ({problem})" if problem else "no"
+    print(f"model config:  {config_state}")
+    unsupported = unsupported_layers(graph) if graph is not None else []
     print("layers:")
     for layer in kfile.layers:
         cls = layer.class_name or (f"~{layer.class_key}" if layer.class_key else "?")
-        if layer.class_name is None:
+        if layer.class_name is None or graph is None:
             support = ""
-        elif f"{layer.name} ({layer.class_name})" in unsupported or any(
-            entry.startswith(f"{layer.name} (") for entry in unsupported
-        ):
+        elif any(entry.startswith(f"{layer.name} (") for entry in unsupported):
             support = "  [not supported by the generic path]"
+        elif normalise_layer(layer.class_name, {})[0] in CONVERTERS:
+            support = "  [supported]"
         else:
-            support = "  [supported]" if layer.class_name in _GENERIC_CLASSES else ""
+            support = ""
         print(f"  {layer.name} ({cls}){support}")
         for weight in layer.weights:
             print(f"      {weight.name}  {tuple(weight.array.shape)}  {weight.array.dtype}")
@@ -73,7 +77,7 @@ def _inspect(args: argparse.Namespace) -> int:
     if unsupported:
         print(f"unsupported:   {', '.join(sorted(unsupported))}")
     try:
-        arch = choose_arch(kfile)
+        arch = match(kfile, graph).arch
     except ConversionError as exc:
         print(f"converts as:   nothing without help ({exc})")
         return 0
@@ -85,10 +89,6 @@ def _inspect(args: argparse.Namespace) -> int:
     else:
         print(f"converts as:   {arch.name} (`parity convert SRC DST --arch {arch.name}`)")
     return 0
-
-
-#: Keras classes the generic path converts (as a file's config names them).
-_GENERIC_CLASSES = {*CONVERTERS, "CuDNNLSTM", "CuDNNGRU", "Convolution1D"}
 
 
 def add_convert(commands: argparse._SubParsersAction) -> None:

@@ -10,7 +10,10 @@ the Keras layer it mirrors gets:
 - recurrent kernels: orthogonal over the WHOLE (u, 4u) matrix (torch's ``weight_hh`` transposed).
 - biases zero; LSTM ``unit_forget_bias``: the forget block is 1 in ``bias_ih``, ``bias_hh`` is 0
   (torch adds the two; Keras has one).
-- Embedding U(-0.05, 0.05); BatchNorm gamma 1, beta 0, moving mean 0, moving variance 1.
+- GRU (3u, either reset_after) and SimpleRNN (u) alike: glorot kernel, orthogonal recurrent
+  kernel, zero biases.
+- Embedding U(-0.05, 0.05); BatchNorm gamma 1, beta 0, moving mean 0, moving variance 1;
+  LayerNorm gamma 1, beta 0.
 - DeepMoji's attention vector U(-0.05, 0.05) (deepmoji/attlayer.py asks for 'uniform').
 
 Everything is built on one ``variance_scaling_`` (Keras' VarianceScaling) with named presets.
@@ -35,8 +38,8 @@ from parity.conventions import (
     TRUNCATED_NORMAL_CUTOFF,
     TRUNCATED_NORMAL_STDDEV_CORRECTION,
 )
+from parity.layers import GRU, LSTM, BatchNormalization, SimpleRNN
 from parity.layers.attention import AttentionWeightedAverage
-from parity.layers.lstm import LSTM
 
 #: Axes of (fan_in, fan_out) in torch's layout: weight (out, in, *kernel).
 TORCH_FAN_AXES = (1, 0)
@@ -179,9 +182,28 @@ def _init_embedding(m: nn.Module) -> None:
 
 
 @torch.no_grad()
+def _fill_(t: Tensor | None, value: float) -> None:
+    if t is not None:
+        t.fill_(value)
+
+
+@torch.no_grad()
 def _init_batchnorm(m: nn.Module) -> None:
     # Keras BatchNormalization: gamma ones, beta zeros, moving mean zeros, moving variance ones.
-    m.reset_parameters()
+    # Filled by name, not by reset_parameters(), because parity's BatchNormalization is not a
+    # torch _BatchNorm; either may lack weight/bias (scale/center False) or running statistics.
+    _fill_(m.weight, 1.0)
+    _zeros_(m.bias)
+    _zeros_(getattr(m, "running_mean", None))
+    _fill_(getattr(m, "running_var", None), 1.0)
+    _zeros_(getattr(m, "num_batches_tracked", None))
+
+
+@torch.no_grad()
+def _init_layernorm(m: nn.Module) -> None:
+    # Keras LayerNormalization: gamma ones, beta zeros (torch's defaults too).
+    _fill_(m.weight, 1.0)
+    _zeros_(m.bias)
 
 
 @torch.no_grad()
@@ -189,28 +211,40 @@ def _init_attention(m: nn.Module) -> None:
     nn.init.uniform_(m.weight, -ATTENTION_UNIFORM_LIMIT, ATTENTION_UNIFORM_LIMIT)
 
 
-def _recurrent_init(gates: int, forget_bias: bool) -> Callable[[nn.Module], None]:
-    """Kernel glorot_uniform, recurrent orthogonal, bias zero (forget block 1 if asked), for
-    every layer and direction of an nn.RNN/GRU/LSTM-shaped module."""
+def _recurrent_init(forget_bias: bool) -> Callable[[nn.Module], None]:
+    """Kernel glorot_uniform, recurrent orthogonal, biases zero (LSTM: forget block 1), for every
+    layer and direction of a module whose parameters are named as nn.RNN/GRU/LSTM's.
+
+    Covers torch's modules and parity's LSTM, SimpleRNN and GRU; parity's GRU keeps Keras' bias
+    in one ``bias_l0`` ((2, 3u) with reset_after, (3u,) without): zero like every other bias.
+    Gate order does not matter here: glorot and orthogonal are drawn over the whole matrix, and a
+    permutation of gate blocks keeps both distributions.
+    """
 
     @torch.no_grad()
     def init(m: nn.Module) -> None:
         for name, p in m.named_parameters(recurse=False):
             if name.startswith("weight_ih"):
-                glorot_uniform_(p)
+                glorot_uniform_(p)  # torch (k*u, in) = Keras (in, k*u) transposed: same fans
             elif name.startswith("weight_hh"):
                 orthogonal_(p)
-            else:  # bias_ih_*, bias_hh_*
+            elif name.startswith("bias"):
                 p.zero_()
+                # Keras has one bias; torch adds bias_ih and bias_hh, so only one carries the 1.
                 if forget_bias and name.startswith("bias_ih"):
-                    block = p.shape[0] // gates
+                    block = p.shape[-1] // LSTM_GATES
                     start = LSTM_FORGET_GATE_INDEX * block
-                    p[start : start + block] = LSTM_FORGET_BIAS
+                    p[..., start : start + block] = LSTM_FORGET_BIAS
+            else:  # a new parameter must get a deliberate rule, not torch's default
+                raise TypeError(
+                    f"keras_init_: no Keras initialization rule for {type(m).__name__}.{name}"
+                )
 
     return init
 
 
-#: Module type -> its Keras default initialization. Subclasses resolve through their MRO.
+#: Module type -> its Keras default initialization. Subclasses resolve through their MRO
+#: (parity's Dense, Conv1D and LayerNormalization through nn.Linear, nn.Conv1d, nn.LayerNorm).
 RULES: dict[type, Callable[[nn.Module], None]] = {
     nn.Linear: _init_linear,
     nn.Conv1d: _init_linear,
@@ -218,11 +252,14 @@ RULES: dict[type, Callable[[nn.Module], None]] = {
     nn.Conv3d: _init_linear,
     nn.Embedding: _init_embedding,
     nn.modules.batchnorm._BatchNorm: _init_batchnorm,
-    nn.LayerNorm: lambda m: m.reset_parameters(),  # Keras: gamma 1, beta 0, as torch
-    nn.RNN: _recurrent_init(1, forget_bias=False),
-    nn.GRU: _recurrent_init(3, forget_bias=False),
-    nn.LSTM: _recurrent_init(LSTM_GATES, forget_bias=True),
-    LSTM: _recurrent_init(LSTM_GATES, forget_bias=True),
+    BatchNormalization: _init_batchnorm,
+    nn.LayerNorm: _init_layernorm,
+    nn.RNN: _recurrent_init(forget_bias=False),
+    nn.GRU: _recurrent_init(forget_bias=False),
+    nn.LSTM: _recurrent_init(forget_bias=True),
+    SimpleRNN: _recurrent_init(forget_bias=False),
+    GRU: _recurrent_init(forget_bias=False),
+    LSTM: _recurrent_init(forget_bias=True),
     AttentionWeightedAverage: _init_attention,
 }
 

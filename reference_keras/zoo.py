@@ -1,6 +1,6 @@
 """The seed model zoo's shared Keras plumbing: one layer list, built in Keras 3 or tf_keras.
 
-Each seed model (reference_keras/<name>.py, parity.registry.ZOO[<name>]) writes its layers once
+Each seed model (reference_keras/<name>.py, parity.arch.ZOO[<name>]) writes its layers once
 as a function of the Keras module ``k`` (``keras`` or ``tf_keras``), so the Keras 3 model and its
 Keras 2 twin are the same architecture with the same layer names. They are converted by
 parity's generic path; no hand-written port exists for them.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parity.registry import ZOO
+from parity.arch import ZOO
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -224,8 +224,8 @@ def keras_golden(
     """Run Keras on the case (on ``ids`` if given); with write_model, save the model first."""
     import keras
 
+    from parity.check.keras_side import keras_side
     from reference_keras.deepmoji import CUSTOM_OBJECTS
-    from reference_keras.golden import keras_side
 
     keras.config.set_floatx(case.floatx)
     keras.config.set_dtype_policy(case.floatx)
@@ -246,7 +246,7 @@ def keras_golden(
 
 
 def main() -> None:
-    from reference_keras.golden import write_golden
+    from parity.check.keras_side import write_golden
 
     GOLDEN.mkdir(parents=True, exist_ok=True)
     for case in CASES:
@@ -319,7 +319,7 @@ CASES += ZOO_CASES
 def main_zoo() -> None:
     """Regenerate the zoo's golden files only (`python -c 'import tests.golden_cases as g;
     g.main_zoo()'`)."""
-    from reference_keras.golden import write_golden
+    from parity.check.keras_side import write_golden
 
     for case in ZOO_CASES:
         write_golden(case.golden_file, keras_golden(case, write_model=True))

@@ -22,14 +22,15 @@ import torch
 import parity
 from parity.check.diagnose import ALTERNATIVES
 from parity.check.harness import load_golden
+from parity.check.keras_side import custom_objects
 from parity.check.points import ACTIVATION_POINTS
 from parity.check.run import check, subject_for
 from parity.cli import main as parity_main
-from parity.convert.load import apply_mapping
-from parity.convert.read import read_keras_file
+from parity.convert.mapping import apply_mapping
+from parity.keras.read import read_keras_file
 from parity.convert.transforms import TRANSFORMS, Transform
 from parity.layers.lstm import LSTM
-from parity.registry import PAIRS, ZOO
+from parity.arch import PAIRS, ZOO
 from tests.conftest import GOLDEN, REPO, WEIGHTS, needs_keras
 from tests.golden_cases import CASES
 
@@ -118,7 +119,7 @@ def test_live_check_passes_layer_by_layer_on_every_pair(pair: str, tmp_path: Pat
     rows = {row["name"]: row for row in report["rows"]}
     expected = {f"activation/{name}" for name, _ in ACTIVATION_POINTS[pair]}
     assert expected <= set(rows), expected - set(rows)
-    grads = {f"grad/{k}" for k, _, _ in PAIRS[pair].mapping if k is not None}
+    grads = {f"grad/{k}" for k, _, _ in PAIRS[pair].mapping() if k is not None}
     assert grads <= set(rows)
     assert {row["kind"] for row in rows.values()} == {"activation", "output", "gradient"}
     assert report["diagnosis"] == []
@@ -136,7 +137,7 @@ def test_live_check_passes_on_every_generic_zoo_model(arch: str, tmp_path: Path)
     assert code == 0 and report["passed"], report
     kinds = [row["kind"] for row in report["rows"]]
     assert kinds.count("activation") >= 2 and "output" in kinds
-    grads = {f"grad/{k}" for k, t, _ in ZOO[arch].mapping if k is not None}
+    grads = {f"grad/{k}" for k, t, _ in ZOO[arch].mapping() if k is not None}
     assert grads <= {row["name"] for row in report["rows"]}
 
 
@@ -301,14 +302,25 @@ def test_gru_reset_after_flipped_is_caught_and_named() -> None:
     assert explained_by(report) == ["gru_reset_after"], report.diagnosis
 
 
+def test_custom_layers_come_from_reference_keras_only_when_a_file_names_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file of builtin layers loads without reference_keras; DeepMoji's names its attention
+    layer, and where reference_keras is missing the error says where that layer is defined."""
+    assert custom_objects(GOLDEN / f"{EMBEDDING_DENSE}.keras") == {}
+    monkeypatch.setitem(sys.modules, "reference_keras.deepmoji", None)
+    with pytest.raises(ValueError, match=r"defined in reference_keras\.deepmoji"):
+        custom_objects(GOLDEN / f"{DEEPMOJI_K2}.keras")
+
+
 @needs_keras
 @pytest.mark.keras
 def test_untransposed_square_kernel_is_caught_and_named(tmp_path: Path) -> None:
     """A square Dense kernel loads either way round; the check still catches it."""
     import keras
 
+    from parity.check.keras_side import keras_reference
     from reference_keras import embedding_dense
-    from reference_keras.check_keras import keras_reference
 
     keras.utils.set_random_seed(3)
     src = tmp_path / "square.keras"

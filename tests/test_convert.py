@@ -1,7 +1,7 @@
 """Conversion from every Keras file format, live: Keras 3 and tf-keras (Keras 2) write the
 files, parity converts them without TensorFlow, and the outputs match Keras' own.
 
-Registry-driven: every pair in parity.registry.PAIRS is written in every format.
+Registry-driven: every pair in parity.arch.PAIRS is written in every format.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 
 import parity
 from parity.check import compare, tolerance_for
-from parity.registry import PAIRS
+from parity.arch import PAIRS
 from tests.conftest import needs_keras
 from tests.golden_cases import ragged_ids
 
@@ -116,7 +116,7 @@ def test_save_load_roundtrip_keeps_config_and_outputs(reference, tmp_path: Path)
 def test_optimizer_state_is_left_out_on_purpose(reference, tmp_path: Path) -> None:
     import keras
 
-    from parity.convert.read import read_keras_file
+    from parity.keras.read import read_keras_file
 
     name, shared, _, ids, _ = reference
     module = importlib.import_module(PAIRS[name].reference)

@@ -13,7 +13,7 @@ import torch
 
 import parity
 from parity.check import compare_to_golden
-from parity.registry import get_pair
+from parity.arch import get_arch
 from tests.conftest import needs_keras
 from tests.golden_cases import GOLDEN, ragged_ids
 
@@ -104,8 +104,8 @@ def test_full_size_deepmoji_matches_keras_outputs_attention_and_gradients(tmp_pa
     """The released model's sizes: 50000 words, 256-wide embedding, 2x512 BiLSTM, 64 classes."""
     import keras
 
+    from parity.check.keras_side import keras_side
     from reference_keras import deepmoji
-    from reference_keras.golden import keras_side
 
     keras.utils.set_random_seed(13)
     model = deepmoji.build(return_attention=True)
@@ -116,6 +116,6 @@ def test_full_size_deepmoji_matches_keras_outputs_attention_and_gradients(tmp_pa
     converted = parity.load_keras(path)
     assert converted.config.vocab_size == 50000 and converted.config.hidden_size == 512
     assert converted.config.num_classes == 64
-    rows = compare_to_golden(converted, get_pair("deepmoji").mapping, golden)
+    rows = compare_to_golden(converted, get_arch("deepmoji").mapping(), golden)
     failed = [str(row) for row in rows if not row.passed]
     assert len(rows) == 2 + 16 and not failed, "\n".join(failed)

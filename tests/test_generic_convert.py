@@ -17,8 +17,8 @@ import torch
 
 import parity
 from parity.check import compare, tolerance_for
-from parity.models.generic import GenericModel
-from parity.registry import ZOO
+from parity.arch.generic import GenericModel
+from parity.arch import ZOO
 from tests.conftest import SHARED_DATA, WEIGHTS, needs_keras, needs_shared
 
 pytestmark = [needs_keras, pytest.mark.keras]
@@ -106,8 +106,8 @@ def test_trained_zoo_model_converts_with_arch_none(trained, writer: str) -> None
     keras_model.save(str(path))
     converted = _assert_matches(path, ids, outputs[which])
     # the zoo entry accepts it too, and its static mapping table is the one the file produced
-    assert set(parity.load_keras(path, arch=name).mapping) == set(ZOO[name].mapping)
-    assert set(converted.mapping) == set(ZOO[name].mapping)
+    assert set(parity.load_keras(path, arch=name).mapping) == set(ZOO[name].mapping())
+    assert set(converted.mapping) == set(ZOO[name].mapping())
 
 
 @needs_shared

@@ -20,7 +20,7 @@ import torch
 import parity
 from parity.check import compare, tolerance_for
 from parity.check.harness import torch_side
-from parity.models.generic import CONVERTERS, GenericModel
+from parity.arch.generic import CONVERTERS, GenericModel
 from tests.conftest import needs_keras
 from tests.golden_cases import ragged_ids
 

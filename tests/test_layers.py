@@ -26,7 +26,7 @@ from parity.layers import (
     hard_sigmoid,
 )
 from parity.layers.lstm import IMPLEMENTATIONS
-from parity.models.deepmoji import DeepMoji, DeepMojiConfig
+from parity.arch.deepmoji import DeepMoji, DeepMojiConfig
 
 IN, HID = 5, 7
 LENGTHS = [1, 6, 3, 4]  # includes length 1 and the full length

@@ -15,8 +15,8 @@ from parity.check import load_golden, tolerance_for
 from parity.check.harness import compare
 from parity.check.report import Report
 from parity.check.run import check, subject_for
-from parity.convert.read import read_keras_file
-from parity.registry import get_pair
+from parity.keras.read import read_keras_file
+from parity.arch import get_arch
 from tests.conftest import SHARED_DATA, needs_keras
 from tests.golden_cases import CASES, GoldenCase, keras_golden
 
@@ -47,7 +47,7 @@ def test_golden_outputs_and_gradients(case: GoldenCase, device: str) -> None:
     has_activations = any(k.startswith("activation/") for k in load_golden(case.golden_file))
     assert kinds == {"output", "gradient"} | ({"activation"} if has_activations else set()), kinds
     # every Keras weight of the pair was compared
-    keras_weights = {f"grad/{k}" for k, _, _ in get_pair(case.pair).mapping if k is not None}
+    keras_weights = {f"grad/{k}" for k, _, _ in get_arch(case.pair).mapping() if k is not None}
     assert keras_weights <= {row.name for row in rows}
 
 

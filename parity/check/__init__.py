@@ -3,8 +3,8 @@
 ``check(subject_for(model, kfile)[0], golden)`` is what `parity check` runs and what the tests
 call: activations (per Keras layer with a torch counterpart), outputs and gradients compared
 under the one tolerance table, a report, and a diagnosis when it fails. Keras is needed only to
-produce the Keras side live (reference_keras.check_keras); golden files let the comparison run
-where TensorFlow is absent.
+produce the Keras side live (parity.check.keras_side, which imports it on first use); golden
+files let the comparison run where TensorFlow is absent.
 """
 
 from parity.check.diagnose import ALTERNATIVES, diagnose

@@ -3,7 +3,7 @@
 `check` converts SRC, runs Keras (live, or from a golden file) and the converted model on the
 same inputs, prints the layer-by-layer table and exits 0 only when every row passes. `golden`
 saves the Keras side so `check --golden` runs where TensorFlow is absent (a CUDA machine, a
-torch-only environment). Keras is imported only inside the live paths.
+torch-only environment). Keras is imported only when a live path runs (parity.check.keras_side).
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from parity.api import ParityWarning, load_keras
+from parity.arch import PAIRS, arch_names
 from parity.check.harness import golden_meta, load_golden
+from parity.check.keras_side import import_keras, keras_reference, write_golden
 from parity.check.run import DTYPES, check, check_inputs, subject_for
-from parity.convert.read import read_keras_file
 from parity.errors import ConversionError
-from parity.registry import PAIRS, arch_names
+from parity.keras.read import read_keras_file
 
 EXIT_FAILURE = 1
 PROG = "parity"
@@ -49,7 +50,7 @@ def _keras_side(args: argparse.Namespace, model: Any, kfile: Any, keras_args: di
     """Run the file's Keras model live; a clear error when the keras extra is missing."""
     ids = check_inputs(model, kfile, args.inputs)
     try:
-        from reference_keras.check_keras import keras_reference
+        import_keras()
     except ImportError as exc:
         raise ConversionError(f"{NO_KERAS} ({exc})") from None
     subject_pair = keras_args.pop("pair", None)
@@ -133,7 +134,7 @@ def _golden(args: argparse.Namespace) -> int:
     fd, tmp = tempfile.mkstemp(dir=dst.parent or ".", prefix=f".{dst.name}.", suffix=".npz")
     os.close(fd)
     try:
-        np.savez_compressed(tmp, **golden)
+        write_golden(tmp, golden)
         os.replace(tmp, dst)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -7,7 +7,7 @@ the weight), so a failure names the Keras weight. Intermediate activations are r
 pair's activation points (parity.check.points), so a failure also says at which layer the two
 computations part.
 
-Golden file keys (written by reference_keras.golden):
+Golden file keys (written by parity.check.keras_side):
   ids, loss_weights, meta (JSON: pair, outputs, forward_kwargs, activations, activation_points,
                            versions, dtype, source file and its sha256)
   output/<name>                    model outputs (output, attention)
@@ -47,7 +47,7 @@ KIND_BY_PREFIX = {
 #: Table and report order of the kinds: where two computations part comes first.
 KIND_ORDER = ("activation", "output", "gradient")
 
-#: A mapping row (Keras weight or None, torch parameter, transform), as in parity.convert.load.
+#: A mapping row (Keras weight or None, torch parameter, transform), as in parity.convert.mapping.
 Row = tuple[str | None, str, str]
 
 

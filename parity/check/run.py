@@ -1,7 +1,7 @@
 """A parity check end to end: what to run on the torch side, on which inputs, and the report.
 
 `parity check` and the test suite both call ``check``; the Keras side comes either from a golden
-file or live from reference_keras.check_keras (which needs the keras extra).
+file or live from parity.check.keras_side (which needs the keras extra).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from parity.arch import PairArch, arch_of
 from parity.check.diagnose import diagnose
 from parity.check.harness import (
     ACTIVATION_PREFIX,
@@ -25,14 +26,11 @@ from parity.check.harness import (
 from parity.check.inputs import DEFAULT_SEQ_LEN, generate_ids, load_ids
 from parity.check.points import point_names, points_from_meta, resolve_points
 from parity.check.report import Report
-from parity.convert.load import KERAS_LAYER_WEIGHTS, resolve_layers
-from parity.convert.read import KerasFile
+from parity.convert.match import graph_of
 from parity.errors import ConversionError
-from parity.registry import Pair, pair_of
+from parity.keras.read import KerasFile
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
-#: Config keys giving an input's fixed shape (Keras 3 InputLayer; Keras 1/2 first layer).
-INPUT_SHAPE_KEYS = ("batch_shape", "batch_input_shape")
 
 
 def _wrapped_classes(config: Mapping[str, Any] | None) -> set[str]:
@@ -56,53 +54,28 @@ def _classes(kfile: KerasFile | None, specs: Iterable[str]) -> frozenset[str]:
     return frozenset(found)
 
 
-def _generic_weights(model: nn.Module) -> dict[str, tuple[str, ...]]:
-    """Keras layer -> weights in saved order, for a model built from the file's config."""
-    from parity.models.generic import CONVERTERS
-
-    weights = {}
-    for layer in model.config.layers:
-        names = CONVERTERS[layer["config"]["_class"]].weights(layer["config"])
-        if names:
-            weights[layer["name"]] = tuple(names)
-    return weights
-
-
 def subject_for(model: nn.Module, kfile: KerasFile | None = None) -> tuple[Subject, dict]:
     """The torch side of a check and what the Keras side must record for it.
 
     Returns (subject, keras) where keras = {"layer_names": role -> the file's layer name,
     "weights": role -> Keras weight names in saved order, "activation_points": Keras layer name
-    -> point name}: the arguments of reference_keras.check_keras.keras_reference.
+    -> point name}: the arguments of parity.check.keras_side.keras_reference.
     """
-    try:
-        pair = pair_of(model)
-    except TypeError:
-        pair = None
-    if isinstance(pair, Pair):
-        name, mapping, specs = pair.name, pair.mapping, [cls for _, cls in pair.keras_layers]
-        weights = {role: KERAS_LAYER_WEIGHTS[cls] for role, cls in pair.keras_layers}
-        roles = {role: role for role, _ in pair.keras_layers}
+    arch = arch_of(model)
+    weights = arch.keras_weights(model)
+    if isinstance(arch, PairArch):
+        name, specs = arch.name, [cls for _, cls in arch.keras_layers]
+        roles = {role: role for role in weights}
         if kfile is not None:
-            resolved = resolve_layers(kfile, pair.keras_layers)
-            roles = {role: layer.name for role, layer in resolved.items()}
-    elif hasattr(model, "mapping") and hasattr(model, "config"):
-        # Built from the file's config (parity.models.generic): the mapping is the model's own,
-        # its submodules are named after the Keras layers.
-        name, mapping, specs = (
-            None,
-            model.mapping,
-            [layer["class_name"] for layer in getattr(model.config, "layers", [])],
-        )
-        weights = _generic_weights(model)
+            roles = {role: layer.name for role, layer in arch.resolve(kfile).items()}
+    else:  # built from the file's config: the submodules are named after the Keras layers
+        name, specs = None, [layer["class_name"] for layer in model.config.layers]
         roles = {layer: layer for layer in weights}
-    else:
-        raise TypeError(f"{type(model).__name__} is neither a registered pair nor a generic model")
     present = [layer.name for layer in kfile.layers] if kfile is not None else []
-    names = point_names(model, name, present, roles)
+    names = point_names(model, present, roles)
     subject = Subject(
         model,
-        mapping,
+        arch.mapping(model),
         pair=name,
         points=resolve_points(name, names),
         classes=_classes(kfile, specs),
@@ -115,16 +88,8 @@ def input_length(model: nn.Module, kfile: KerasFile | None) -> int | None:
     fixed = getattr(getattr(model, "config", None), "seq_len", None)
     if isinstance(fixed, int):
         return fixed
-    config = (kfile.model_config or {}) if kfile is not None else {}
-    inner = config.get("config", config)
-    layers = inner if isinstance(inner, list) else inner.get("layers", [])
-    for entry in layers:
-        layer_config = entry.get("config", {})
-        for key in INPUT_SHAPE_KEYS:
-            shape = layer_config.get(key)
-            if isinstance(shape, list) and len(shape) >= 2 and isinstance(shape[1], int):
-                return shape[1]
-    return None
+    graph = graph_of(kfile)[0] if kfile is not None else None
+    return graph.input_length() if graph is not None else None
 
 
 def vocab_size(model: nn.Module) -> int:

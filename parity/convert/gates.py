@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from parity.conventions import HARD_SIGMOID_KERAS3_FROM_MAJOR, HARD_SIGMOID_VARIANTS
-from parity.convert.read import KerasFile
 from parity.errors import ConversionError
+from parity.keras.read import KerasFile
 
 #: Config activation names -> the gate activation the parity layers compute. "hard_sigmoid" is
 #: resolved by Keras version (None here); the others name one function whatever the version.

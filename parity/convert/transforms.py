@@ -151,19 +151,19 @@ NORMALISATIONS: dict[tuple[str, int], Callable[[list[np.ndarray]], list[np.ndarr
 
 
 def normalise_layer_weights(
-    class_name: str, config: dict, arrays: list[np.ndarray], expected: int
+    source_class: str, inner_source_class: str | None, arrays: list[np.ndarray], expected: int
 ) -> list[np.ndarray]:
-    """One layer's stored arrays in the Keras 2+ layout (Bidirectional: each half on its own)."""
-    if class_name == "Bidirectional":
-        inner = config.get("_inner_source_class", "")
+    """One layer's stored arrays in the Keras 2+ layout; ``source_class`` as the file names it
+    (a wrapper's halves are normalised by the wrapped ``inner_source_class``)."""
+    if inner_source_class is not None:
         half = len(arrays) // 2
         if 2 * half != len(arrays):
             return arrays  # the count check reports it
         return [
-            *normalise_layer_weights(inner, config, arrays[:half], expected // 2),
-            *normalise_layer_weights(inner, config, arrays[half:], expected // 2),
+            *normalise_layer_weights(inner_source_class, None, arrays[:half], expected // 2),
+            *normalise_layer_weights(inner_source_class, None, arrays[half:], expected // 2),
         ]
-    how = NORMALISATIONS.get((class_name, len(arrays)))
-    if how is None or (len(arrays) == expected and not class_name.startswith("CuDNN")):
+    how = NORMALISATIONS.get((source_class, len(arrays)))
+    if how is None or (len(arrays) == expected and not source_class.startswith("CuDNN")):
         return arrays
     return how(arrays)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from parity.layers.activations import GATE_ACTIVATIONS, get_activation, hard_sigmoid
 from parity.layers.attention import AttentionWeightedAverage
-from parity.layers.conv import Conv1D
+from parity.layers.conv import KERAS_PADDINGS, Conv1D
 from parity.layers.core import KERAS_ACTIVATIONS, Activation, Dense, Flatten, SpatialDropout1D
 from parity.layers.lstm import LSTM
 from parity.layers.norm import BatchNormalization, LayerNormalization
 from parity.layers.pooling import (
+    POOL_PADDINGS,
     AveragePooling1D,
     GlobalAveragePooling1D,
     GlobalMaxPooling1D,
@@ -20,7 +21,9 @@ __all__ = [
     "GATE_ACTIVATIONS",
     "GRU",
     "KERAS_ACTIVATIONS",
+    "KERAS_PADDINGS",
     "LSTM",
+    "POOL_PADDINGS",
     "Activation",
     "AttentionWeightedAverage",
     "AveragePooling1D",

@@ -1,12 +1,22 @@
-"""Activations whose Keras definition differs from torch's, and a by-name registry for them.
+"""The one table of activations: every fact any part of keras-parity needs about each name.
 
-Keras 2 and Keras 3 disagree on ``hard_sigmoid`` (slope 0.2 vs 1/6), so the variant is always
-named explicitly: a model converted from a Keras 2 file must keep computing the 0.2 version.
+Keras names its activations, and several differ from torch's defaults (hard_sigmoid per Keras
+version, leaky_relu's slope, gelu's approximation), so every name maps to one explicit function
+here and an unknown name fails loudly. Keras 2 and Keras 3 disagree on ``hard_sigmoid`` (slope
+0.2 vs 1/6), so the variant is always named explicitly: a model converted from a Keras 2 file
+must keep computing the 0.2 version.
+
+Readers of ``ACTIVATIONS``: the layers (Dense, Conv1D, Activation, the recurrent layers), the
+LSTM's fused Python, C++ and Triton loops (``Fused``: affine split, tails, kernel codes), the
+converter's gate resolution (``gate``, ``hard_sigmoid``), parity check's diagnosis and activation
+points. None of them keeps a table of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +28,13 @@ from parity.conventions import (
     HARD_SIGMOID_KERAS3_OFFSET,
     HARD_SIGMOID_KERAS3_SLOPE,
     HARD_SIGMOID_VARIANTS,
+    KERAS3_LEAKY_RELU_SLOPE,
 )
 
-Activation = Callable[[Tensor], Tensor]
+ActivationFn = Callable[[Tensor], Tensor]
+
+
+# --- the functions ----------------------------------------------------------------------------
 
 
 def _hard_sigmoid_keras2(x: Tensor) -> Tensor:
@@ -38,46 +52,24 @@ def _linear(x: Tensor) -> Tensor:
     return x
 
 
-_HARD_SIGMOID: dict[str, Activation] = {
-    "keras2": _hard_sigmoid_keras2,
-    "keras3": _hard_sigmoid_keras3,
-}
-assert tuple(_HARD_SIGMOID) == HARD_SIGMOID_VARIANTS
+def _softmax(x: Tensor) -> Tensor:
+    return torch.softmax(x, dim=-1)  # Keras' softmax axis default is -1
 
 
-def hard_sigmoid(x: Tensor, variant: str) -> Tensor:
-    """Keras' hard sigmoid; ``variant`` is "keras2" (slope 0.2) or "keras3" (slope 1/6)."""
-    try:
-        fn = _HARD_SIGMOID[variant]
-    except KeyError:
-        raise ValueError(
-            f"unknown hard_sigmoid variant {variant!r}; expected one of {sorted(_HARD_SIGMOID)}"
-        ) from None
-    return fn(x)
+def _log_softmax(x: Tensor) -> Tensor:
+    return torch.log_softmax(x, dim=-1)
 
 
-#: Activations usable as an LSTM's gate (Keras ``recurrent_activation``) or cell activation.
-GATE_ACTIVATIONS: dict[str, Activation] = {
-    "sigmoid": torch.sigmoid,
-    "hard_sigmoid_keras2": _hard_sigmoid_keras2,
-    "hard_sigmoid_keras3": _hard_sigmoid_keras3,
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-    "linear": _linear,
-}
+def _leaky_relu(x: Tensor) -> Tensor:
+    return F.leaky_relu(x, KERAS3_LEAKY_RELU_SLOPE)
 
 
-def get_activation(name: str) -> Activation:
-    """Look up an activation by name; unknown names fail loudly instead of silently defaulting."""
-    try:
-        return GATE_ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown activation {name!r}; expected one of {sorted(GATE_ACTIVATIONS)}"
-        ) from None
+def _hard_silu_keras3(x: Tensor) -> Tensor:
+    return x * _hard_sigmoid_keras3(x)
 
 
-# --- in-place forms for the fused inference loop (parity.layers._lstm_fast) ------------------
+def _clamp01(x: Tensor) -> Tensor:
+    return x.clamp(0.0, 1.0)
 
 
 def _clamp01_(x: Tensor) -> Tensor:
@@ -88,16 +80,236 @@ def _identity_(x: Tensor) -> Tensor:
     return x
 
 
-#: name -> (scale, offset, in-place tail) with act(x) == tail(scale * x + offset). The affine part
-#: of a hard sigmoid can be folded into the weights that produce x, leaving one clamp per step.
-#: Mathematically exact; in floating point it rounds differently (~1 ulp of x), well inside the
-#: float32 tolerance. An LSTM whose activations are not listed here runs the reference loop.
-AFFINE_SPLIT: dict[str, tuple[float, float, Activation]] = {
-    "sigmoid": (1.0, 0.0, torch.sigmoid_),
-    "hard_sigmoid_keras2": (HARD_SIGMOID_KERAS2_SLOPE, HARD_SIGMOID_KERAS2_OFFSET, _clamp01_),
-    # relu6(x + 3) / 6 == clamp(x / 6 + 1/2, 0, 1)
-    "hard_sigmoid_keras3": (HARD_SIGMOID_KERAS3_SLOPE, HARD_SIGMOID_KERAS3_OFFSET, _clamp01_),
-    "tanh": (1.0, 0.0, torch.tanh_),
-    "relu": (1.0, 0.0, torch.relu_),
-    "linear": (1.0, 0.0, _identity_),
+# --- what the fused LSTM loops need -----------------------------------------------------------
+
+
+class CppTail(IntEnum):
+    """Elementwise tails of the C++ loop: backends/csrc/lstm_cpu.cpp's ``Tail`` enum, same
+    numbers."""
+
+    CLAMP01 = 0
+    SIGMOID = 1
+    TANH = 2
+    RELU = 3
+    IDENTITY = 4
+
+
+class TritonTail(IntEnum):
+    """Elementwise tails of the Triton kernels: the ``KIND`` of backends/triton.py's ``_tail``."""
+
+    IDENTITY = 0
+    CLAMP01 = 1
+    SIGMOID = 2
+    TANH = 3
+    RELU = 4
+
+
+@dataclass(frozen=True)
+class Fused:
+    """An activation as the fused LSTM loops compute it: act(x) == tail(scale * x + offset).
+
+    The affine part of a gate is folded into the weights that produce x (backends.prepare.fold),
+    leaving one clamp per step for a hard sigmoid. Mathematically exact; in floating point it
+    rounds differently (~1 ulp of x), well inside the float32 tolerance. The cell activation's
+    inputs are not folded, so there only activations without an affine part run fused.
+    """
+
+    scale: float
+    offset: float
+    tail: ActivationFn  # out of place: the autograd loop
+    tail_: ActivationFn  # in place: the inference loop
+    cpp: CppTail
+    triton: TritonTail
+
+    @property
+    def affine(self) -> bool:
+        return self.scale != 1.0 or self.offset != 0.0
+
+
+def _plain(
+    fn: ActivationFn, fn_: ActivationFn, cpp: CppTail, triton: TritonTail
+) -> Fused:
+    """The fused form of an activation without an affine part: its own tail."""
+    return Fused(1.0, 0.0, fn, fn_, cpp, triton)
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    """One activation name: its function and what each consumer needs to know about it."""
+
+    fn: ActivationFn
+    #: Accepted as a recurrent layer's ``gate_activation`` or ``activation``.
+    recurrent: bool = False
+    #: What a Keras recurrent layer's ``recurrent_activation`` may convert to: a sigmoid. The
+    #: converter accepts these (and the bare "hard_sigmoid"); parity check's diagnosis tries each.
+    gate: bool = False
+    #: The ``hard_sigmoid=`` variant ("keras2" / "keras3") this name is, if it is one.
+    hard_sigmoid: str | None = None
+    #: How the LSTM's fused loops compute it; None: the reference loop runs.
+    fused: Fused | None = None
+
+
+#: Every activation keras-parity computes, by the name the layers and converted configs use.
+#: "hard_sigmoid" has no row on purpose: the file's Keras version decides the variant
+#: (parity.convert.gates resolves it to one of the two names below). Order: the gates appear in
+#: the order parity check's diagnosis tries them.
+ACTIVATIONS: dict[str, ActivationSpec] = {
+    "linear": ActivationSpec(
+        _linear,
+        recurrent=True,
+        fused=_plain(_linear, _identity_, CppTail.IDENTITY, TritonTail.IDENTITY),
+    ),
+    "relu": ActivationSpec(
+        torch.relu,
+        recurrent=True,
+        fused=_plain(torch.relu, torch.relu_, CppTail.RELU, TritonTail.RELU),
+    ),
+    "hard_sigmoid_keras2": ActivationSpec(
+        _hard_sigmoid_keras2,
+        recurrent=True,
+        gate=True,
+        hard_sigmoid="keras2",
+        fused=Fused(
+            HARD_SIGMOID_KERAS2_SLOPE,
+            HARD_SIGMOID_KERAS2_OFFSET,
+            _clamp01,
+            _clamp01_,
+            CppTail.CLAMP01,
+            TritonTail.CLAMP01,
+        ),
+    ),
+    "hard_sigmoid_keras3": ActivationSpec(
+        _hard_sigmoid_keras3,
+        recurrent=True,
+        gate=True,
+        hard_sigmoid="keras3",
+        # relu6(x + 3) / 6 == clamp(x / 6 + 1/2, 0, 1)
+        fused=Fused(
+            HARD_SIGMOID_KERAS3_SLOPE,
+            HARD_SIGMOID_KERAS3_OFFSET,
+            _clamp01,
+            _clamp01_,
+            CppTail.CLAMP01,
+            TritonTail.CLAMP01,
+        ),
+    ),
+    "sigmoid": ActivationSpec(
+        torch.sigmoid,
+        recurrent=True,
+        gate=True,
+        fused=_plain(torch.sigmoid, torch.sigmoid_, CppTail.SIGMOID, TritonTail.SIGMOID),
+    ),
+    "tanh": ActivationSpec(
+        torch.tanh,
+        recurrent=True,
+        fused=_plain(torch.tanh, torch.tanh_, CppTail.TANH, TritonTail.TANH),
+    ),
+    "softmax": ActivationSpec(_softmax),
+    "log_softmax": ActivationSpec(_log_softmax),
+    "softplus": ActivationSpec(F.softplus),
+    "softsign": ActivationSpec(F.softsign),
+    "elu": ActivationSpec(F.elu),  # alpha 1.0 in both
+    "selu": ActivationSpec(F.selu),  # same constants as Keras
+    "exponential": ActivationSpec(torch.exp),
+    "gelu": ActivationSpec(F.gelu),  # Keras' gelu defaults to approximate=False, as torch's
+    "swish": ActivationSpec(F.silu),
+    "silu": ActivationSpec(F.silu),
+    "relu6": ActivationSpec(F.relu6),
+    "leaky_relu": ActivationSpec(_leaky_relu),
+    "mish": ActivationSpec(F.mish),
+    "hard_silu": ActivationSpec(_hard_silu_keras3),
+    "hard_swish": ActivationSpec(_hard_silu_keras3),
 }
+
+#: The names a Keras ``activation=`` may take once "hard_sigmoid" is resolved (Dense, Conv1D,
+#: Activation).
+KERAS_ACTIVATIONS: tuple[str, ...] = tuple(ACTIVATIONS)
+#: The names the recurrent layers accept as ``gate_activation`` or ``activation``.
+RECURRENT_ACTIVATIONS: tuple[str, ...] = tuple(n for n, a in ACTIVATIONS.items() if a.recurrent)
+#: The gates a Keras file's ``recurrent_activation`` may mean, in the order diagnosis tries them.
+GATES: tuple[str, ...] = tuple(n for n, a in ACTIVATIONS.items() if a.gate)
+#: hard_sigmoid variant ("keras2" / "keras3") -> its activation name.
+HARD_SIGMOIDS: dict[str, str] = {
+    a.hard_sigmoid: n for n, a in ACTIVATIONS.items() if a.hard_sigmoid is not None
+}
+assert tuple(HARD_SIGMOIDS) == HARD_SIGMOID_VARIANTS
+
+
+def hard_sigmoid_name(variant: str) -> str:
+    """The activation name of a hard_sigmoid variant ("keras2" -> "hard_sigmoid_keras2")."""
+    try:
+        return HARD_SIGMOIDS[variant]
+    except KeyError:
+        raise ValueError(
+            f"unknown hard_sigmoid variant {variant!r}; expected one of {sorted(HARD_SIGMOIDS)}"
+        ) from None
+
+
+def hard_sigmoid(x: Tensor, variant: str) -> Tensor:
+    """Keras' hard sigmoid; ``variant`` is "keras2" (slope 0.2) or "keras3" (slope 1/6)."""
+    return ACTIVATIONS[hard_sigmoid_name(variant)].fn(x)
+
+
+def get_activation(name: str) -> ActivationFn:
+    """A recurrent layer's activation by name; unknown names fail loudly instead of silently
+    defaulting."""
+    spec = ACTIVATIONS.get(name)
+    if spec is None or not spec.recurrent:
+        raise ValueError(
+            f"unknown activation {name!r}; expected one of {sorted(RECURRENT_ACTIVATIONS)}"
+        )
+    return spec.fn
+
+
+def keras_activation(name: str) -> ActivationFn:
+    """The function a resolved Keras activation name computes; unknown names raise ValueError."""
+    try:
+        return ACTIVATIONS[name].fn
+    except KeyError:
+        raise ValueError(
+            f"unsupported Keras activation {name!r}; supported: {', '.join(KERAS_ACTIVATIONS)}"
+        ) from None
+
+
+class ActivationSlot:
+    """A layer attribute that names an activation (``layer.activation = "relu"``).
+
+    Setting the name validates it and sets the function the forward calls (attribute
+    ``fn_attr``), so name and function never disagree: parity check's diagnosis swaps a layer's
+    activation by assigning a name, and the forward still pays one attribute read.
+    """
+
+    def __init__(self, fn_attr: str, *, recurrent: bool = False, gate: bool = False) -> None:
+        self.fn_attr = fn_attr
+        #: Names limited to RECURRENT_ACTIVATIONS (else any Keras activation).
+        self.recurrent = recurrent
+        #: A recurrent gate: diagnosis tries every GATES name here, elsewhere only the other
+        #: hard sigmoid variant.
+        self.gate = gate
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, objtype: type | None = None) -> str:
+        if obj is None:
+            return self  # type: ignore[return-value]  (the class attribute: the slot itself)
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+    def __set__(self, obj: object, name: str) -> None:
+        lookup = get_activation if self.recurrent else keras_activation
+        obj.__dict__[self.fn_attr] = lookup(name)
+        obj.__dict__[self.name] = name
+
+
+def activation_slots(module: object) -> dict[str, ActivationSlot]:
+    """The ActivationSlots of ``module``'s class, by attribute name."""
+    return {
+        name: slot
+        for cls in reversed(type(module).__mro__)
+        for name, slot in vars(cls).items()
+        if isinstance(slot, ActivationSlot)
+    }

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from parity.layers.core import keras_activation
+from parity.layers.activations import ActivationSlot
 
 #: Keras padding names the 1-D layers accept.
 KERAS_PADDINGS = ("valid", "same", "causal")
@@ -29,6 +29,8 @@ def same_padding(length: int, kernel_size: int, stride: int, dilation: int = 1) 
 class Conv1D(nn.Conv1d):
     """nn.Conv1d (same parameters and shapes) on (B, T, C) input, with Keras' padding and
     activation. ``padding`` is "valid", "same" or "causal"."""
+
+    activation = ActivationSlot("_fn")
 
     def __init__(
         self,
@@ -59,7 +61,6 @@ class Conv1D(nn.Conv1d):
         )
         self.keras_padding = padding
         self.activation = activation
-        self._fn = keras_activation(activation)
 
     def _pads(self, length: int) -> tuple[int, int]:
         (k,), (s,), (d,) = self.kernel_size, self.stride, self.dilation

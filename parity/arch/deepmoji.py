@@ -31,17 +31,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from parity.arch.base import PairArch, Point
+from parity.arch.generic import default_weights
 from parity.conventions import (
     DEEPMOJI_MAX_SIGMOID_CLASSES,
     LSTM_RECURRENT_ACTIVATION_DEFAULT_KERAS_LT_2_3,
     MASK_VALUE,
 )
 from parity.convert.gates import activation_name, resolve_gate
-from parity.convert.load import Row
-from parity.convert.read import KerasFile, KerasLayer
+from parity.convert.mapping import Row
 from parity.errors import ConversionError
-from parity.layers.attention import AttentionWeightedAverage
-from parity.layers.lstm import LSTM
+from parity.keras.read import KerasFile, KerasLayer
+from parity.layers import LSTM, AttentionWeightedAverage, SpatialDropout1D
 
 
 def _softmax(z: Tensor) -> Tensor:
@@ -81,13 +82,6 @@ class DeepMojiConfig:
     def attention_size(self) -> int:
         """Width of [bi_lstm_1, bi_lstm_0, embedding]: two bidirectional outputs + the input."""
         return 2 * (2 * self.hidden_size) + self.embedding_dim
-
-
-class SpatialDropout1D(nn.Dropout1d):
-    """Keras' SpatialDropout1D on channels-last (B, T, C): drops whole channels per sample."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
 class DeepMoji(nn.Module):
@@ -208,3 +202,38 @@ def config_from_keras(
         gate_activation=gate,
     )
     return config, notes
+
+
+#: The custom layer's weights (deepmoji/attlayer.py: one (d, 1) vector W, no bias).
+ATTENTION_WEIGHTS = ("W",)
+
+#: Where each Keras layer's output is in the port, for `parity check`.
+CHECK_POINTS: tuple[tuple[str, Point], ...] = (
+    ("embedding", Point("embedding")),
+    ("activation", Point("embedding", then="tanh")),  # tanh is a call in forward()
+    ("bi_lstm_0", Point("bi_lstm_0", pick=0)),  # LSTM returns (output, (h, c))
+    ("bi_lstm_1", Point("bi_lstm_1", pick=0)),
+    ("concat", Point("attlayer", hook="input")),  # the features the attention pools
+    ("attlayer", Point("attlayer", pick=0)),  # (pooled, attention)
+    ("softmax", Point("softmax", then="config.output_activation")),  # Linear gives logits
+)
+
+ARCH = PairArch(
+    name="deepmoji",
+    config_cls=DeepMojiConfig,
+    model_cls=DeepMoji,
+    keras_layers=KERAS_LAYERS,
+    layer_weights={
+        **{
+            cls: default_weights(cls)
+            for _, cls in KERAS_LAYERS
+            if cls != "AttentionWeightedAverage"
+        },
+        "AttentionWeightedAverage": ATTENTION_WEIGHTS,
+    },
+    rows=MAPPING,
+    config_from_keras=config_from_keras,
+    points=CHECK_POINTS,
+    head_module="softmax",
+    reference="reference_keras.deepmoji",
+)

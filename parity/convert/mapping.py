@@ -1,4 +1,4 @@
-"""Strict loading: resolve a file's layers for a model, then apply its mapping table.
+"""Mapping: resolve a file's layers for a model, then apply its mapping table strictly.
 
 Every Keras weight is used exactly once, every torch parameter filled exactly once, every shape
 checked, NaN/Inf refused; all problems are collected and raised together in one ConversionError.
@@ -13,31 +13,13 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from parity.convert.read import KerasFile, KerasLayer, snake_case
 from parity.convert.transforms import CONSTANT_FILLS, TRANSFORMS
 from parity.errors import ConversionError
+from parity.keras.read import KerasFile, KerasLayer, snake_case
 
 #: A mapping row: (Keras weight "layer/weight" or None for a constant, torch parameter, transform
 #: name or constant-fill name).
 Row = tuple[str | None, str, str]
-
-#: The weights a Keras layer class saves, in Keras' saved order (layer.weights). Bidirectional
-#: saves the forward layer's weights, then the backward layer's.
-_LSTM = ("kernel", "recurrent_kernel", "bias")
-KERAS_LAYER_WEIGHTS: dict[str, tuple[str, ...]] = {
-    "Embedding": ("embeddings",),
-    "Dense": ("kernel", "bias"),
-    "LSTM": _LSTM,
-    "Bidirectional(LSTM)": tuple(f"{d}_{w}" for d in ("forward", "backward") for w in _LSTM),
-    "AttentionWeightedAverage": ("W",),
-    # generic conversion (issue 4): the seed zoo's classes, default configs (use_bias=True)
-    "Conv1D": ("kernel", "bias"),
-    "SimpleRNN": _LSTM,
-    "GRU": _LSTM,
-    "Bidirectional(GRU)": tuple(f"{d}_{w}" for d in ("forward", "backward") for w in _LSTM),
-    "Bidirectional(SimpleRNN)": tuple(f"{d}_{w}" for d in ("forward", "backward") for w in _LSTM),
-    "LayerNormalization": ("gamma", "beta"),
-}
 
 
 def _outer_class(spec_class: str) -> str:
@@ -83,14 +65,19 @@ def resolve_layers(kfile: KerasFile, spec: Sequence[tuple[str, str]]) -> dict[st
 
 
 def collect_weights(
-    kfile: KerasFile, layers: dict[str, KerasLayer], spec: Sequence[tuple[str, str]]
+    kfile: KerasFile,
+    layers: dict[str, KerasLayer],
+    spec: Sequence[tuple[str, str]],
+    layer_weights: dict[str, tuple[str, ...]],
 ) -> dict[str, np.ndarray]:
-    """Keras weights named "role/weight" for resolved layers, checked and in saved order."""
+    """Keras weights named "role/weight" for resolved layers, checked and in saved order.
+
+    ``layer_weights``: Keras class (as in ``spec``) -> the weights it saves, in saved order."""
     weights: dict[str, np.ndarray] = {}
     problems = []
     for role, layer in layers.items():
         cls = dict(spec)[role]
-        names = KERAS_LAYER_WEIGHTS[cls]
+        names = layer_weights[cls]
         if len(layer.weights) != len(names):
             stored = [w.name for w in layer.weights]
             problems.append(

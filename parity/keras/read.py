@@ -11,7 +11,7 @@ Formats (detected from the bytes, never from the file name):
   ``layer_names`` / ``weight_names`` attributes give the order (h5py lists datasets
   alphabetically, so that order is never used).
 
-Nothing here knows about torch or about any model: mapping is parity.convert.load's job.
+Nothing here knows about torch or about any model: mapping is parity.convert.mapping's job.
 """
 
 from __future__ import annotations

@@ -20,9 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from parity.convert.load import Row
-from parity.convert.read import KerasFile, KerasLayer
+from parity.arch.base import PairArch, Point
+from parity.arch.generic import default_weights
+from parity.convert.mapping import Row
 from parity.errors import ConversionError
+from parity.keras.read import KerasFile, KerasLayer
 
 
 @dataclass
@@ -56,7 +58,7 @@ class EmbeddingDense(nn.Module):
 OUTPUT_ACTIVATION = "softmax"
 
 #: The Keras layers with weights, in model order: (layer name in the reference, Keras class).
-KERAS_LAYERS = (("embedding", "Embedding"), ("dense", "Dense"))
+KERAS_LAYERS: tuple[tuple[str, str], ...] = (("embedding", "Embedding"), ("dense", "Dense"))
 
 #: Mapping table: (Keras weight, torch parameter, transform).
 MAPPING: tuple[Row, ...] = (
@@ -88,3 +90,25 @@ def config_from_keras(
         )
     config = EmbeddingDenseConfig(vocab_size, flat // embedding_dim, embedding_dim, num_classes)
     return config, []
+
+
+#: Where each Keras layer's output is in the port, for `parity check`.
+CHECK_POINTS: tuple[tuple[str, Point], ...] = (
+    ("embedding", Point("embedding")),
+    ("flatten", Point("dense", hook="input")),  # Keras' channels-last Flatten = reshape
+    ("dense", Point("dense", then="softmax")),  # Keras Dense outputs post-softmax
+)
+
+ARCH = PairArch(
+    name="embedding_dense",
+    config_cls=EmbeddingDenseConfig,
+    model_cls=EmbeddingDense,
+    keras_layers=KERAS_LAYERS,
+    layer_weights={cls: default_weights(cls) for _, cls in KERAS_LAYERS},
+    rows=MAPPING,
+    config_from_keras=config_from_keras,
+    points=CHECK_POINTS,
+    head_module="dense",
+    reference="reference_keras.embedding_dense",
+    keras_structure=("Embedding", "Flatten", "Dense"),
+)

@@ -1,0 +1,205 @@
+"""The one interface every architecture implements, and the plan a conversion follows.
+
+An architecture is everything parity knows about one kind of model, in one place: how to tell a
+file holds it and read its sizes (``plan``), how to build the torch module (``build``), the
+mapping table between Keras weights and torch parameters (``mapping``), where each Keras layer's
+output is found for `parity check` (``check_points``), and what fine-tuning needs (``head``,
+``with_head``, ``layer_groups``). Registered pairs (a hand-written port with a Keras reference)
+and the generic architecture (any model of supported layers, rebuilt from the file's config)
+implement the same interface, so conversion, checks, initialisation and fine-tuning treat them
+alike.
+
+A conversion is: read the file once, parse its config once, ``plan`` (match + sizes + weights in
+canonical names, nothing allocated), build an empty module, apply the mapping strictly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from parity.convert.mapping import Row, apply_mapping, build_empty, collect_weights, resolve_layers
+from parity.errors import ConversionError
+from parity.keras.graph import KerasGraph
+from parity.keras.read import KerasFile, KerasLayer
+
+
+@dataclass(frozen=True)
+class Point:
+    """How to read one Keras layer's output from the torch model (for `parity check`)."""
+
+    #: Submodule path in the torch model ("" = the model itself).
+    module: str
+    #: "output" (forward hook) or "input" (forward pre-hook: the first positional argument).
+    hook: str = "output"
+    #: Element of a tuple output to take (LSTM: 0 = the sequence output); None = as is.
+    pick: int | None = None
+    #: Activation applied afterwards: a name in parity.layers.activations, or "config.<attr>"
+    #: naming one from the model config.
+    then: str | None = None
+    #: Default-rule points are dropped, not failed, when their shape differs from Keras'.
+    optional: bool = False
+
+
+@dataclass
+class Plan:
+    """What a conversion will do, decided before anything is allocated."""
+
+    arch: Architecture
+    config: Any
+    #: Keras weights named as the mapping's rows name them, in canonical (Keras 2) layout.
+    weights: dict[str, np.ndarray]
+    mapping: Sequence[Row]
+    notes: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def build(self, dtype: torch.dtype = torch.float32) -> nn.Module:
+        """The module, filled strictly from the plan's weights (no random init, no copy)."""
+        try:
+            model = build_empty(lambda: self.arch.build(self.config), dtype)
+        except ConversionError as exc:
+            raise ConversionError(f"{self.source}: {exc}") from exc
+        apply_mapping(model, self.mapping, self.weights, source=self.source, assign=True)
+        return model.eval()
+
+
+class Architecture:
+    """Base of every architecture; see the module docstring."""
+
+    name: str
+    config_cls: type
+    #: Module of the Keras half under reference_keras/, when there is one.
+    reference: str | None = None
+
+    def build(self, config: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def plan(
+        self, kfile: KerasFile, graph: KerasGraph | None, hard_sigmoid: str | None = None
+    ) -> Plan:
+        """Match the file to this architecture and collect its sizes and weights; raises
+        ConversionError naming what does not fit."""
+        raise NotImplementedError
+
+    def owns(self, model: nn.Module) -> bool:
+        return type(model) is getattr(self, "model_cls", None)
+
+    def mapping(self, model: nn.Module) -> Sequence[Row]:
+        raise NotImplementedError
+
+    def keras_weights(self, model: nn.Module) -> dict[str, tuple[str, ...]]:
+        """Keras layer (as the mapping names it) -> its weights in Keras' saved order."""
+        layers: dict[str, list[str]] = {}
+        for keras_name, _, _ in self.mapping(model):
+            if keras_name is not None:
+                layer, weight = keras_name.split("/", 1)
+                layers.setdefault(layer, []).append(weight)
+        return {layer: tuple(weights) for layer, weights in layers.items()}
+
+    def check_points(self, model: nn.Module) -> Sequence[tuple[str, Point]]:
+        """(Keras layer name, where its output is in ``model``), in model order."""
+        raise NotImplementedError
+
+    # --- fine-tuning -----------------------------------------------------------------------
+
+    def head(self, model: nn.Module) -> str:
+        """The top-level submodule that is the classifier (replaced per task)."""
+        raise NotImplementedError
+
+    def with_head(self, model: nn.Module, num_classes: int) -> nn.Module:
+        """The same model with a new, Keras-initialized head for ``num_classes`` (2 = one
+        sigmoid unit); every other weight is shared."""
+        raise NotImplementedError
+
+    def layer_groups(self, model: nn.Module) -> list[str]:
+        """Top-level submodules that hold parameters, in model order (chain-thaw's order)."""
+        return [n for n, m in model.named_children() if any(True for _ in m.parameters())]
+
+    def fixed_parameters(self, model: nn.Module) -> set[str]:
+        """Parameters with no Keras counterpart, held at their constant by the mapping (an
+        LSTM's bias_hh: Keras has one bias, so training both would move the sum twice)."""
+        return {torch_name for keras_name, torch_name, _ in self.mapping(model) if not keras_name}
+
+
+@dataclass(frozen=True)
+class PairArch(Architecture):
+    """A hand-written port with a Keras reference, linked by a fixed mapping table."""
+
+    name: str
+    config_cls: type
+    model_cls: type[nn.Module]
+    #: Keras layers with weights, in model order: (layer name in the reference, Keras class).
+    keras_layers: Sequence[tuple[str, str]]
+    #: Keras class -> the weights it saves, in saved order.
+    layer_weights: dict[str, tuple[str, ...]]
+    rows: Sequence[Row]
+    #: (kfile, resolved layers, weights, hard_sigmoid) -> (config, notes on assumptions)
+    config_from_keras: Callable[..., tuple[Any, list[str]]]
+    #: (Keras layer name in the reference, point), in model order.
+    points: Sequence[tuple[str, Point]]
+    #: The classifier submodule and the config field that sizes it.
+    head_module: str
+    reference: str | None = None
+    #: The model config's layer classes in order (InputLayer left out) when the pair is exactly
+    #: a model of standard layers: such a file converts as this pair only if its layers are
+    #: these; None = the pair is recognised by its weighted layers.
+    keras_structure: tuple[str, ...] | None = None
+    #: config field holding the number of classes (with_head changes it).
+    classes_field: str = "num_classes"
+
+    def build(self, config: Any) -> nn.Module:
+        return self.model_cls(config)
+
+    def plan(
+        self, kfile: KerasFile, graph: KerasGraph | None, hard_sigmoid: str | None = None
+    ) -> Plan:
+        if (
+            self.keras_structure is not None
+            and graph is not None
+            and tuple(graph.layer_classes()) != self.keras_structure
+        ):
+            raise ConversionError(
+                f"{kfile.path}: not a {self.name} model (its layers are "
+                f"{graph.layer_classes()}, {self.name} is {list(self.keras_structure)})"
+            )
+        layers = self.resolve(kfile)
+        weights = collect_weights(kfile, layers, self.keras_layers, self.layer_weights)
+        config, notes = self.config_from_keras(kfile, layers, weights, hard_sigmoid)
+        return Plan(self, config, weights, self.rows, notes, str(kfile.path))
+
+    def resolve(self, kfile: KerasFile) -> dict[str, KerasLayer]:
+        """Reference layer name -> the file's layer."""
+        return resolve_layers(kfile, self.keras_layers)
+
+    def mapping(self, model: nn.Module | None = None) -> Sequence[Row]:
+        return self.rows
+
+    def keras_weights(self, model: nn.Module | None = None) -> dict[str, tuple[str, ...]]:
+        return {role: self.layer_weights[cls] for role, cls in self.keras_layers}
+
+    def check_points(self, model: nn.Module | None = None) -> Sequence[tuple[str, Point]]:
+        return self.points
+
+    def head(self, model: nn.Module | None = None) -> str:
+        return self.head_module
+
+    def with_head(self, model: nn.Module, num_classes: int) -> nn.Module:
+        from parity.init import keras_init_
+
+        config = dataclasses.replace(model.config, **{self.classes_field: num_classes})
+        dtype = next(model.parameters()).dtype
+        new = self.build(config).to(dtype)
+        kept = {
+            k: v for k, v in model.state_dict().items() if not k.startswith(f"{self.head_module}.")
+        }
+        missing, unexpected = new.load_state_dict(kept, strict=False)
+        if unexpected or not all(k.startswith(f"{self.head_module}.") for k in missing):
+            raise ValueError(f"{self.name}: a new head changed more than the head: {missing}")
+        keras_init_(new.get_submodule(self.head_module))
+        return new

@@ -1,0 +1,58 @@
+"""Convolutions: Conv1D (channels-last; Keras 1's Convolution1D is normalised to it)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from parity.arch.generic.converter import (
+    Config,
+    LayerConverter,
+    Shapes,
+    call_drop_mask,
+    declared,
+    simple_rows,
+    single,
+    with_bias,
+)
+from parity.errors import ConversionError
+from parity.layers import KERAS_PADDINGS, Conv1D
+
+CHANNELS_LAST = ("channels_last", None)
+
+_conv_weights = with_bias("kernel")
+
+
+def _build_conv1d(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
+    size, fan_in, filters = shapes["kernel"]
+    declared(config, "filters", filters, "the kernel")
+    declared({"kernel_size": single(config.get("kernel_size"))}, "kernel_size", size, "the kernel")
+    padding = config.get("padding", "valid")
+    if padding not in KERAS_PADDINGS or config.get("data_format", "channels_last") not in (
+        CHANNELS_LAST
+    ):
+        raise ConversionError(f"Conv1D padding {padding!r} / data_format is not supported")
+    if config.get("groups", 1) != 1:
+        raise ConversionError("Conv1D with groups > 1 is not supported")
+    return Conv1D(
+        fan_in,
+        filters,
+        size,
+        stride=single(config.get("strides", 1)),
+        padding=padding,
+        dilation=single(config.get("dilation_rate", 1)),
+        bias="bias" in shapes,
+        activation=acts["activation"],
+    )
+
+
+CONVERTERS: dict[str, LayerConverter] = {
+    "Conv1D": LayerConverter(
+        _conv_weights,
+        _build_conv1d,
+        simple_rows(
+            _conv_weights, ("kernel", "weight", "conv1d_kernel"), ("bias", "bias", "identity")
+        ),
+        call_drop_mask,  # Keras' Conv1D does not support masking
+        activations=("activation",),
+    ),
+}

@@ -1,0 +1,102 @@
+"""What one Keras layer class needs to become torch: the converter entry and its helpers.
+
+Adding a layer to the generic path = one ``LayerConverter`` in the file of its family (core,
+conv, pooling, norm, recurrent, merge), registered in that file's ``CONVERTERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from parity.convert.mapping import Row
+from parity.errors import ConversionError
+
+Masks = list[Tensor | None]
+Config = dict[str, Any]
+Shapes = dict[str, tuple[int, ...]]
+#: (module, config, inputs, input masks) -> (outputs, output masks).
+CallRule = Callable[[nn.Module, Config, list[Tensor], Masks], tuple[list[Tensor], Masks]]
+
+#: Bound on any size a config declares before it is compared with the weights.
+MAX_DECLARED_SIZE = 2**31
+
+
+@dataclass(frozen=True)
+class LayerConverter:
+    """How one Keras layer class becomes torch: its saved weights, module, rows and call."""
+
+    #: config -> the weights the class saves, in Keras' saved order.
+    weights: Callable[[Config], tuple[str, ...]]
+    #: (config, weight shapes, resolved activations) -> module.
+    build: Callable[[Config, Shapes, dict[str, str]], nn.Module]
+    #: (Keras layer name, torch module path, config) -> mapping rows.
+    rows: Callable[[str, str, Config], list[Row]]
+    #: How the module is applied and what happens to the Keras mask (the mask rule).
+    call: CallRule
+    #: config keys naming activations, resolved at conversion (hard_sigmoid by Keras version).
+    activations: tuple[str, ...] = ()
+    #: Activation defaults where the config omits a key (Keras' class defaults).
+    activation_defaults: tuple[tuple[str, str], ...] = (("activation", "linear"),)
+
+
+def no_weights(config: Config) -> tuple[str, ...]:
+    return ()
+
+
+def no_rows(layer: str, path: str, config: Config) -> list[Row]:
+    return []
+
+
+def no_module(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
+    return nn.Identity()
+
+
+def with_bias(*names: str) -> Callable[[Config], tuple[str, ...]]:
+    """The class saves ``names``, then "bias" unless use_bias=False."""
+
+    def weights(config: Config) -> tuple[str, ...]:
+        return names + (("bias",) if config.get("use_bias", True) else ())
+
+    return weights
+
+
+def simple_rows(
+    weights: Callable[[Config], tuple[str, ...]], *pairs: tuple[str, str, str]
+) -> Callable[[str, str, Config], list[Row]]:
+    """Rows (keras weight, torch parameter, transform) for the weights the config has."""
+
+    def rows(layer: str, path: str, config: Config) -> list[Row]:
+        present = set(weights(config))
+        return [(f"{layer}/{k}", f"{path}.{t}", how) for k, t, how in pairs if k in present]
+
+    return rows
+
+
+def declared(config: Config, key: str, found: int, what: str) -> None:
+    """A size the config states must be sane and agree with the weights."""
+    value = config.get(key)
+    if value is None:
+        return
+    if not isinstance(value, int) or not 0 < value <= MAX_DECLARED_SIZE:
+        raise ConversionError(f"config declares {key}={value!r}, not a sane size")
+    if value != found:
+        raise ConversionError(f"config declares {key}={value} but {what} has {found}")
+
+
+def single(value: Any) -> Any:
+    """Keras writes 1-D sizes as 3 or [3]."""
+    return value[0] if isinstance(value, list | tuple) else value
+
+
+def call_keep_mask(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
+    """Layers that support masking in Keras pass the mask on."""
+    return [module(xs[0])], [masks[0]]
+
+
+def call_drop_mask(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
+    """Layers that do not support masking drop it, as Keras 3 does."""
+    return [module(xs[0])], [None]

@@ -1,0 +1,89 @@
+"""Core layers: inputs, Embedding, Dense, Activation, Dropout, SpatialDropout1D, Flatten."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from parity.arch.generic.converter import (
+    Config,
+    LayerConverter,
+    Masks,
+    Shapes,
+    call_drop_mask,
+    call_keep_mask,
+    declared,
+    no_module,
+    no_rows,
+    no_weights,
+    simple_rows,
+    with_bias,
+)
+from parity.conventions import MASK_VALUE
+from parity.keras.graph import INPUT_LAYER
+from parity.layers import Activation, Dense, Flatten, SpatialDropout1D
+
+
+def _embedding_weights(config: Config) -> tuple[str, ...]:
+    return ("embeddings",)
+
+
+def _build_embedding(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
+    vocab, dim = shapes["embeddings"]
+    declared(config, "input_dim", vocab, "the embeddings array")
+    declared(config, "output_dim", dim, "the embeddings array")
+    return nn.Embedding(vocab, dim)
+
+
+def _call_embedding(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
+    """Embedding(mask_zero=True) starts a mask: id != 0."""
+    ids = xs[0].long()
+    mask = ids != MASK_VALUE if config.get("mask_zero") else None
+    return [module(ids)], [mask]
+
+
+_dense_weights = with_bias("kernel")
+
+
+def _build_dense(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
+    fan_in, units = shapes["kernel"]
+    declared(config, "units", units, "the kernel")
+    return Dense(fan_in, units, bias="bias" in shapes, activation=acts["activation"])
+
+
+def _rate(config: Config) -> float:
+    """Dropout rate; Keras 1 called it p."""
+    return float(config.get("rate", config.get("p", 0.0)))
+
+
+CONVERTERS: dict[str, LayerConverter] = {
+    INPUT_LAYER: LayerConverter(no_weights, no_module, no_rows, call_keep_mask),
+    "Embedding": LayerConverter(
+        _embedding_weights,
+        _build_embedding,
+        simple_rows(_embedding_weights, ("embeddings", "weight", "identity")),
+        _call_embedding,
+    ),
+    "Dense": LayerConverter(
+        _dense_weights,
+        _build_dense,
+        simple_rows(
+            _dense_weights, ("kernel", "weight", "transpose"), ("bias", "bias", "identity")
+        ),
+        call_keep_mask,
+        activations=("activation",),
+    ),
+    "Activation": LayerConverter(
+        no_weights,
+        lambda c, s, a: Activation(a["activation"]),
+        no_rows,
+        call_keep_mask,
+        activations=("activation",),
+    ),
+    "Dropout": LayerConverter(
+        no_weights, lambda c, s, a: nn.Dropout(_rate(c)), no_rows, call_keep_mask
+    ),
+    "SpatialDropout1D": LayerConverter(
+        no_weights, lambda c, s, a: SpatialDropout1D(_rate(c)), no_rows, call_keep_mask
+    ),
+    "Flatten": LayerConverter(no_weights, lambda c, s, a: Flatten(), no_rows, call_drop_mask),
+}

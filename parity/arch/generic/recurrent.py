@@ -1,0 +1,181 @@
+"""Recurrent layers: SimpleRNN, LSTM, GRU (reset_after True and False), Bidirectional.
+
+Parity notes:
+- Masked steps carry the state; a plain RNN outputs its previous output at masked steps, inside
+  Bidirectional zeros. ``go_backwards`` returns the sequence in processing (reversed) order, as
+  Keras does; Bidirectional flips it back.
+- Keras 1 per-gate arrays and cuDNN layouts arrive here already normalised to the Keras 2 layout
+  (parity.convert.transforms), so one set of rows serves every version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from parity.arch.generic.converter import Config, LayerConverter, Masks, Shapes, declared
+from parity.convert.mapping import Row
+from parity.errors import ConversionError
+from parity.layers import GRU, LSTM, SimpleRNN
+
+RNN_CLASSES = ("SimpleRNN", "LSTM", "GRU")
+RNN_WEIGHTS = ("kernel", "recurrent_kernel", "bias")
+MERGE_MODES = ("concat", "sum", "mul", "ave")
+#: Config flags with no torch counterpart here: refused by name.
+UNSUPPORTED_FLAGS = ("stateful", "time_major", "unroll_initial_state")
+#: Keras' recurrent class defaults where a config omits the key.
+RNN_ACTIVATION_DEFAULTS = (("activation", "tanh"), ("recurrent_activation", "sigmoid"))
+GATED_ACTIVATIONS = ("activation", "recurrent_activation")
+BIDIRECTIONAL_DIRECTIONS = (("forward_", ""), ("backward_", "_reverse"))
+
+_MERGES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "concat": lambda a, b: torch.cat([a, b], dim=-1),
+    "sum": lambda a, b: a + b,
+    "mul": lambda a, b: a * b,
+    "ave": lambda a, b: (a + b) / 2,
+}
+
+
+def inner_config(config: Config) -> Config:
+    inner = config["layer"]
+    return inner.get("config", inner)
+
+
+def _rnn_weights(config: Config) -> tuple[str, ...]:
+    return RNN_WEIGHTS if config.get("use_bias", True) else RNN_WEIGHTS[:2]
+
+
+def _bidirectional_weights(config: Config) -> tuple[str, ...]:
+    inner = _rnn_weights(inner_config(config))
+    return tuple(f"{d}{w}" for d, _ in BIDIRECTIONAL_DIRECTIONS for w in inner)
+
+
+def _rnn_rows(layer: str, path: str, cls: str, use_bias: bool, prefix: str, suffix: str):
+    kernel = "gru_kernel" if cls == "GRU" else "transpose"
+    rows: list[Row] = [
+        (f"{layer}/{prefix}kernel", f"{path}.weight_ih_l0{suffix}", kernel),
+        (f"{layer}/{prefix}recurrent_kernel", f"{path}.weight_hh_l0{suffix}", kernel),
+    ]
+    if use_bias and cls == "GRU":
+        rows.append((f"{layer}/{prefix}bias", f"{path}.bias_l0{suffix}", "gru_bias"))
+    elif use_bias:
+        # Keras has one bias; torch's second one is held at zero (a fixed parameter).
+        rows += [
+            (f"{layer}/{prefix}bias", f"{path}.bias_ih_l0{suffix}", "identity"),
+            (None, f"{path}.bias_hh_l0{suffix}", "zeros"),
+        ]
+    return rows
+
+
+def _single_rows(layer: str, path: str, config: Config) -> list[Row]:
+    return _rnn_rows(layer, path, config["_rnn_class"], config.get("use_bias", True), "", "")
+
+
+def _bidirectional_rows(layer: str, path: str, config: Config) -> list[Row]:
+    use_bias = inner_config(config).get("use_bias", True)
+    rows: list[Row] = []
+    for prefix, suffix in BIDIRECTIONAL_DIRECTIONS:
+        rows += _rnn_rows(layer, path, config["_rnn_class"], use_bias, prefix, suffix)
+    return rows
+
+
+def _build_rnn(
+    config: Config, shapes: Shapes, acts: dict[str, str], *, bidirectional: bool = False
+) -> nn.Module:
+    cls = config["_rnn_class"]
+    prefix = "forward_" if bidirectional else ""
+    fan_in = shapes[f"{prefix}kernel"][0]
+    units = shapes[f"{prefix}recurrent_kernel"][0]
+    declared(config, "units", units, "the recurrent kernel")
+    for flag in UNSUPPORTED_FLAGS:
+        if config.get(flag):
+            raise ConversionError(f"{cls} with {flag}=True is not supported")
+    common = {
+        "bias": f"{prefix}bias" in shapes,
+        "batch_first": True,
+        "bidirectional": bidirectional,
+        "activation": acts.get("activation", "tanh"),
+        "zero_output_for_mask": bidirectional,
+    }
+    builders: dict[str, Callable[[], nn.Module]] = {
+        "LSTM": lambda: LSTM(fan_in, units, gate_activation=acts["recurrent_activation"], **common),
+        "GRU": lambda: GRU(
+            fan_in,
+            units,
+            gate_activation=acts["recurrent_activation"],
+            reset_after=bool(config.get("reset_after", False)),
+            **common,
+        ),
+        "SimpleRNN": lambda: SimpleRNN(fan_in, units, **common),
+    }
+    return builders[cls]()
+
+
+def _build_bidirectional(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
+    if config.get("merge_mode", "concat") not in MERGE_MODES:
+        raise ConversionError(f"Bidirectional merge_mode {config.get('merge_mode')!r} unsupported")
+    if shapes.get("backward_kernel") != shapes.get("forward_kernel"):
+        raise ConversionError("Bidirectional with differently sized directions is not supported")
+    merged = {**inner_config(config), "_rnn_class": config["_rnn_class"]}
+    return _build_rnn(merged, shapes, acts, bidirectional=True)
+
+
+def run_rnn(module: nn.Module, x: Tensor, mask: Tensor | None) -> tuple[Tensor, list[Tensor]]:
+    """(sequence output, final states as Keras returns them: [h] or [h, c])."""
+    out, state = module(x, mask=mask)
+    return out, list(state) if isinstance(state, tuple) else [state]
+
+
+def _call_rnn(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
+    x, mask = xs[0], masks[0]
+    if config.get("go_backwards"):  # Keras reverses the input and keeps the output in that order
+        x = x.flip(1)
+        mask = None if mask is None else mask.flip(1)
+    seq, states = run_rnn(module, x, mask)
+    out = seq if config.get("return_sequences") else states[0][0]
+    outputs = [out]
+    if config.get("return_state"):
+        outputs += [state[0] for state in states]
+    out_mask = mask if config.get("return_sequences") else None
+    return outputs, [out_mask] + [None] * (len(outputs) - 1)
+
+
+def _call_bidirectional(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
+    inner = inner_config(config)
+    seq, states = run_rnn(module, xs[0], masks[0])
+    hidden = seq.shape[-1] // 2
+    if inner.get("return_sequences"):
+        forward, backward = seq[..., :hidden], seq[..., hidden:]
+    else:
+        forward, backward = states[0][0], states[0][1]
+    outputs = [_MERGES[config.get("merge_mode", "concat")](forward, backward)]
+    if inner.get("return_state"):  # Keras: forward states, then backward states
+        outputs += [state[0] for state in states] + [state[1] for state in states]
+    out_mask = masks[0] if inner.get("return_sequences") else None
+    return outputs, [out_mask] + [None] * (len(outputs) - 1)
+
+
+CONVERTERS: dict[str, LayerConverter] = {
+    **{
+        cls: LayerConverter(
+            _rnn_weights,
+            _build_rnn,
+            _single_rows,
+            _call_rnn,
+            # SimpleRNN has no gates, so no recurrent_activation
+            activations=("activation",) if cls == "SimpleRNN" else GATED_ACTIVATIONS,
+            activation_defaults=RNN_ACTIVATION_DEFAULTS,
+        )
+        for cls in RNN_CLASSES
+    },
+    "Bidirectional": LayerConverter(
+        _bidirectional_weights,
+        _build_bidirectional,
+        _bidirectional_rows,
+        _call_bidirectional,
+        activations=GATED_ACTIVATIONS,
+        activation_defaults=RNN_ACTIVATION_DEFAULTS,
+    ),
+}

@@ -1,0 +1,16 @@
+"""Every Keras layer class the generic path converts: the families' converter tables merged."""
+
+from __future__ import annotations
+
+from parity.arch.generic import conv, core, merge, norm, pooling, recurrent
+from parity.arch.generic.converter import LayerConverter
+
+#: Keras class name (normalised by parity.keras.graph) -> converter.
+CONVERTERS: dict[str, LayerConverter] = {
+    **core.CONVERTERS,
+    **conv.CONVERTERS,
+    **pooling.CONVERTERS,
+    **norm.CONVERTERS,
+    **recurrent.CONVERTERS,
+    **merge.CONVERTERS,
+}
