@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import parity
+from parity.arch import PAIRS, ZOO
 from parity.check.diagnose import ALTERNATIVES
 from parity.check.harness import load_golden
 from parity.check.keras_side import custom_objects
@@ -27,10 +28,9 @@ from parity.check.points import ACTIVATION_POINTS
 from parity.check.run import check, subject_for
 from parity.cli import main as parity_main
 from parity.convert.mapping import apply_mapping
-from parity.keras.read import read_keras_file
 from parity.convert.transforms import TRANSFORMS, Transform
+from parity.keras.read import read_keras_file
 from parity.layers.lstm import LSTM
-from parity.arch import PAIRS, ZOO
 from tests.conftest import GOLDEN, REPO, WEIGHTS, needs_keras
 from tests.golden_cases import CASES
 

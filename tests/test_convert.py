@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import parity
-from parity.check import compare, tolerance_for
 from parity.arch import PAIRS
+from parity.check import compare, tolerance_for
 from tests.conftest import needs_keras
 from tests.golden_cases import ragged_ids
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import parity
-from parity.check import compare_to_golden
 from parity.arch import get_arch
+from parity.check import compare_to_golden
 from tests.conftest import needs_keras
 from tests.golden_cases import GOLDEN, ragged_ids
 

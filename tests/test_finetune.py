@@ -19,9 +19,9 @@ import torch
 import parity
 from parity import finetune as ft
 from parity import losses, optim
+from parity.arch import pair_of
 from parity.check.tolerances import tolerance_for
 from parity.finetune_state import load_keras_optimizer, read_optimizer_state
-from parity.arch import pair_of
 from tests.conftest import WEIGHTS, needs_keras
 
 DEEPMOJI = WEIGHTS / "deepmoji_small.keras"

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 import parity
-from parity.check import compare, tolerance_for
-from parity.arch.generic import GenericModel
 from parity.arch import ZOO
+from parity.arch.generic import GenericModel
+from parity.check import compare, tolerance_for
 from tests.conftest import SHARED_DATA, WEIGHTS, needs_keras, needs_shared
 
 pytestmark = [needs_keras, pytest.mark.keras]

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 import parity
+from parity.arch.generic import CONVERTERS, INPUT_KINDS, Example, GenericModel
 from parity.check import compare, tolerance_for
 from parity.check.harness import torch_side
-from parity.arch.generic import CONVERTERS, GenericModel
 from tests.conftest import needs_keras
 from tests.golden_cases import ragged_ids
 
@@ -295,14 +295,14 @@ def check_against_keras(model: Any, x: np.ndarray, path: Path, dtype: torch.dtyp
     assert not failed, "\n".join(failed)
 
 
-def _run(case: str, floatx: str, tmp_path: Path) -> None:
+def _run(build: Callable[[Any], tuple], floatx: str, tmp_path: Path) -> None:
     import keras
 
     keras.config.set_floatx(floatx)
     keras.config.set_dtype_policy(floatx)
     try:
         keras.utils.set_random_seed(25)
-        inp, out, x = CASES[case](keras)
+        inp, out, x = build(keras)
         model = keras.Model(inp, out)
         _randomise(model)
         x = x.astype(floatx) if x.dtype.kind == "f" else x
@@ -312,14 +312,63 @@ def _run(case: str, floatx: str, tmp_path: Path) -> None:
         keras.config.set_dtype_policy("float32")
 
 
+def _example_case(cls: str, example: Example) -> Callable[[Any], tuple]:
+    """A converter's own example as a case: its layer applied to the input it names."""
+
+    def build(k: Any) -> tuple:
+        layer = k.layers.deserialize({"class_name": cls, "config": dict(example.config)})
+        if example.input == "embedded":
+            inp, h, x = _embedded(k)
+            return inp, layer(h), x
+        if example.input == "two_sequences":  # one (B, T, 5) input split into 3 + 2 channels
+            inp, x = _floats(k, (7, 5))
+            left, right = k.layers.Dense(3)(inp), k.layers.Dense(2)(inp)
+            return inp, layer([left, right]), x
+        inputs: dict[str, Callable[[], tuple]] = {
+            "ids": lambda: _ids(k),
+            "sequence": lambda: _floats(k, (11, 3)),
+            "vector": lambda: _floats(k, (6,)),
+        }
+        inp, x = inputs[example.input]()
+        return inp, layer(inp), x
+
+    return build
+
+
+#: Every converter's examples (parity.arch.generic), so a new converter entry is tested by the
+#: examples it carries, with no test code of its own.
+EXAMPLE_CASES: dict[str, Callable[[Any], tuple]] = {
+    f"{cls}-example{i}": _example_case(cls, example)
+    for cls, converter in CONVERTERS.items()
+    for i, example in enumerate(converter.examples)
+}
+
+
+def test_every_converter_has_an_example() -> None:
+    """Each layer class the generic path converts carries at least one example of itself."""
+    missing = [
+        cls
+        for cls, converter in CONVERTERS.items()
+        if cls != "InputLayer" and not cls.startswith("ops.") and not converter.examples
+    ]
+    assert not missing, f"converters without examples: {missing}"
+    kinds = {ex.input for c in CONVERTERS.values() for ex in c.examples}
+    assert kinds <= set(INPUT_KINDS), kinds
+
+
+@pytest.mark.parametrize("case", sorted(EXAMPLE_CASES))
+def test_converter_example_matches_keras(case: str, tmp_path: Path) -> None:
+    _run(EXAMPLE_CASES[case], "float32", tmp_path)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_layer_matches_keras_float32(case: str, tmp_path: Path) -> None:
-    _run(case, "float32", tmp_path)
+    _run(CASES[case], "float32", tmp_path)
 
 
 @pytest.mark.parametrize("case", FLOAT64)
 def test_layer_matches_keras_float64(case: str, tmp_path: Path) -> None:
-    _run(case, "float64", tmp_path)
+    _run(CASES[case], "float64", tmp_path)
 
 
 #: tf_keras (Keras 2) cases: their "hard_sigmoid" is the 0.2-slope one, GRU defaults differ.

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from parity.arch.deepmoji import DeepMoji, DeepMojiConfig
 from parity.check.tolerances import Tolerance, tolerance_for
 from parity.layers import (
     GATE_ACTIVATIONS,
@@ -26,7 +27,6 @@ from parity.layers import (
     hard_sigmoid,
 )
 from parity.layers.lstm import IMPLEMENTATIONS
-from parity.arch.deepmoji import DeepMoji, DeepMojiConfig
 
 IN, HID = 5, 7
 LENGTHS = [1, 6, 3, 4]  # includes length 1 and the full length

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import parity
+from parity.arch import get_arch
 from parity.check import load_golden, tolerance_for
 from parity.check.harness import compare
 from parity.check.report import Report
 from parity.check.run import check, subject_for
 from parity.keras.read import read_keras_file
-from parity.arch import get_arch
 from tests.conftest import SHARED_DATA, needs_keras
 from tests.golden_cases import CASES, GoldenCase, keras_golden
 

@@ -6,7 +6,7 @@ table.py      every family's converters in one CONVERTERS table
 model.py      GenericConfig, GenericModel (runs the Keras graph), GenericArch
 """
 
-from parity.arch.generic.converter import LayerConverter
+from parity.arch.generic.converter import INPUT_KINDS, Example, LayerConverter
 from parity.arch.generic.model import (
     GenericArch,
     GenericConfig,
@@ -22,6 +22,8 @@ from parity.arch.generic.table import CONVERTERS
 
 __all__ = [
     "CONVERTERS",
+    "INPUT_KINDS",
+    "Example",
     "GenericArch",
     "GenericConfig",
     "GenericModel",

@@ -6,6 +6,7 @@ from torch import nn
 
 from parity.arch.generic.converter import (
     Config,
+    Example,
     LayerConverter,
     Shapes,
     call_drop_mask,
@@ -54,5 +55,6 @@ CONVERTERS: dict[str, LayerConverter] = {
         ),
         call_drop_mask,  # Keras' Conv1D does not support masking
         activations=("activation",),
+        examples=(Example({"filters": 5, "kernel_size": 3, "strides": 2, "padding": "same"}),),
     ),
 }

@@ -41,6 +41,24 @@ class LayerConverter:
     activations: tuple[str, ...] = ()
     #: Activation defaults where the config omits a key (Keras' class defaults).
     activation_defaults: tuple[tuple[str, str], ...] = (("activation", "linear"),)
+    #: Small Keras configs of this class with the input each takes (an ``INPUT_KINDS`` key):
+    #: the test suite builds each in live Keras and checks the conversion's outputs and
+    #: gradients, so a new converter is tested by its own entry.
+    examples: tuple[Example, ...] = ()
+
+
+@dataclass(frozen=True)
+class Example:
+    """A Keras layer config (as keras.layers.deserialize takes it) and the input it runs on."""
+
+    config: Config
+    input: str = "sequence"
+
+
+#: What an example's layer is applied to (the test suite builds these in Keras):
+#: ids (int token ids), embedded (a masked Embedding's output), sequence (float (B, T, C)),
+#: vector (float (B, C)), two_sequences (two float (B, T, C) tensors).
+INPUT_KINDS = ("ids", "embedded", "sequence", "vector", "two_sequences")
 
 
 def no_weights(config: Config) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from parity.arch.generic.converter import (
     Config,
+    Example,
     LayerConverter,
     Masks,
     Shapes,
@@ -62,6 +63,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         _build_embedding,
         simple_rows(_embedding_weights, ("embeddings", "weight", "identity")),
         _call_embedding,
+        examples=(Example({"input_dim": 30, "output_dim": 4, "mask_zero": True}, "ids"),),
     ),
     "Dense": LayerConverter(
         _dense_weights,
@@ -71,6 +73,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         ),
         call_keep_mask,
         activations=("activation",),
+        examples=(Example({"units": 4, "activation": "tanh"}, "vector"),),
     ),
     "Activation": LayerConverter(
         no_weights,
@@ -78,12 +81,27 @@ CONVERTERS: dict[str, LayerConverter] = {
         no_rows,
         call_keep_mask,
         activations=("activation",),
+        examples=(Example({"activation": "softmax"}, "embedded"),),
     ),
     "Dropout": LayerConverter(
-        no_weights, lambda c, s, a: nn.Dropout(_rate(c)), no_rows, call_keep_mask
+        no_weights,
+        lambda c, s, a: nn.Dropout(_rate(c)),
+        no_rows,
+        call_keep_mask,
+        examples=(Example({"rate": 0.5}, "embedded"),),
     ),
     "SpatialDropout1D": LayerConverter(
-        no_weights, lambda c, s, a: SpatialDropout1D(_rate(c)), no_rows, call_keep_mask
+        no_weights,
+        lambda c, s, a: SpatialDropout1D(_rate(c)),
+        no_rows,
+        call_keep_mask,
+        examples=(Example({"rate": 0.5}, "embedded"),),
     ),
-    "Flatten": LayerConverter(no_weights, lambda c, s, a: Flatten(), no_rows, call_drop_mask),
+    "Flatten": LayerConverter(
+        no_weights,
+        lambda c, s, a: Flatten(),
+        no_rows,
+        call_drop_mask,
+        examples=(Example({}, "sequence"),),
+    ),
 }

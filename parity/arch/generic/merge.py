@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from parity.arch.generic.converter import (
     Config,
+    Example,
     LayerConverter,
     Masks,
     no_module,
@@ -59,6 +60,12 @@ def _call_op(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
 
 
 CONVERTERS: dict[str, LayerConverter] = {
-    "Concatenate": LayerConverter(no_weights, no_module, no_rows, _call_concatenate),
+    "Concatenate": LayerConverter(
+        no_weights,
+        no_module,
+        no_rows,
+        _call_concatenate,
+        examples=(Example({"axis": -1}, "two_sequences"),),
+    ),
     **{f"{OP_PREFIX}{op}": LayerConverter(no_weights, no_module, no_rows, _call_op) for op in OPS},
 }

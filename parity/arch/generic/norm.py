@@ -6,6 +6,7 @@ from torch import nn
 
 from parity.arch.generic.converter import (
     Config,
+    Example,
     LayerConverter,
     Shapes,
     call_keep_mask,
@@ -64,11 +65,13 @@ CONVERTERS: dict[str, LayerConverter] = {
             ("moving_variance", "running_var", "identity"),
         ),
         call_keep_mask,
+        examples=(Example({"epsilon": 0.01}, "embedded"),),
     ),
     "LayerNormalization": LayerConverter(
         _ln_weights,
         _build_layer_norm,
         simple_rows(_ln_weights, ("gamma", "weight", "identity"), ("beta", "bias", "identity")),
         call_keep_mask,
+        examples=(Example({}, "embedded"),),
     ),
 }

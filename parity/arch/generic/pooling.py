@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from parity.arch.generic.conv import CHANNELS_LAST
 from parity.arch.generic.converter import (
     Config,
+    Example,
     LayerConverter,
     Masks,
     Shapes,
@@ -60,15 +61,31 @@ def _call_global_average(module: nn.Module, config: Config, xs: list[Tensor], ma
 
 CONVERTERS: dict[str, LayerConverter] = {
     "MaxPooling1D": LayerConverter(
-        no_weights, _build_pooling(MaxPooling1D), no_rows, call_drop_mask
+        no_weights,
+        _build_pooling(MaxPooling1D),
+        no_rows,
+        call_drop_mask,
+        examples=(Example({"pool_size": 3, "strides": 2, "padding": "same"}),),
     ),
     "AveragePooling1D": LayerConverter(
-        no_weights, _build_pooling(AveragePooling1D), no_rows, call_drop_mask
+        no_weights,
+        _build_pooling(AveragePooling1D),
+        no_rows,
+        call_drop_mask,
+        examples=(Example({"pool_size": 3, "strides": 2, "padding": "same"}),),
     ),
     "GlobalMaxPooling1D": LayerConverter(
-        no_weights, _build_global(GlobalMaxPooling1D), no_rows, call_drop_mask
+        no_weights,
+        _build_global(GlobalMaxPooling1D),
+        no_rows,
+        call_drop_mask,
+        examples=(Example({}, "embedded"),),
     ),
     "GlobalAveragePooling1D": LayerConverter(
-        no_weights, _build_global(GlobalAveragePooling1D), no_rows, _call_global_average
+        no_weights,
+        _build_global(GlobalAveragePooling1D),
+        no_rows,
+        _call_global_average,
+        examples=(Example({}, "embedded"),),
     ),
 }

@@ -15,7 +15,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from parity.arch.generic.converter import Config, LayerConverter, Masks, Shapes, declared
+from parity.arch.generic.converter import (
+    Config,
+    Example,
+    LayerConverter,
+    Masks,
+    Shapes,
+    declared,
+)
 from parity.convert.mapping import Row
 from parity.errors import ConversionError
 from parity.layers import GRU, LSTM, SimpleRNN
@@ -167,6 +174,10 @@ CONVERTERS: dict[str, LayerConverter] = {
             # SimpleRNN has no gates, so no recurrent_activation
             activations=("activation",) if cls == "SimpleRNN" else GATED_ACTIVATIONS,
             activation_defaults=RNN_ACTIVATION_DEFAULTS,
+            examples=(
+                Example({"units": 3, "return_sequences": True}, "embedded"),
+                Example({"units": 3, "go_backwards": True}, "embedded"),
+            ),
         )
         for cls in RNN_CLASSES
     },
@@ -177,5 +188,11 @@ CONVERTERS: dict[str, LayerConverter] = {
         _call_bidirectional,
         activations=GATED_ACTIVATIONS,
         activation_defaults=RNN_ACTIVATION_DEFAULTS,
+        examples=tuple(
+            Example(
+                {"layer": {"class_name": cls, "config": {"units": 3}}, "merge_mode": m}, "embedded"
+            )
+            for cls, m in (("LSTM", "concat"), ("GRU", "sum"), ("SimpleRNN", "ave"))
+        ),
     ),
 }

@@ -1,14 +1,15 @@
 // One LSTM layer's whole time loop on CPU, every direction, for inference (no autograd).
 //
-// Why: the Python fast loop (parity/layers/_lstm_fast.py) dispatches about eight ATen ops per
-// time step and direction. At batch 1 that dispatch costs more than the arithmetic; at batch 32
-// its separate elementwise passes between GEMMs do. Here each step is one GEMM (the recurrent
+// Why: the Python fast loop (parity/layers/backends/python.py) dispatches about eight ATen ops
+// per time step and direction. At batch 1 that dispatch costs more than the arithmetic; at batch
+// 32 its separate elementwise passes between GEMMs do. Here each step is one GEMM (the recurrent
 // product) and one vectorized pass that adds the input projection, applies the gate tail and the
 // activation, updates c and h, applies Keras masking and writes the output. The input projection
 // (bias included) is one GEMM per chunk of steps, computed just before them.
 //
-// The weights come from _lstm_fast.prepare: gate rows reordered to (i, f, o, g), the gate's
-// affine part folded in (a hard sigmoid leaves a clamp to [0, 1]), oneDNN-packed or dense.
+// The weights come from parity/layers/backends/prepare.py (pack): gate rows reordered to
+// (i, f, o, g), the gate's affine part folded in (a hard sigmoid leaves a clamp to [0, 1]),
+// oneDNN-packed or dense.
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -34,7 +35,7 @@ namespace {
 
 using Vec = at::vec::Vectorized<float>;
 
-// Elementwise tails, numbered as in _lstm_cpp (CLAMP01, ...).
+// Elementwise tails, numbered as CppTail in parity/layers/activations.py (CLAMP01, ...).
 enum Tail : int64_t { kClamp01 = 0, kSigmoid = 1, kTanh = 2, kRelu = 3, kIdentity = 4 };
 constexpr int64_t kNumTails = 5;
 
@@ -119,7 +120,7 @@ constexpr std::array<std::array<CellFn, kNumTails>, sizeof...(G)> table_of(
 constexpr auto kCells = table_of(std::make_integer_sequence<int64_t, kNumTails>{});
 
 // oneDNN's packed-weight linear, y = x @ W.T (+ bias), reached through the dispatcher (its
-// headers are not shipped); the same op _lstm_fast uses from Python.
+// headers are not shipped); the same op backends/prepare.py uses from Python.
 at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& w,
                          const std::optional<at::Tensor>& bias) {
   static const auto op =

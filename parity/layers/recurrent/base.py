@@ -1,0 +1,281 @@
+"""What LSTM, GRU and SimpleRNN share, as torch's nn.RNNBase does for nn.LSTM/GRU/RNN.
+
+Argument checking, parameters and their names (``weight_ih_l0``, ``weight_hh_l0``, ``_reverse``
+for the backward direction), reset, repr, and the forward driver: unbatched and PackedSequence
+input, batch_first, initial states, Keras masks, layers with dropout between them. A subclass
+says how one layer runs (``_run_layer``) and which biases it has.
+
+Keras masking, the rule every loop follows: a masked step carries the state; its output is zeros
+(``zero_output_for_mask``, as inside Keras' Bidirectional) or the previous output (a plain Keras
+RNN), where the previous output starts at zeros, not at the initial state.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from parity.layers.activations import ActivationSlot
+
+#: Parameter-name suffix per direction: forward, backward (torch's names).
+DIRECTION_SUFFIXES = ("", "_reverse")
+
+State = tuple[Tensor, ...]
+
+
+class KerasRNNBase(nn.Module):
+    """Base of the Keras-computing recurrent layers; see the module docstring.
+
+    Subclasses set ``gates`` (gate blocks stacked in a weight's rows), ``state_names`` (the
+    tensors of the recurrent state, named as in error messages) and implement ``_run_layer``.
+    """
+
+    #: Gate blocks stacked in each weight's rows (torch's gate_size = gates * hidden_size).
+    gates: ClassVar[int] = 1
+    #: The state tensors, in the order the forward's ``hx`` holds them.
+    state_names: ClassVar[tuple[str, ...]] = ("hx",)
+    #: Keras runs these batch-first only; the constructor refuses batch_first=False.
+    batch_first_only: ClassVar[bool] = False
+
+    activation = ActivationSlot("_act_fn", recurrent=True)
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        bias: bool,
+        batch_first: bool,
+        dropout: float,
+        bidirectional: bool,
+        device: torch.device | str | None,
+        dtype: torch.dtype | None,
+        *,
+        activation: str,
+        zero_output_for_mask: bool | None,
+        gate_activation: str | None = None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if self.batch_first_only and not batch_first:
+            raise ValueError(f"{name} is batch-first only, as Keras is")
+        if input_size <= 0 or hidden_size <= 0 or num_layers <= 0:
+            raise ValueError(
+                "input_size, hidden_size and num_layers must be positive, got "
+                f"{input_size}, {hidden_size}, {num_layers}"
+            )
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                f"dropout applies between {name} layers only; with num_layers=1 it does nothing",
+                stacklevel=3,
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        if gate_activation is not None:
+            self.gate_activation = gate_activation
+        self.activation = activation
+        self.zero_output_for_mask = (
+            bidirectional if zero_output_for_mask is None else zero_output_for_mask
+        )
+        factory = {"device": device, "dtype": dtype}
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * self.num_directions
+            for suffix in self._suffixes():
+                shapes = self._parameter_shapes(layer_input, f"l{layer}{suffix}")
+                for param_name, shape in shapes.items():
+                    self.register_parameter(param_name, nn.Parameter(torch.empty(shape, **factory)))
+        self.reset_parameters()
+
+    # --- parameters --------------------------------------------------------------------------
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _suffixes(self) -> tuple[str, ...]:
+        return DIRECTION_SUFFIXES[: self.num_directions]
+
+    def _bias_shapes(self, gate_size: int) -> dict[str, tuple[int, ...]]:
+        """Bias name (without the layer suffix) -> shape; torch's two biases by default."""
+        return {"bias_ih": (gate_size,), "bias_hh": (gate_size,)}
+
+    def _parameter_shapes(self, layer_input: int, name: str) -> dict[str, tuple[int, ...]]:
+        """One layer and direction's parameters (``name`` = "l0", "l0_reverse", ...), in
+        registration (state_dict) order."""
+        gate_size = self.gates * self.hidden_size
+        shapes = {
+            f"weight_ih_{name}": (gate_size, layer_input),
+            f"weight_hh_{name}": (gate_size, self.hidden_size),
+        }
+        if self.bias:
+            shapes |= {f"{kind}_{name}": shape for kind, shape in self._bias_shapes(gate_size).items()}
+        return shapes
+
+    def reset_parameters(self) -> None:
+        """torch's default RNN init, U(-1/sqrt(h), 1/sqrt(h)); use parity.init for Keras'."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def flatten_parameters(self) -> None:
+        """No-op, so code written for torch's RNNs (torchMoji calls this) runs unchanged."""
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        gate = getattr(self, "gate_activation", None)
+        if gate is not None:
+            s += f", gate_activation={gate!r}"
+        if self.activation != "tanh":
+            s += f", activation={self.activation!r}"
+        return s
+
+    # --- forward -----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: Tensor | State | None = None,
+        *,
+        mask: Tensor | None = None,
+    ) -> tuple[Tensor | PackedSequence, Tensor | State]:
+        """Run like the torch layer; ``mask`` (B, T), True = real step, gives Keras masking.
+
+        The mask is (B, T) whatever ``batch_first`` says, as in Keras. PackedSequence input is
+        run as post-padded input with a mask, which is what torch computes for it.
+        """
+        state = None if hx is None else self._as_state(hx)
+        if isinstance(input, PackedSequence):
+            if mask is not None:
+                raise ValueError("pass either a PackedSequence or a mask, not both")
+            output, state = self._forward_packed(input, state)
+            return output, self._as_hx(state)
+
+        unbatched = input.dim() == 2
+        if unbatched:
+            input = input.unsqueeze(0 if self.batch_first else 1)
+            state = None if state is None else tuple(t.unsqueeze(1) for t in state)
+            mask = None if mask is None else mask.unsqueeze(0)
+        elif input.dim() != 3:
+            raise ValueError(
+                f"{type(self).__name__} input must be 2-D or 3-D, got shape {tuple(input.shape)}"
+            )
+
+        x = input.transpose(0, 1) if self.batch_first else input  # (T, B, in)
+        output, state = self._forward_time_major(x, state, mask)
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        if unbatched:
+            output = output.squeeze(0 if self.batch_first else 1)
+            state = tuple(t.squeeze(1) for t in state)
+        return output, self._as_hx(state)
+
+    def _as_state(self, hx: Tensor | State) -> State:
+        """The forward's ``hx`` as a tuple of state tensors (LSTM: (h, c); others: (h,))."""
+        return (hx,) if isinstance(hx, Tensor) else tuple(hx)
+
+    def _as_hx(self, state: State) -> Tensor | State:
+        """The state tuple as the forward returns it: a tensor for a one-tensor state."""
+        return state[0] if len(state) == 1 else state
+
+    def _forward_packed(
+        self, packed: PackedSequence, state: State | None
+    ) -> tuple[PackedSequence, State]:
+        # pad_packed_sequence restores the caller's batch order; hx and h_n are in that order too,
+        # as torch's are.
+        x, lengths = pad_packed_sequence(packed)  # (T, B, in), post-padded
+        steps = torch.arange(x.shape[0], device=lengths.device)
+        mask = (steps[None, :] < lengths[:, None]).to(x.device)
+        output, state = self._forward_time_major(x, state, mask)
+        if packed.sorted_indices is not None:
+            output = output.index_select(1, packed.sorted_indices)
+            lengths = lengths.index_select(0, packed.sorted_indices.to(lengths.device))
+        data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
+        repacked = PackedSequence(
+            data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+        )
+        return repacked, state
+
+    def _forward_time_major(
+        self, x: Tensor, state: State | None, mask: Tensor | None
+    ) -> tuple[Tensor, State]:
+        """x (T, B, in), state (L*D, B, h) each, mask (B, T) -> output (T, B, D*h), final state."""
+        seq_len, batch = x.shape[0], x.shape[1]
+        n_dir = self.num_directions
+        state_shape = (self.num_layers * n_dir, batch, self.hidden_size)
+        if state is None:
+            zeros = x.new_zeros(state_shape)
+            state = (zeros,) * len(self.state_names)
+        else:
+            if len(state) != len(self.state_names):
+                raise ValueError(f"hx must hold {', '.join(self.state_names)}")
+            for name, t in zip(self.state_names, state, strict=True):
+                if tuple(t.shape) != state_shape:
+                    raise ValueError(f"{name} must have shape {state_shape}, got {tuple(t.shape)}")
+
+        m = None
+        if mask is not None:
+            if tuple(mask.shape) != (batch, seq_len):
+                raise ValueError(
+                    f"mask must have shape (batch, time) = {(batch, seq_len)}, "
+                    f"got {tuple(mask.shape)}"
+                )
+            m = mask.to(device=x.device, dtype=torch.bool).t().unsqueeze(-1)  # (T, B, 1)
+
+        run_layer = self._layer_runner(x, state)
+        finals: list[State] = []
+        for layer in range(self.num_layers):
+            if layer > 0:
+                x = F.dropout(x, self.dropout, self.training)
+            states = slice(layer * n_dir, (layer + 1) * n_dir)
+            x, layer_state = run_layer(x, tuple(t[states] for t in state), m, layer)
+            finals.append(layer_state)
+        if self.num_layers == 1:
+            return x, finals[0]
+        return x, tuple(torch.cat(parts) for parts in zip(*finals, strict=True))
+
+    def _layer_runner(self, x: Tensor, state: State):  # noqa: ANN202
+        """The function that runs each layer of this forward; LSTM picks among its loops."""
+        return self._run_layer
+
+    def _run_layer(
+        self, x: Tensor, state: State, mask: Tensor | None, layer: int
+    ) -> tuple[Tensor, State]:
+        """One layer, every direction. x (T, B, in); state (D, B, h) each; mask (T, B, 1) bool
+        or None. Returns output (T, B, D*h) in time order and the final state (D, B, h) each."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _mask_step(
+        m: Tensor | None, new: State, old: State, fill: Tensor, zero_output_for_mask: bool
+    ) -> tuple[State, Tensor, Tensor]:
+        """One step of Keras masking (see the module docstring). ``new`` and ``old`` are the
+        state after and before the step, h first; ``fill`` what a masked step outputs.
+        Returns (state, output, next fill)."""
+        if m is None:
+            return new, new[0], fill
+        state = tuple(torch.where(m, n, o) for n, o in zip(new, old, strict=True))
+        out = torch.where(m, new[0], fill)
+        return state, out, fill if zero_output_for_mask else out
