@@ -6,7 +6,7 @@ process's peak RSS during it (resource.getrusage), and writes the figures as JSO
 
     python benchmarks/conversion_speed.py out.json [--workdir DIR] [--runs 5]
 
-Targets (issue 7): under 0.5 s, peak memory growth under 2x the file size.
+Targets: under 0.5 s, peak memory growth under 2x the file size.
 """
 
 from __future__ import annotations

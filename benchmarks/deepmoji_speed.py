@@ -67,9 +67,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from parity.arch.deepmoji import DeepMoji, DeepMojiConfig
 from parity.layers import LSTM
 from parity.layers.activations import get_activation
-from parity.arch.deepmoji import DeepMoji, DeepMojiConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -438,7 +438,7 @@ def agreement(models: dict[str, nn.Module], keras_model: object, scope: str) -> 
         sigmoid_port = copy.deepcopy(models["port"])
         for m in sigmoid_port.modules():
             if isinstance(m, LSTM):
-                m.gate_activation, m._gate_fn = "sigmoid", torch.sigmoid
+                m.gate_activation = "sigmoid"  # an ActivationSlot: swaps the function too
         diffs["fused_vs_sigmoid_port"] = (models["fused"](x) - sigmoid_port(x)).abs().max().item()
     if keras_model is not None:
         x_np = x.cpu().numpy().astype(np.int32 if scope == "model" else np.float32)

@@ -1,10 +1,10 @@
-"""Tile sizes of the CUDA LSTM kernels (parity.layers._lstm_triton), timed on this GPU.
+"""Tile sizes of the CUDA LSTM kernels (parity.layers.backends.triton), timed on this GPU.
 
 One DeepMoji BiLSTM layer (256 -> 2x512, hard_sigmoid_keras2, masks on), for each batch size
 and each candidate (BLOCK_B, BLOCK_H, BLOCK_K, num_warps): inference and a training step
 (forward + backward), median of CUDA-event timings, next to cuDNN's nn.LSTM (sigmoid gates) on
-the same shapes. The defaults in _lstm_triton._blocks came from this table on an H100; rerun it on
-another GPU before changing them.
+the same shapes. The defaults in backends.triton._blocks came from this table on an H100; rerun it
+on another GPU before changing them.
 
     python benchmarks/lstm_cuda_blocks.py --out out/blocks.json
 """
@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from parity.layers import LSTM, _lstm_triton
+from parity.layers import LSTM
+from parity.layers.backends import triton as lstm_triton
 
 CANDIDATES = [  # (BLOCK_B, BLOCK_H, BLOCK_K, num_warps)
     (b, h, k, w)
@@ -57,7 +58,7 @@ def main() -> None:
     port = LSTM(256, 512, bidirectional=True, gate_activation="hard_sigmoid_keras2").cuda()
     cudnn = nn.LSTM(256, 512, bidirectional=True).cuda()
     cudnn.load_state_dict(port.state_dict())
-    default_blocks, rows = _lstm_triton._blocks, []
+    default_blocks, rows = lstm_triton._blocks, []
     for batch in args.batches:
         x = torch.randn(batch, args.steps, 256, device="cuda").transpose(0, 1)
         mask = torch.ones(batch, args.steps, dtype=torch.bool, device="cuda")
@@ -81,8 +82,8 @@ def main() -> None:
         base["default"] = list(default_blocks(batch, 512))
         print(batch, base, flush=True)
         for bb, bh, bk, warps in CANDIDATES:
-            _lstm_triton._blocks = lambda b, h, bb=bb, bh=bh: (bb, bh)
-            _lstm_triton.BLOCK_K, _lstm_triton.NUM_WARPS = bk, warps
+            lstm_triton._blocks = lambda b, h, bb=bb, bh=bh: (bb, bh)
+            lstm_triton.BLOCK_K, lstm_triton.NUM_WARPS = bk, warps
             try:
                 row = {"batch": batch, "blocks": [bb, bh, bk, warps], **base}
                 row["infer_ms"] = _time(infer, args.repeats)
@@ -91,7 +92,7 @@ def main() -> None:
                 print(bb, bh, bk, warps, "failed:", type(exc).__name__)
                 continue
             rows.append(row)
-        _lstm_triton._blocks = default_blocks
+        lstm_triton._blocks = default_blocks
         mine = [r for r in rows if r["batch"] == batch]
         for key in ("infer_ms", "train_ms"):
             best = min(mine, key=lambda r, key=key: r[key])

@@ -132,7 +132,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "parity.cli:add_inspect",
     "check": "parity.check.cli:add_check",
     "golden": "parity.check.cli:add_golden",
-    "finetune": "parity.finetune:add_parser",
+    "finetune": "parity.train.cli:add_parser",
 }
 
 

@@ -19,6 +19,8 @@ HARD_SIGMOID_KERAS3_OFFSET = 0.5
 HARD_SIGMOID_VARIANTS = ("keras2", "keras3")
 #: Keras versions below this major use the 0.2-slope hard sigmoid.
 HARD_SIGMOID_KERAS3_FROM_MAJOR = 3
+#: The config name whose function depends on the Keras that runs it (either variant above).
+HARD_SIGMOID_CONFIG_NAME = "hard_sigmoid"
 
 # --- LSTM -------------------------------------------------------------------------------------
 # Keras orders gates i, f, c, o (keras/src/layers/rnn/lstm.py); torch orders i, f, g, o: the same
@@ -50,7 +52,7 @@ KERAS_V3_CONFIG = "config.json"
 KERAS_V3_METADATA = "metadata.json"
 KERAS_V3_WEIGHTS = "model.weights.h5"
 
-# --- optimizers and initializers (issue 6) ---
+# --- optimizers and initializers ---
 # Initializers (keras/src/initializers/random_initializers.py). VarianceScaling divides a
 # truncated normal's stddev by the stddev of a unit normal cut at +-2, and cuts at 2 stddevs.
 TRUNCATED_NORMAL_STDDEV_CORRECTION = 0.87962566103423978
@@ -90,7 +92,7 @@ DEEPMOJI_LR_BODY = 1e-4
 DEEPMOJI_FINETUNE_EMBED_DROPOUT = 0.25
 DEEPMOJI_FINETUNE_FINAL_DROPOUT = 0.5
 
-# --- generic conversion (issue 4) ---
+# --- generic conversion ---
 # keras/src/layers/rnn/gru.py: kernel (in, 3u) gates z, r, h; torch's nn.GRU orders r, z, n.
 GRU_GATES = 3
 # keras/src/activations/activations.py leaky_relu(x, negative_slope=0.2) (tf.nn's alpha is 0.2).
@@ -111,7 +113,7 @@ KERAS1_GRU_GATE_ORDER = ("z", "r", "h")
 # DeepMoji's largest array is 50000 x 256 floats = 51 MB).
 MAX_WEIGHT_BYTES = 2**34
 
-# --- parity check (issue 5) ---
+# --- parity check ---
 # torch.nn.BatchNorm1d's default eps (torch/nn/modules/batchnorm.py); a port that keeps it
 # instead of Keras' BATCH_NORM_EPSILON is one of the causes `parity check` diagnoses.
 TORCH_BATCH_NORM_EPSILON = 1e-5

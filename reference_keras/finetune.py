@@ -1,6 +1,6 @@
 """The Keras half of fine-tuning: DeepMoji's methods run in Keras, batch for batch as parity does.
 
-Stages, learning rates, batch order and early stopping come from parity.finetune (``plan``,
+Stages, learning rates, batch order and early stopping come from parity.train.stages (``plan``,
 ``epoch_order``, ``EarlyStopping``), so the only thing that differs between the two sides is the
 framework: Keras' Adam(clipnorm=1) via ``compile`` + ``train_on_batch``, its losses, its layers.
 """
@@ -17,7 +17,8 @@ import keras
 import numpy as np
 
 from parity.conventions import DEEPMOJI_CLIPNORM
-from parity.finetune import EarlyStopping, TaskData, batches, epoch_order, plan
+from parity.train.data import TaskData
+from parity.train.stages import EarlyStopping, batches, epoch_order, plan
 from reference_keras import deepmoji
 
 HEAD = "softmax"
@@ -91,7 +92,7 @@ def finetune(
     lr: float | None = None,
 ) -> list[dict[str, Any]]:
     """Fine-tune ``model`` in place (head already fitted to the task); returns stage curves
-    shaped like parity.finetune.History.stages."""
+    shaped like parity.train.History.stages."""
     if method == "new":
         raise ValueError("'new' starts from Keras' own random init: build the model fresh instead")
     return _finetune(model, data, method, epochs, batch_size, patience, seed, lr)
@@ -192,7 +193,7 @@ def start_pair(
     kmodel.save(path)
     tmodel = parity.load_keras(path, dtype=getattr(torch, dtype))
     if embed_dropout or final_dropout:
-        from parity.finetune import with_dropout
+        from parity.train import with_dropout
 
         tmodel = with_dropout(tmodel, embed_dropout, final_dropout)
     return kmodel, tmodel

@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import torch
 
-from parity import finetune as ft
+from parity import train as ft
 from parity.conventions import DEEPMOJI_FINETUNE_EMBED_DROPOUT, DEEPMOJI_FINETUNE_FINAL_DROPOUT
 from parity.text import load_vocabulary
 from reference_keras import finetune as kft

@@ -24,13 +24,12 @@ from parity.arch import PAIRS, ZOO
 from parity.check.diagnose import ALTERNATIVES
 from parity.check.harness import load_golden
 from parity.check.keras_side import custom_objects
-from parity.check.points import ACTIVATION_POINTS
 from parity.check.run import check, subject_for
 from parity.cli import main as parity_main
 from parity.convert.mapping import apply_mapping
 from parity.convert.transforms import TRANSFORMS, Transform
 from parity.keras.read import read_keras_file
-from parity.layers.lstm import LSTM
+from parity.layers import LSTM
 from tests.conftest import GOLDEN, REPO, WEIGHTS, needs_keras
 from tests.golden_cases import CASES
 
@@ -117,7 +116,7 @@ def test_live_check_passes_layer_by_layer_on_every_pair(pair: str, tmp_path: Pat
     report = json.loads(out.read_text())
     assert code == 0 and report["passed"], report
     rows = {row["name"]: row for row in report["rows"]}
-    expected = {f"activation/{name}" for name, _ in ACTIVATION_POINTS[pair]}
+    expected = {f"activation/{name}" for name, _ in PAIRS[pair].check_points()}
     assert expected <= set(rows), expected - set(rows)
     grads = {f"grad/{k}" for k, _, _ in PAIRS[pair].mapping() if k is not None}
     assert grads <= set(rows)
@@ -491,7 +490,7 @@ def test_cli_golden_then_check_without_keras(tmp_path: Path, device: str) -> Non
     golden = tmp_path / "deepmoji_small.npz"
     assert parity_main(["golden", str(src), str(golden)]) == 0
     saved = load_golden(golden)
-    assert {f"activation/{n}" for n, _ in ACTIVATION_POINTS["deepmoji"]} <= set(saved)
+    assert {f"activation/{n}" for n, _ in PAIRS["deepmoji"].check_points()} <= set(saved)
     meta = json.loads(str(saved["meta"]))
     assert meta["keras_version"] and meta["source_sha256"] and meta["dtype"] == "float32"
     out = tmp_path / "r.json"

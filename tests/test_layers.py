@@ -20,13 +20,19 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from parity.arch.deepmoji import DeepMoji, DeepMojiConfig
 from parity.check.tolerances import Tolerance, tolerance_for
 from parity.layers import (
-    GATE_ACTIVATIONS,
+    ACTIVATIONS,
+    GRU,
     LSTM,
+    RECURRENT_ACTIVATIONS,
     AttentionWeightedAverage,
+    Dense,
+    KerasRNNBase,
+    SimpleRNN,
     get_activation,
     hard_sigmoid,
 )
-from parity.layers.lstm import IMPLEMENTATIONS
+from parity.layers.activations import activation_slots
+from parity.layers.backends import IMPLEMENTATIONS
 
 IN, HID = 5, 7
 LENGTHS = [1, 6, 3, 4]  # includes length 1 and the full length
@@ -193,7 +199,7 @@ def test_hard_sigmoid_variants_differ():
 
 
 def test_activation_registry():
-    assert {"sigmoid", "hard_sigmoid_keras2", "hard_sigmoid_keras3"} <= GATE_ACTIVATIONS.keys()
+    assert {"sigmoid", "hard_sigmoid_keras2", "hard_sigmoid_keras3"} <= set(RECURRENT_ACTIVATIONS)
     x = torch.linspace(-4, 4, 17, dtype=torch.float64)
     assert torch.equal(get_activation("hard_sigmoid_keras2")(x), hard_sigmoid(x, "keras2"))
     assert torch.equal(get_activation("sigmoid")(x), torch.sigmoid(x))
@@ -201,6 +207,62 @@ def test_activation_registry():
         get_activation("hard_sigmoid")
     with pytest.raises(ValueError, match="keras4"):
         hard_sigmoid(x, "keras4")
+
+
+@pytest.mark.parametrize("name", [n for n, a in ACTIVATIONS.items() if a.fused is not None])
+def test_fused_forms_compute_the_activation(name):
+    """Each row's fused form, tail(scale * x + offset), in place and not, is its function."""
+    spec = ACTIVATIONS[name]
+    form = spec.fused
+    x = torch.linspace(-8, 8, 161, dtype=torch.float64)
+    z = x * form.scale + form.offset
+    tol = _tol(torch.float64)
+    _assert_close(form.tail(z), spec.fn(x), tol, f"{name} tail")
+    _assert_close(form.tail_(z.clone()), spec.fn(x), tol, f"{name} tail_")
+    assert spec.recurrent
+
+
+def test_activation_slot_keeps_name_and_function_together():
+    """Assigning an activation name also swaps the function the forward calls."""
+    lstm = LSTM(IN, HID, gate_activation="hard_sigmoid_keras2")
+    assert set(activation_slots(lstm)) == {"gate_activation", "activation"}
+    lstm.gate_activation = "sigmoid"
+    assert lstm._gate_fn is torch.sigmoid
+    with pytest.raises(ValueError, match="softmax"):
+        lstm.activation = "softmax"  # a Keras activation, but not a recurrent one
+    dense = Dense(IN, HID, activation="softmax")
+    dense.activation = "relu"
+    x = torch.randn(3, IN)
+    assert torch.equal(dense(x), torch.relu(nn.functional.linear(x, dense.weight, dense.bias)))
+
+
+@pytest.mark.parametrize(
+    ("make", "names"),
+    [
+        (lambda: LSTM(IN, HID, 2, bidirectional=True),
+         [f"{k}_l{layer}{s}" for layer in (0, 1) for s in ("", "_reverse")
+          for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]),
+        (lambda: GRU(IN, HID, bidirectional=True),
+         [f"{k}_l0{s}" for s in ("", "_reverse") for k in ("weight_ih", "weight_hh", "bias")]),
+        (lambda: SimpleRNN(IN, HID, bidirectional=True),
+         [f"{k}_l0{s}" for s in ("", "_reverse")
+          for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]),
+    ],
+)  # fmt: skip
+def test_recurrent_parameter_names_and_order(make, names):
+    """One base, torch's parameter names and state_dict order for all three layers."""
+    layer = make()
+    assert isinstance(layer, KerasRNNBase)
+    assert list(layer.state_dict()) == names
+
+
+def test_gru_shapes_and_batch_first_only():
+    assert GRU(IN, HID, reset_after=True).bias_l0.shape == (2, 3 * HID)
+    assert GRU(IN, HID, reset_after=False).bias_l0.shape == (3 * HID,)
+    with pytest.raises(ValueError, match="batch-first"):
+        GRU(IN, HID, batch_first=False)
+    with pytest.raises(ValueError, match="batch-first"):
+        SimpleRNN(IN, HID, batch_first=False)
 
 
 # --- masking ----------------------------------------------------------------------------------

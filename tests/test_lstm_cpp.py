@@ -1,5 +1,5 @@
-"""The C++ inference loop (parity/layers/_lstm_cpp.py, csrc/lstm_cpu.cpp) computes what the Python
-fast loop and the reference loop compute, and everything falls back to Python without it.
+"""The C++ inference loop (parity/layers/backends/cpp.py, csrc/lstm_cpu.cpp) computes what the
+Python fast loop and the reference loop compute, and everything falls back to Python without it.
 
 CPU float32 only: that is all the C++ loop runs. The sweep covers gates, layers, directions,
 batch sizes, masks (none, pre- and post-padded, holes, all-masked rows), both masked-output
@@ -20,7 +20,10 @@ import torch
 from torch.utils import cpp_extension
 
 from parity.check import tolerance_for
-from parity.layers import LSTM, _lstm_cpp, _lstm_fast
+from parity.layers import LSTM
+from parity.layers.activations import CppTail
+from parity.layers.backends import cpp as _lstm_cpp
+from parity.layers.backends import prepare
 
 #: The fallback tests run everywhere; the others need the extension built here.
 needs_ext = pytest.mark.skipif(not _lstm_cpp.available(), reason="C++ LSTM loop not built")
@@ -91,8 +94,8 @@ SWEEP = list(
 
 @pytest.fixture(params=["onednn", "dense"])
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Weights packed for oneDNN (where it applies) or dense, as _lstm_fast prepares them."""
-    monkeypatch.setattr(_lstm_fast, "USE_ONEDNN", request.param == "onednn")
+    """Weights packed for oneDNN (where it applies) or dense, as prepare.pack makes them."""
+    monkeypatch.setattr(prepare, "USE_ONEDNN", request.param == "onednn")
     return request.param
 
 
@@ -170,8 +173,8 @@ def _ulps(ours: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
 
 
 @needs_ext
-@pytest.mark.parametrize(("tail", "exact"), [(_lstm_cpp.TANH, torch.tanh),
-                                             (_lstm_cpp.SIGMOID, torch.sigmoid)])  # fmt: skip
+@pytest.mark.parametrize(("tail", "exact"), [(CppTail.TANH, torch.tanh),
+                                             (CppTail.SIGMOID, torch.sigmoid)])  # fmt: skip
 def test_vector_tails_are_accurate(tail, exact):
     """The step's vectorized tanh and sigmoid against float64, densely over the range that
     matters, tiny arguments included: a few ulp at most, as std::tanh."""
@@ -191,7 +194,7 @@ def test_vector_tails_are_accurate(tail, exact):
 @needs_ext
 def test_clamp_tail():
     x = torch.tensor([-2.0, -0.0, 0.25, 1.0, 3.0, float("nan")])
-    ours = torch.ops.parity_lstm.apply_tail(x, _lstm_cpp.CLAMP01)
+    ours = torch.ops.parity_lstm.apply_tail(x, CppTail.CLAMP01)
     torch.testing.assert_close(ours, x.clamp(0.0, 1.0), equal_nan=True)
 
 
@@ -201,7 +204,8 @@ _FALLBACK_SCRIPT = textwrap.dedent(
     warnings.simplefilter("error")  # the fallback must not warn on an explicit opt-out
     import torch
     import parity
-    from parity.layers import LSTM, _lstm_cpp
+    from parity.layers import LSTM
+    from parity.layers.backends import cpp as _lstm_cpp
     assert not _lstm_cpp.available()
     torch.manual_seed(0)
     lstm = LSTM(5, 7, bidirectional=True, gate_activation="hard_sigmoid_keras2")

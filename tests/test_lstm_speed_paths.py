@@ -1,4 +1,4 @@
-"""The LSTM's fast inference loop computes what the reference loop computes (issue 7).
+"""The LSTM's fast inference loop computes what the reference loop computes.
 
 The oracle tests in test_layers.py run both implementations; these add what is particular to the
 fast one: Keras' golden outputs through it (oneDNN-packed and plain matmuls), a sweep against the
@@ -17,9 +17,10 @@ import torch
 
 import parity
 from parity.check import load_golden, tolerance_for
-from parity.layers import LSTM, _lstm_fast
-from parity.layers.activations import AFFINE_SPLIT
-from parity.layers.lstm import FAST_AUTOGRAD_MIN_BATCH as LSTM_FAST_AUTOGRAD_MIN_BATCH
+from parity.layers import ACTIVATIONS, LSTM
+from parity.layers.backends import FAST_AUTOGRAD_MIN_BATCH as LSTM_FAST_AUTOGRAD_MIN_BATCH
+from parity.layers.backends import prepare
+from parity.layers.backends import python as python_loops
 from tests.golden_cases import CASES
 
 DEEPMOJI_CASES = [case for case in CASES if case.pair == "deepmoji"]
@@ -30,7 +31,7 @@ BACKENDS = ["onednn", "dense"]
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The fast loop with oneDNN's packed matmul (where it applies) or plain addmm."""
-    monkeypatch.setattr(_lstm_fast, "USE_ONEDNN", request.param == "onednn")
+    monkeypatch.setattr(prepare, "USE_ONEDNN", request.param == "onednn")
     return request.param
 
 
@@ -223,16 +224,16 @@ def test_training_dispatch_by_batch_size(batch, monkeypatch):
     """Tiny training batches take the reference loop (faster there); larger ones the fast
     loop's autograd form, which the sweep above compares with the reference."""
     calls = []
-    real = _lstm_fast.run_layer_autograd
+    real = python_loops.run_layer_autograd
     monkeypatch.setattr(
-        _lstm_fast, "run_layer_autograd", lambda *a, **k: calls.append(1) or real(*a, **k)
+        python_loops, "run_layer_autograd", lambda *a, **k: calls.append(1) or real(*a, **k)
     )
     lstm = LSTM(5, 7, bidirectional=True, gate_activation="hard_sigmoid_keras2")
     lstm(torch.randn(3, batch, 5))[0].sum().backward()
     assert bool(calls) == (batch >= LSTM_FAST_AUTOGRAD_MIN_BATCH)
 
 
-@pytest.mark.parametrize("activation", sorted(AFFINE_SPLIT))
+@pytest.mark.parametrize("activation", sorted(n for n, a in ACTIVATIONS.items() if a.fused))
 def test_every_activation_fast_equals_reference(activation, device):
     """Any ``activation`` (the g rows and the cell), hard sigmoids included, whose affine part
     the fast loops do not fold: outputs and gradients as the reference loop's."""

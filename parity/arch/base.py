@@ -4,10 +4,10 @@ An architecture is everything parity knows about one kind of model, in one place
 file holds it and read its sizes (``plan``), how to build the torch module (``build``), the
 mapping table between Keras weights and torch parameters (``mapping``), where each Keras layer's
 output is found for `parity check` (``check_points``), and what fine-tuning needs (``head``,
-``with_head``, ``layer_groups``). Registered pairs (a hand-written port with a Keras reference)
-and the generic architecture (any model of supported layers, rebuilt from the file's config)
-implement the same interface, so conversion, checks, initialisation and fine-tuning treat them
-alike.
+``with_head``, ``layer_groups``, ``fixed_parameters``, ``input_length``). Registered pairs (a
+hand-written port with a Keras reference) and the generic architecture (any model of supported
+layers, rebuilt from the file's config) implement the same interface, so conversion, checks,
+initialisation and fine-tuning treat them alike.
 
 A conversion is: read the file once, parse its config once, ``plan`` (match + sizes + weights in
 canonical names, nothing allocated), build an empty module, apply the mapping strictly.
@@ -90,10 +90,12 @@ class Architecture:
     def owns(self, model: nn.Module) -> bool:
         return type(model) is getattr(self, "model_cls", None)
 
-    def mapping(self, model: nn.Module) -> Sequence[Row]:
+    def mapping(self, model: nn.Module | None = None) -> Sequence[Row]:
+        """The rows converting ``model``'s weights; without a model, the architecture's own
+        table (a pair's, or the one a zoo entry's default layers produce)."""
         raise NotImplementedError
 
-    def keras_weights(self, model: nn.Module) -> dict[str, tuple[str, ...]]:
+    def keras_weights(self, model: nn.Module | None = None) -> dict[str, tuple[str, ...]]:
         """Keras layer (as the mapping names it) -> its weights in Keras' saved order."""
         layers: dict[str, list[str]] = {}
         for keras_name, _, _ in self.mapping(model):
@@ -120,6 +122,11 @@ class Architecture:
     def layer_groups(self, model: nn.Module) -> list[str]:
         """Top-level submodules that hold parameters, in model order (chain-thaw's order)."""
         return [n for n, m in model.named_children() if any(True for _ in m.parameters())]
+
+    def input_length(self, model: nn.Module) -> int | None:
+        """The token sequence length the model is fixed to (a Flatten after the embedding, a
+        config that states it), or None when it takes any length."""
+        return None
 
     def fixed_parameters(self, model: nn.Module) -> set[str]:
         """Parameters with no Keras counterpart, held at their constant by the mapping (an
@@ -152,6 +159,8 @@ class PairArch(Architecture):
     keras_structure: tuple[str, ...] | None = None
     #: config field holding the number of classes (with_head changes it).
     classes_field: str = "num_classes"
+    #: config field holding the fixed input length, for a pair that has one.
+    length_field: str | None = None
 
     def build(self, config: Any) -> nn.Module:
         return self.model_cls(config)
@@ -188,6 +197,9 @@ class PairArch(Architecture):
 
     def head(self, model: nn.Module | None = None) -> str:
         return self.head_module
+
+    def input_length(self, model: nn.Module) -> int | None:
+        return None if self.length_field is None else getattr(model.config, self.length_field)
 
     def with_head(self, model: nn.Module, num_classes: int) -> nn.Module:
         from parity.init import keras_init_

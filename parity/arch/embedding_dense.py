@@ -111,4 +111,5 @@ ARCH = PairArch(
     head_module="dense",
     reference="reference_keras.embedding_dense",
     keras_structure=("Embedding", "Flatten", "Dense"),
+    length_field="seq_len",
 )

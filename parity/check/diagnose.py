@@ -7,7 +7,7 @@ epsilon, a kernel left untransposed, TF32). It applies when the file has a layer
 and the torch model has something to change, and produces variants: a modified copy of the model
 (or other inputs, or TF32 on), with what it changed. A variant explains the gap when every row
 passes under it. Modules are found by what they hold (``gate_activation``, ``reset_after``,
-``eps`` with ``running_var``, gate-stacked RNN weights), so the ports of issue 4 (generic GRU,
+``eps`` with ``running_var``, gate-stacked RNN weights), so the generic ports (GRU,
 BatchNormalization, Dense with Keras activations) are covered as well as the hand-written pairs.
 """
 
@@ -36,27 +36,15 @@ from parity.conventions import (
     GRU_GATES,
     TORCH_BATCH_NORM_EPSILON,
 )
-from parity.layers.activations import get_activation
+from parity.layers.activations import ACTIVATIONS, GATES, HARD_SIGMOIDS, activation_slots
 
 GradFix = Callable[[np.ndarray], np.ndarray]
 
-#: Gate activations a recurrent layer may have been converted with (what the file can mean).
-GATE_CHOICES = ("hard_sigmoid_keras2", "hard_sigmoid_keras3", "sigmoid")
-HARD_SIGMOIDS = ("hard_sigmoid_keras2", "hard_sigmoid_keras3")
-#: (name attribute, function attribute) pairs ported layers keep their activations in.
-ACTIVATION_ATTRIBUTES = (
-    ("gate_activation", "_gate_fn"),  # parity LSTM / GRU gates
-    ("activation", "_act_fn"),  # parity LSTM / GRU / SimpleRNN cell activation
-    ("activation", "_fn"),  # parity.layers.core Dense and Activation
-)
 #: A variant that shrinks the worst tolerance ratio by at least this factor, without passing,
 #: is reported as explaining part of the gap.
 PARTIAL_FACTOR = 100.0
-#: CLI option to fix a hard-sigmoid choice (for the cause text).
-HARD_SIGMOID_OPTION = {
-    "hard_sigmoid_keras2": "--hard-sigmoid keras2",
-    "hard_sigmoid_keras3": "--hard-sigmoid keras3",
-}
+#: CLI option to fix a hard-sigmoid choice (for the cause text), followed by the variant.
+HARD_SIGMOID_OPTION = "--hard-sigmoid"
 
 
 @dataclass
@@ -90,39 +78,35 @@ def _copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model)
 
 
-def _set_activation(module: nn.Module, attr: str, fn_attr: str, name: str) -> None:
-    setattr(module, attr, name)
-    setattr(module, fn_attr, get_activation(name))
-
-
 def _gate_variants(subject: Subject, ids: np.ndarray, device: str) -> list[Variant]:
     """Every layer's gate (and hard-sigmoid activation) swapped to another choice at once: a
-    conversion decides the hard sigmoid once per file."""
+    conversion decides the hard sigmoid once per file. Layers are found by their activation
+    slots (parity.layers.activations.ActivationSlot); assigning a name swaps the function."""
+    hard_sigmoids = tuple(HARD_SIGMOIDS.values())
     current = {
-        (path, attr, fn): getattr(module, attr)
+        (path, attr, slot.gate): getattr(module, attr)
         for path, module in subject.model.named_modules()
-        for attr, fn in ACTIVATION_ATTRIBUTES
-        if hasattr(module, fn)
-        and getattr(module, attr, None)
-        in (GATE_CHOICES if attr == "gate_activation" else HARD_SIGMOIDS)
+        for attr, slot in activation_slots(module).items()
+        if getattr(module, attr, None) in (GATES if slot.gate else hard_sigmoids)
     }
     if not current:
         return []
     variants = []
-    for choice in GATE_CHOICES:
+    for choice in GATES:
         changes = {
             key: name
             for key, name in current.items()
-            if name != choice and (key[1] == "gate_activation" or choice in HARD_SIGMOIDS)
+            if name != choice and (key[2] or choice in hard_sigmoids)
         }
         if not changes:
             continue
         model = _copy(subject.model)
-        for (path, attr, fn), _old in changes.items():
-            _set_activation(model.get_submodule(path), attr, fn, choice)
+        for path, attr, _gate in changes:
+            setattr(model.get_submodule(path), attr, choice)
         olds = sorted(set(changes.values()))
         paths = sorted({path for path, _, _ in changes})
-        hint = HARD_SIGMOID_OPTION.get(choice, "")
+        variant = ACTIVATIONS[choice].hard_sigmoid
+        hint = f"{HARD_SIGMOID_OPTION} {variant}" if variant else ""
         label = f"{choice} instead of {', '.join(olds)} in {', '.join(paths)}"
         variants.append(Variant(label + (f" (rerun with {hint})" if hint else ""), model))
     return variants

@@ -11,22 +11,18 @@ submodule with the Keras layer's name, its output, the first element when it ret
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from parity.arch import PAIRS, PairArch, arch_of, get_arch
 from parity.arch.base import Point
 from parity.arch.generic import module_name
+from parity.layers.activations import keras_activation
 
-#: Activations a point may apply after reading; "config.<attr>" names one from the model config.
-_THEN: dict[str, Callable[[Tensor], Tensor]] = {
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "softmax": lambda t: torch.softmax(t, dim=-1),
-}
+#: A point's ``then`` names an activation of parity.layers.activations; "config.<attr>" names
+#: one from the model config.
 CONFIG_PREFIX = "config."
 
 
@@ -38,7 +34,7 @@ def read_point(model: nn.Module, point: Point, value: Any) -> Tensor:
         name = point.then
         if name.startswith(CONFIG_PREFIX):
             name = getattr(model.config, name.removeprefix(CONFIG_PREFIX))
-        value = _THEN[name](value)
+        value = keras_activation(name)(value)
     return value
 
 

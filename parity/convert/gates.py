@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from parity.conventions import HARD_SIGMOID_KERAS3_FROM_MAJOR, HARD_SIGMOID_VARIANTS
+from parity.conventions import (
+    HARD_SIGMOID_CONFIG_NAME,
+    HARD_SIGMOID_KERAS3_FROM_MAJOR,
+    HARD_SIGMOID_VARIANTS,
+)
 from parity.errors import ConversionError
 from parity.keras.read import KerasFile
+from parity.layers.activations import ACTIVATIONS, GATES, hard_sigmoid_name
 
-#: Config activation names -> the gate activation the parity layers compute. "hard_sigmoid" is
-#: resolved by Keras version (None here); the others name one function whatever the version.
-GATE_BY_CONFIG_NAME: dict[str, str | None] = {
-    "sigmoid": "sigmoid",
-    "hard_sigmoid": None,
-    "hard_sigmoid_keras2": "hard_sigmoid_keras2",  # reference_keras' registered Keras 2 gate
-    "hard_sigmoid_keras3": "hard_sigmoid_keras3",
-}
+#: Config names a recurrent_activation may have: the activation table's gates, each one function
+#: whatever the Keras version ("hard_sigmoid_keras2" is reference_keras' registered Keras 2
+#: gate), and the bare "hard_sigmoid", resolved by Keras version.
+GATE_CONFIG_NAMES = (*GATES, HARD_SIGMOID_CONFIG_NAME)
 
 
 def activation_name(value: Any) -> str:
@@ -61,16 +62,16 @@ def resolve_gate(
         )
     else:
         name = activation_name(configured)
-    if name not in GATE_BY_CONFIG_NAME:
+    if name not in GATE_CONFIG_NAMES:
         raise ConversionError(
             f"{kfile.path}: {layer} uses gate activation {name!r}; supported: "
-            f"{', '.join(GATE_BY_CONFIG_NAME)}"
+            f"{', '.join(GATE_CONFIG_NAMES)}"
         )
-    gate = GATE_BY_CONFIG_NAME[name]
-    if hard_sigmoid is not None and name.startswith("hard_sigmoid"):
-        return f"hard_sigmoid_{hard_sigmoid}", notes
-    if gate is not None:
-        return gate, notes
+    versioned = name == HARD_SIGMOID_CONFIG_NAME
+    if hard_sigmoid is not None and (versioned or ACTIVATIONS[name].hard_sigmoid is not None):
+        return hard_sigmoid_name(hard_sigmoid), notes
+    if not versioned:
+        return name, notes
     major = kfile.keras_major if configured is not None or kfile.keras_version else None
     if major is None:
         notes.append(
@@ -78,6 +79,6 @@ def resolve_gate(
             f"hard sigmoid clip(0.2x + 0.5, 0, 1) for {layer} "
             "(pass hard_sigmoid='keras3' for Keras 3's relu6(x + 3) / 6)"
         )
-        return "hard_sigmoid_keras2", notes
+        return hard_sigmoid_name("keras2"), notes
     variant = "keras3" if major >= HARD_SIGMOID_KERAS3_FROM_MAJOR else "keras2"
-    return f"hard_sigmoid_{variant}", notes
+    return hard_sigmoid_name(variant), notes

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,12 +122,18 @@ class KerasGraph:
 
     def input_length(self) -> int | None:
         """The fixed sequence length of the first input, when the config states one."""
-        for node in self.nodes:
-            for key in INPUT_SHAPE_KEYS:
-                shape = node.config.get(key)
-                if isinstance(shape, list) and len(shape) >= 2 and isinstance(shape[1], int):
-                    return shape[1]
-        return None
+        return input_length([node.config for node in self.nodes])
+
+
+def input_length(configs: Iterable[dict[str, Any]]) -> int | None:
+    """The first fixed sequence length stated by layer configs in model order (an InputLayer's
+    batch_shape, a Keras 1/2 first layer's batch_input_shape)."""
+    for config in configs:
+        for key in INPUT_SHAPE_KEYS:
+            shape = config.get(key)
+            if isinstance(shape, list) and len(shape) >= 2 and isinstance(shape[1], int):
+                return shape[1]
+    return None
 
 
 def normalise_layer(class_name: str, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:

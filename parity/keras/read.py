@@ -45,11 +45,14 @@ FORMAT_KERAS_V3_WEIGHTS = "weights.h5"  # Keras 3 save_weights
 FORMAT_LEGACY_MODEL = "legacy-h5-model"  # model.save("x.h5"), any Keras
 FORMAT_LEGACY_WEIGHTS = "legacy-h5-weights"  # save_weights("x.h5"), Keras 1/2/tf.keras
 
+#: The groups holding an optimizer's variables: Keras 3 weight files, legacy full-model files.
+KERAS_V3_OPTIMIZER = "optimizer"
+LEGACY_OPTIMIZER = "optimizer_weights"
 #: Top-level groups of Keras 3 weight files that hold training state, not model weights.
 #: They are recognised and left out on purpose.
-KERAS_V3_TRAINING_STATE = ("optimizer", "metrics")
+KERAS_V3_TRAINING_STATE = (KERAS_V3_OPTIMIZER, "metrics")
 #: Legacy HDF5 groups left out on purpose (tf.keras / Keras 3 legacy full-model files).
-LEGACY_TRAINING_STATE = ("optimizer_weights",)
+LEGACY_TRAINING_STATE = (LEGACY_OPTIMIZER,)
 
 #: Order of sub-objects inside a Keras 3 layer group. Keras saves a layer's own variables under
 #: vars/, then tracked sub-layers by attribute name; h5py lists them alphabetically, which would
@@ -101,6 +104,11 @@ class KerasFile:
     layers: list[KerasLayer]
     #: Groups recognised as training state and deliberately not converted.
     left_out: list[str] = field(default_factory=list)
+    #: The optimizer's variables, named by their path in its group, in saved order (iteration
+    #: first, then per weight); read only on request (read_keras_file(training_state=True)).
+    optimizer_weights: list[KerasWeight] = field(default_factory=list)
+    #: The optimizer as the file's training/compile config saves it: {"class_name", "config"}.
+    optimizer_config: dict[str, Any] | None = None
 
     @property
     def weighted_layers(self) -> list[KerasLayer]:
@@ -124,12 +132,15 @@ def snake_case(class_name: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def read_keras_file(path: str | Path, *, model_config: dict[str, Any] | None = None) -> KerasFile:
+def read_keras_file(
+    path: str | Path, *, model_config: dict[str, Any] | None = None, training_state: bool = False
+) -> KerasFile:
     """Read any supported Keras file; ConversionError for anything that is not one.
 
     ``model_config`` describes a weights-only file (Keras 3 .weights.h5, legacy save_weights)
     whose architecture is known from elsewhere (see read_model_config); a file with its own config
-    keeps it.
+    keeps it. ``training_state`` also reads the optimizer's variables and config (conversion
+    leaves them out, so they are not read unless asked for).
     """
     path = Path(path)
     if not path.exists():
@@ -144,7 +155,7 @@ def read_keras_file(path: str | Path, *, model_config: dict[str, Any] | None = N
     for signature, reader in readers.items():
         if head.startswith(signature):
             try:
-                return reader(path, model_config)
+                return reader(path, model_config, training_state)
             except ConversionError:
                 raise
             except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
@@ -155,16 +166,20 @@ def read_keras_file(path: str | Path, *, model_config: dict[str, Any] | None = N
 # --- legacy and Keras 3 HDF5 ------------------------------------------------------------------
 
 
-def _read_hdf5(path: Path, model_config: dict | None = None) -> KerasFile:
+def _read_hdf5(
+    path: Path, model_config: dict | None = None, training_state: bool = False
+) -> KerasFile:
     with h5py.File(path, "r") as h5:
-        return _read_h5_object(h5, path, model_config)
+        return _read_h5_object(h5, path, model_config, training_state)
 
 
-def _read_h5_object(h5: h5py.File, path: Path, model_config: dict | None = None) -> KerasFile:
+def _read_h5_object(
+    h5: h5py.File, path: Path, model_config: dict | None = None, training_state: bool = False
+) -> KerasFile:
     if "layer_names" in h5.attrs or "model_weights" in h5:
-        return _read_legacy(h5, path, model_config)
+        return _read_legacy(h5, path, model_config, training_state)
     if "layers" in h5:
-        kfile = _read_v3_weights(h5, path, model_config=model_config, version=None)
+        kfile = _read_v3_weights(h5, path, model_config, None, training_state)
         kfile.format = FORMAT_KERAS_V3_WEIGHTS
         return kfile
     raise ConversionError(
@@ -192,7 +207,9 @@ def _legacy_config_layers(model_config: dict | None) -> dict[str, tuple[str, dic
     return table
 
 
-def _read_legacy(h5: h5py.File, path: Path, companion: dict | None = None) -> KerasFile:
+def _read_legacy(
+    h5: h5py.File, path: Path, companion: dict | None = None, training_state: bool = False
+) -> KerasFile:
     root = h5["model_weights"] if "model_weights" in h5 else h5
     if "layer_names" not in root.attrs:
         raise ConversionError(f"{path}: legacy HDF5 file without a layer_names attribute")
@@ -221,7 +238,7 @@ def _read_legacy(h5: h5py.File, path: Path, companion: dict | None = None) -> Ke
         class_name, layer_config = classes.get(name, (None, None))
         layers.append(KerasLayer(name, class_name, layer_config, weights))
     left_out = [group for group in LEGACY_TRAINING_STATE if group in h5]
-    return KerasFile(
+    kfile = KerasFile(
         path=path,
         format=FORMAT_LEGACY_MODEL if "model_config" in h5.attrs else FORMAT_LEGACY_WEIGHTS,
         keras_version=_text(version) if version is not None else None,
@@ -230,6 +247,33 @@ def _read_legacy(h5: h5py.File, path: Path, companion: dict | None = None) -> Ke
         layers=layers,
         left_out=left_out,
     )
+    if training_state:
+        _read_legacy_optimizer(h5, path, kfile)
+    return kfile
+
+
+def _dict_or_none(config: Any, key: str) -> dict[str, Any] | None:
+    """config[key] when both are JSON objects (configs are untrusted), else None."""
+    value = config.get(key) if isinstance(config, dict) else None
+    return value if isinstance(value, dict) else None
+
+
+def _read_legacy_optimizer(h5: h5py.File, path: Path, kfile: KerasFile) -> None:
+    """tf.keras / Keras 3 legacy full-model files: the training_config attribute's
+    optimizer_config, and optimizer_weights in its weight_names order."""
+    if "training_config" in h5.attrs:
+        training = json.loads(_text(h5.attrs["training_config"]))
+        kfile.optimizer_config = _dict_or_none(training, "optimizer_config")
+    group = h5.get(LEGACY_OPTIMIZER)
+    if group is None:
+        return
+    for raw in group.attrs.get("weight_names", []):
+        name = _text(raw)
+        if name not in group:
+            raise ConversionError(f"{path}: optimizer weight {name!r} is listed but missing")
+        kfile.optimizer_weights.append(
+            KerasWeight(name, read_dataset(group[name], path, "optimizer/"))
+        )
 
 
 def read_dataset(dataset: h5py.Dataset, path: Path, where: str) -> np.ndarray:
@@ -292,7 +336,11 @@ def _v3_model_layers(model_config: dict | None) -> list[dict]:
 
 
 def _read_v3_weights(
-    h5: h5py.File, path: Path, model_config: dict | None, version: str | None
+    h5: h5py.File,
+    path: Path,
+    model_config: dict | None,
+    version: str | None,
+    training_state: bool = False,
 ) -> KerasFile:
     groups = h5["layers"]
     by_user_name: dict[str, str] = {}
@@ -333,7 +381,7 @@ def _read_v3_weights(
             weights = _v3_layer_weights(groups[auto_name], path)
             layers.append(KerasLayer(name, None, None, weights, auto_name=auto_name))
     left_out = [group for group in KERAS_V3_TRAINING_STATE if group in h5]
-    return KerasFile(
+    kfile = KerasFile(
         path=path,
         format=FORMAT_KERAS_V3 if model_config is not None else FORMAT_KERAS_V3_WEIGHTS,
         keras_version=version,
@@ -342,6 +390,13 @@ def _read_v3_weights(
         layers=layers,
         left_out=left_out,
     )
+    if training_state:
+        compiled = _dict_or_none(model_config, "compile_config")
+        kfile.optimizer_config = _dict_or_none(compiled, "optimizer")
+        optimizer = h5.get(KERAS_V3_OPTIMIZER)
+        if optimizer is not None:  # vars/0..n in index order (_v3_layer_weights sorts them)
+            kfile.optimizer_weights = _v3_layer_weights(optimizer, path)
+    return kfile
 
 
 # --- Keras 3 .keras archive -------------------------------------------------------------------
@@ -392,7 +447,9 @@ def _member_data_offset(handle: BinaryIO, info: zipfile.ZipInfo) -> int:
     return info.header_offset + ZIP_LOCAL_HEADER.size + name_length + extra_length
 
 
-def _read_keras_v3(path: Path, companion: dict | None = None) -> KerasFile:
+def _read_keras_v3(
+    path: Path, companion: dict | None = None, training_state: bool = False
+) -> KerasFile:
     with path.open("rb") as handle, zipfile.ZipFile(handle) as archive:
         names = set(archive.namelist())
         missing = [n for n in (KERAS_V3_CONFIG, KERAS_V3_WEIGHTS) if n not in names]
@@ -415,7 +472,9 @@ def _read_keras_v3(path: Path, companion: dict | None = None) -> KerasFile:
         with h5py.File(source, "r") as h5:
             if "layers" not in h5:
                 raise ConversionError(f"{path}: {KERAS_V3_WEIGHTS} has no layers group")
-            kfile = _read_v3_weights(h5, path, model_config, metadata.get("keras_version"))
+            kfile = _read_v3_weights(
+                h5, path, model_config, metadata.get("keras_version"), training_state
+            )
     kfile.backend = metadata.get("backend")
     return kfile
 

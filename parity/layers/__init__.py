@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from parity.layers.activations import GATE_ACTIVATIONS, get_activation, hard_sigmoid
+from parity.layers.activations import (
+    ACTIVATIONS,
+    KERAS_ACTIVATIONS,
+    RECURRENT_ACTIVATIONS,
+    get_activation,
+    hard_sigmoid,
+)
 from parity.layers.attention import AttentionWeightedAverage
 from parity.layers.conv import KERAS_PADDINGS, Conv1D
-from parity.layers.core import KERAS_ACTIVATIONS, Activation, Dense, Flatten, SpatialDropout1D
-from parity.layers.lstm import LSTM
+from parity.layers.core import Activation, Dense, Flatten, SpatialDropout1D
 from parity.layers.norm import BatchNormalization, LayerNormalization
 from parity.layers.pooling import (
     POOL_PADDINGS,
@@ -15,15 +20,16 @@ from parity.layers.pooling import (
     GlobalMaxPooling1D,
     MaxPooling1D,
 )
-from parity.layers.rnn import GRU, SimpleRNN
+from parity.layers.recurrent import GRU, LSTM, KerasRNNBase, SimpleRNN
 
 __all__ = [
-    "GATE_ACTIVATIONS",
+    "ACTIVATIONS",
     "GRU",
     "KERAS_ACTIVATIONS",
     "KERAS_PADDINGS",
     "LSTM",
     "POOL_PADDINGS",
+    "RECURRENT_ACTIVATIONS",
     "Activation",
     "AttentionWeightedAverage",
     "AveragePooling1D",
@@ -33,6 +39,7 @@ __all__ = [
     "Flatten",
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
+    "KerasRNNBase",
     "LayerNormalization",
     "MaxPooling1D",
     "SimpleRNN",

@@ -126,9 +126,7 @@ class Fused:
         return self.scale != 1.0 or self.offset != 0.0
 
 
-def _plain(
-    fn: ActivationFn, fn_: ActivationFn, cpp: CppTail, triton: TritonTail
-) -> Fused:
+def _plain(fn: ActivationFn, fn_: ActivationFn, cpp: CppTail, triton: TritonTail) -> Fused:
     """The fused form of an activation without an affine part: its own tail."""
     return Fused(1.0, 0.0, fn, fn_, cpp, triton)
 

@@ -35,7 +35,7 @@ from parity.convert.gates import activation_name, resolve_gate
 from parity.convert.mapping import Row
 from parity.convert.transforms import normalise_layer_weights
 from parity.errors import ConversionError
-from parity.keras.graph import INPUT_LAYER, OP_PREFIX, KerasGraph, Node
+from parity.keras.graph import INPUT_LAYER, OP_PREFIX, KerasGraph, Node, input_length
 from parity.keras.read import KerasFile, KerasLayer
 from parity.layers import KERAS_ACTIVATIONS
 
@@ -369,6 +369,10 @@ class GenericArch(Architecture):
 
     def head(self, model: nn.Module) -> str:
         return module_paths(model.config)[self._head_chain(model)[-1]["name"]]
+
+    def input_length(self, model: nn.Module) -> int | None:
+        """The length the file's config fixes the input to (Keras was fed that), if any."""
+        return input_length(layer["config"] for layer in model.config.layers)
 
     def with_head(self, model: nn.Module, num_classes: int) -> nn.Module:
         from parity.init import keras_init_

@@ -1,6 +1,6 @@
 """The LSTM's fast loops, and the one place that chooses which loop a forward runs.
 
-Loops (all compute what ``LSTM._run_layer_reference``, the readable definition, computes, and
+Loops (all compute what ``LSTM._run_layer``, the readable definition, computes, and
 pass the same tests):
 
 - ``python``: the fused in-place inference loop on folded, packed weights (backends.python).

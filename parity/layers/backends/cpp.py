@@ -5,12 +5,12 @@ time step and direction; at small batches that dispatch, and at mid-size batches
 elementwise passes, cost more than the arithmetic. The C++ op runs one layer's whole time loop:
 per step and direction one GEMM (the same oneDNN-packed or dense weights the Python loop uses)
 and one fused, vectorized pass (gate tails, cell, hidden state, Keras masking, output). With two
-directions and at most two threads, the directions run on one thread each (DeepMoji, 2 cores:
-1.3x faster per step than one after the other with two-threaded GEMMs at batch 1, 1.1x at 32,
-1.2x at 256).
+directions and at most two threads, the directions run on one thread each: on two cores that
+beats running them one after the other with two-threaded GEMMs at every batch size
+(benchmarks/deepmoji_speed.py measures it).
 
 The extension is built on first use with ``torch.utils.cpp_extension`` (needs a C++ compiler and
-ninja; ~10 s, then cached in torch's extensions directory, keyed by source and flags). When it
+ninja; once, then cached in torch's extensions directory, keyed by source and flags). When it
 cannot be built or loaded, or ``PARITY_NO_EXT=1``, ``available()`` is False and the Python loop
 runs; a failure warns once with its reason.
 """
@@ -40,8 +40,8 @@ _ARCH_FLAGS: dict[str, list[str]] = {
 }
 
 #: Input rows projected at once, per direction: the projection is computed a chunk of steps at a
-#: time, just before those steps, while it is still in cache (DeepMoji, 2 cores, against one
-#: projection of the whole sequence: B 32 T 128 1.05-1.1x faster, B 256 T 30 1.06-1.1x, B 1 same).
+#: time, just before those steps, while it is still in cache (faster than one projection of the
+#: whole sequence at mid and large batches, the same at batch 1).
 CHUNK_ROWS = 512
 
 _lock = threading.Lock()

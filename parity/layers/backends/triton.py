@@ -13,7 +13,7 @@ weights).
 
 ``LSTM(impl="fast")`` takes this path for float32 CUDA tensors when Triton is importable and the
 activations are ones the kernels know (the activation table's ``Fused.triton``);
-``LSTM._run_layer_reference`` stays the readable definition, and tests/test_lstm_triton.py holds
+``LSTM._run_layer`` stays the readable definition, and tests/test_lstm_triton.py holds
 the two together.
 
 Layouts (all contiguous): input projections, pre-activations and their gradients (T, B, D, 4h),
@@ -458,7 +458,7 @@ def run_layer(
     activation: str,
     zero_output_for_mask: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One layer, every direction; the contract of LSTM._run_layer_reference. ``prepared``
+    """One layer, every direction; the contract of LSTM._run_layer. ``prepared``
     (from ``prepare``) runs the inference loop; None runs the differentiable one."""
     with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
         return _run_layer(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -27,6 +28,8 @@ from parity.layers.activations import ActivationSlot
 DIRECTION_SUFFIXES = ("", "_reverse")
 
 State = tuple[Tensor, ...]
+#: Runs one layer: (x, state, mask, layer) -> (output, final state); see ``_run_layer``.
+LayerRunner = Callable[[Tensor, State, Tensor | None, int], tuple[Tensor, State]]
 
 
 class KerasRNNBase(nn.Module):
@@ -121,7 +124,9 @@ class KerasRNNBase(nn.Module):
             f"weight_hh_{name}": (gate_size, self.hidden_size),
         }
         if self.bias:
-            shapes |= {f"{kind}_{name}": shape for kind, shape in self._bias_shapes(gate_size).items()}
+            shapes |= {
+                f"{kind}_{name}": shape for kind, shape in self._bias_shapes(gate_size).items()
+            }
         return shapes
 
     def reset_parameters(self) -> None:
@@ -252,11 +257,9 @@ class KerasRNNBase(nn.Module):
             states = slice(layer * n_dir, (layer + 1) * n_dir)
             x, layer_state = run_layer(x, tuple(t[states] for t in state), m, layer)
             finals.append(layer_state)
-        if self.num_layers == 1:
-            return x, finals[0]
         return x, tuple(torch.cat(parts) for parts in zip(*finals, strict=True))
 
-    def _layer_runner(self, x: Tensor, state: State):  # noqa: ANN202
+    def _layer_runner(self, x: Tensor, state: State) -> LayerRunner:
         """The function that runs each layer of this forward; LSTM picks among its loops."""
         return self._run_layer
 
@@ -264,7 +267,43 @@ class KerasRNNBase(nn.Module):
         self, x: Tensor, state: State, mask: Tensor | None, layer: int
     ) -> tuple[Tensor, State]:
         """One layer, every direction. x (T, B, in); state (D, B, h) each; mask (T, B, 1) bool
-        or None. Returns output (T, B, D*h) in time order and the final state (D, B, h) each."""
+        or None. Returns output (T, B, D*h) in time order and the final state (D, B, h) each.
+
+        This one runs the directions one after the other, batch-first, for a cell with one
+        state tensor given by ``_project`` and ``_step`` (GRU, SimpleRNN); LSTM overrides it.
+        """
+        (h0,) = state
+        x = x.transpose(0, 1)  # (B, T, in): back to the caller's batch-first view
+        outs, finals = [], []
+        for d, suffix in enumerate(self._suffixes()):
+            out, h = self._run_direction(x, h0[d], mask, f"l{layer}{suffix}", reverse=d == 1)
+            outs.append(out)
+            finals.append(h)
+        return torch.cat(outs, dim=-1).transpose(0, 1), (torch.stack(finals),)
+
+    def _run_direction(
+        self, x: Tensor, h: Tensor, mask: Tensor | None, name: str, *, reverse: bool
+    ) -> tuple[Tensor, Tensor]:
+        """One direction: x (B, T, in), h (B, h) -> output (B, T, h) in time order, final h."""
+        seq_len = x.shape[1]
+        x_proj = self._project(x, name)  # (B, T, gates * h)
+        fill = h.new_zeros(h.shape)  # Keras' previous output starts at zeros
+        outputs: list[Tensor] = [fill] * seq_len
+        steps = range(seq_len - 1, -1, -1) if reverse else range(seq_len)
+        for t in steps:
+            h_new = self._step(x_proj[:, t], h, name)
+            m = None if mask is None else mask[t]  # (B, 1)
+            (h,), out, fill = self._mask_step(m, (h_new,), (h,), fill, self.zero_output_for_mask)
+            outputs[t] = out
+        return torch.stack(outputs, dim=1), h
+
+    def _project(self, x: Tensor, name: str) -> Tensor:
+        """Input projection of every step of direction ``name`` ("l0", "l0_reverse"):
+        (B, T, in) -> (B, T, gates * h)."""
+        raise NotImplementedError
+
+    def _step(self, x_proj: Tensor, h: Tensor, name: str) -> Tensor:
+        """One step of direction ``name``: its projected input (B, gates * h), h -> new h."""
         raise NotImplementedError
 
     @staticmethod

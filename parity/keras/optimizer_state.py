@@ -4,39 +4,37 @@ Why: a full Keras model file carries its optimizer (class, hyper-parameters, ite
 one or more slots per trainable weight). Starting PyTorch with fresh moments restarts Adam's bias
 correction and throws away its second-moment estimates; Keras would have gone on from them.
 
-Where the state is, in the formats Keras writes (order = model.trainable_variables, which is the
-order of the conversion table's Keras weights for our pairs):
+The file is read by parity.keras.read (``training_state=True``), which knows where each format
+keeps the state:
 
-- Keras 3 ``.keras``: ``config.json`` compile_config.optimizer; ``model.weights.h5``
-  ``optimizer/vars/0..n``: iteration, learning_rate, then per weight (momentum, velocity).
-- legacy HDF5 full model (tf.keras 2.x, Keras 3's legacy writer): ``training_config`` attribute
-  (optimizer_config) and ``optimizer_weights`` with ``weight_names`` giving the order: the
-  iteration (and Keras 3: learning_rate), then per weight (m, v).
+- Keras 3 ``.keras``: the compile config's optimizer; ``optimizer/vars/0..n`` in the weights:
+  iteration, learning_rate, then per weight (momentum, velocity).
+- legacy HDF5 full model (tf.keras 2.x, Keras 3's legacy writer): the training_config's
+  optimizer_config and ``optimizer_weights`` in weight_names order: the iteration (and Keras 3:
+  learning_rate), then per weight (m, v).
 
-Adam and AdamW are supported (their slots are per weight, interleaved); other optimizers raise.
+Slots follow model.trainable_variables, which is the order of the Keras weights in the model's
+mapping table (arch_of(model).mapping(model)) for pairs and generic models alike; rows that fill
+a buffer (moving statistics) or a constant (an LSTM's bias_hh) have no slot. Adam and AdamW are
+supported (their slots are per weight, interleaved); other optimizers raise.
 """
 
 from __future__ import annotations
 
 import inspect
-import io
-import json
 import os
-import zipfile
 from dataclasses import dataclass
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from torch import nn
 
 from parity import optim
-from parity.conventions import KERAS_V3_CONFIG, KERAS_V3_WEIGHTS
-from parity.convert.read import HDF5_SIGNATURE, ZIP_SIGNATURE
+from parity.arch import arch_of
 from parity.convert.transforms import TRANSFORMS
 from parity.errors import ConversionError
-from parity.registry import pair_of
+from parity.keras.read import KerasFile, read_keras_file
 
 #: Optimizers whose file state we map: class -> slot names per weight, in Keras' order.
 SLOTS: dict[str, tuple[str, ...]] = {
@@ -45,6 +43,8 @@ SLOTS: dict[str, tuple[str, ...]] = {
 }
 #: Prefix tf.keras puts before built-in optimizer class names in saved configs.
 TF_KERAS_CLASS_PREFIX = "Custom>"
+#: Name part of the learning-rate variable, where the file names its optimizer variables.
+LEARNING_RATE_VARIABLE = "learning_rate"
 
 
 @dataclass
@@ -56,52 +56,29 @@ class KerasOptimizerState:
     slots: list[np.ndarray]  # per-weight arrays, file order, scalars removed
 
 
-def _legacy(h5: h5py.File, path: str) -> KerasOptimizerState:
-    if "optimizer_weights" not in h5:
-        raise ConversionError(f"{path}: no optimizer_weights (saved without the optimizer)")
-    cfg = json.loads(h5.attrs["training_config"])["optimizer_config"]
-    group = h5["optimizer_weights"]
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs["weight_names"]]
-    arrays = [(n, np.asarray(group[n])) for n in names]
-    return _split(cfg, arrays)
+def optimizer_state(kfile: KerasFile) -> KerasOptimizerState:
+    """The optimizer state of a file read with ``training_state=True``.
 
-
-def _keras_v3(zf: zipfile.ZipFile, path: str) -> KerasOptimizerState:
-    cfg = json.loads(zf.read(KERAS_V3_CONFIG)).get("compile_config") or {}
-    if not cfg.get("optimizer"):
-        raise ConversionError(f"{path}: no optimizer in the compile config (saved uncompiled)")
-    with h5py.File(io.BytesIO(zf.read(KERAS_V3_WEIGHTS)), "r") as h5:
-        if "optimizer" not in h5:
-            raise ConversionError(f"{path}: no optimizer state in {KERAS_V3_WEIGHTS}")
-        vars_ = h5["optimizer"]["vars"]
-        arrays = [(f"vars/{i}", np.asarray(vars_[str(i)])) for i in range(len(vars_))]
-    return _split(cfg["optimizer"], arrays)
-
-
-def _split(cfg: dict[str, Any], arrays: list[tuple[str, np.ndarray]]) -> KerasOptimizerState:
-    """Leading scalars are the iteration count and (Keras 3) the learning-rate variable."""
+    Leading scalars are the iteration count and (Keras 3) the learning-rate variable."""
+    if kfile.optimizer_config is None or "class_name" not in kfile.optimizer_config:
+        raise ConversionError(f"{kfile.path}: no optimizer in the file (saved uncompiled?)")
+    if not kfile.optimizer_weights:
+        raise ConversionError(f"{kfile.path}: no optimizer state (saved without the optimizer)")
+    arrays = [(w.name, w.array) for w in kfile.optimizer_weights]
     scalars = [(n, a) for n, a in arrays if a.ndim == 0]
     slots = [a for _, a in arrays if a.ndim > 0]
     iterations = int(scalars[0][1]) if scalars else 0
-    lr = next((float(a) for n, a in scalars if "learning_rate" in n), None)
+    lr = next((float(a) for n, a in scalars if LEARNING_RATE_VARIABLE in n), None)
     if lr is None and len(scalars) > 1 and np.issubdtype(scalars[1][1].dtype, np.floating):
-        lr = float(scalars[1][1])
-    name = cfg["class_name"].removeprefix(TF_KERAS_CLASS_PREFIX)
-    return KerasOptimizerState(name, dict(cfg.get("config", {})), iterations, lr, slots)
+        lr = float(scalars[1][1])  # Keras 3's variables are unnamed: the second scalar
+    cfg = kfile.optimizer_config
+    name = str(cfg["class_name"]).removeprefix(TF_KERAS_CLASS_PREFIX)
+    return KerasOptimizerState(name, dict(cfg.get("config") or {}), iterations, lr, slots)
 
 
 def read_optimizer_state(path: str | os.PathLike[str]) -> KerasOptimizerState:
     """The optimizer state stored in a Keras file (.keras or legacy full-model .h5)."""
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        magic = f.read(8)
-    if magic.startswith(ZIP_SIGNATURE):
-        with zipfile.ZipFile(path) as zf:
-            return _keras_v3(zf, path)
-    if magic == HDF5_SIGNATURE:
-        with h5py.File(path, "r") as h5:
-            return _legacy(h5, path)
-    raise ConversionError(f"{path}: not a Keras .keras or HDF5 file")
+    return optimizer_state(read_keras_file(path, training_state=True))
 
 
 def _kwargs(cls: type, state: KerasOptimizerState) -> dict[str, Any]:
@@ -130,13 +107,13 @@ def load_keras_optimizer(path: str | os.PathLike[str], model: nn.Module) -> opti
             f"(supported: {', '.join(SLOTS)})"
         )
     names = SLOTS[state.class_name]
-    rows = [(k, t, tr) for k, t, tr in pair_of(model).mapping if k is not None]
+    params = dict(model.named_parameters())
+    rows = [(k, t, tr) for k, t, tr in arch_of(model).mapping(model) if k and t in params]
     if len(state.slots) != len(names) * len(rows):
         raise ConversionError(
             f"{path}: {len(state.slots)} optimizer slots for {len(rows)} trainable weights; "
             f"expected {len(names)} per weight (was the model trained with frozen layers?)"
         )
-    params = dict(model.named_parameters())
     cls = optim.OPTIMIZERS[state.class_name]
     opt = cls([params[t] for _, t, _ in rows], **_kwargs(cls, state))
     opt.iterations = state.iterations

@@ -1,0 +1,192 @@
+"""An LSTM that looks like ``torch.nn.LSTM`` but computes what a Keras LSTM computes.
+
+Why not nn.LSTM: Keras LSTMs may use a hard-sigmoid gate (DeepMoji, every Keras <= 2.2 default),
+and Keras masking (``Embedding(mask_zero=True)``) carries the state through masked steps wherever
+they are (pre-padding, post-padding, holes); ``pack_padded_sequence`` handles post-padding only.
+
+The constructor, parameter names and shapes, gate order (i, f, g, o) and the forward's return
+value are nn.LSTM's, so a state_dict moves between the two unchanged and, with
+``gate_activation="sigmoid"`` and no mask, the outputs are nn.LSTM's.
+
+Two implementations compute the same thing: "reference", the readable loop below, and "fast"
+(the default), whose loop ``parity.layers.backends.select`` picks per forward: on CPU the fused
+loops (in C++ for float32 inference when the extension builds, in Python otherwise, an
+out-of-place form under autograd), on CUDA in float32 the Triton kernels. All pass the same
+oracle and golden tests.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from parity.conventions import LSTM_GATES
+from parity.layers import backends
+from parity.layers.activations import ActivationSlot
+from parity.layers.backends import IMPLEMENTATIONS, Loop, PreparedCache, Weights
+from parity.layers.recurrent.base import KerasRNNBase, LayerRunner, State
+
+
+class LSTM(KerasRNNBase):
+    """Drop-in ``nn.LSTM`` with Keras gate activations and Keras masking.
+
+    Extra keyword-only arguments:
+        gate_activation: Keras ``recurrent_activation``, applied to the i, f, o gates.
+        activation: Keras ``activation``, applied to the candidate g and to the cell output.
+        zero_output_for_mask: output zeros at masked steps (Keras Bidirectional) instead of the
+            carried previous output (a plain Keras LSTM). ``None`` means ``bidirectional``.
+        impl: "fast" (default) or "reference"; see the module docstring. A plain attribute, so
+            it can be switched on a built model (benchmarks compare the two).
+
+    ``proj_size`` exists only to keep nn.LSTM's positional order; any value but 0 is refused.
+    """
+
+    gates = LSTM_GATES
+    state_names = ("h0", "c0")
+
+    gate_activation = ActivationSlot("_gate_fn", recurrent=True, gate=True)
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        gate_activation: str = "sigmoid",
+        activation: str = "tanh",
+        zero_output_for_mask: bool | None = None,
+        impl: str = "fast",
+    ) -> None:
+        if proj_size != 0:
+            raise ValueError("parity.layers.LSTM does not support proj_size (Keras has none)")
+        if impl not in IMPLEMENTATIONS:
+            raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
+            gate_activation=gate_activation,
+            activation=activation,
+            zero_output_for_mask=zero_output_for_mask,
+        )
+        self.proj_size = 0
+        self.impl = impl
+        #: Weights prepared for the fast loops, per layer, rebuilt when a weight changes.
+        self._prepared = PreparedCache()
+
+    # --- choosing the loop -----------------------------------------------------------------------
+
+    def _layer_runner(self, x: Tensor, state: State) -> LayerRunner:
+        h0, c0 = state
+        loop = backends.select(
+            self.impl, self.gate_activation, self.activation, x, h0, c0, self.parameters
+        )
+        if loop is Loop.REFERENCE:
+            return self._run_layer  # the reference loop below
+        run = backends.RUNNERS[loop]
+        gate, activation, zero_output = (
+            self.gate_activation,
+            self.activation,
+            self.zero_output_for_mask,
+        )
+
+        def run_layer(
+            x: Tensor, state: State, mask: Tensor | None, layer: int
+        ) -> tuple[Tensor, State]:
+            h, c = state
+            weights = self._direction_weights(layer)
+            out, h, c = run(
+                weights, self._prepared, layer, x, h, c, mask, gate, activation, zero_output
+            )
+            return out, (h, c)
+
+        return run_layer
+
+    def _direction_weights(self, layer: int) -> Weights:
+        """Per direction (weight_ih, weight_hh, bias_ih, bias_hh); biases None without bias."""
+        return [
+            tuple(
+                getattr(self, f"{kind}_l{layer}{suffix}", None)
+                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            )
+            for suffix in self._suffixes()
+        ]
+
+    # --- the reference loop ----------------------------------------------------------------------
+
+    def _loop_order(self, per_direction: list[Tensor]) -> Tensor:
+        """Stack per-direction (T, ...) tensors into (T, D, ...), the reverse one time-reversed,
+        so that loop step s reads time s forward and time T-1-s in reverse."""
+        return torch.stack([t.flip(0) if d else t for d, t in enumerate(per_direction)], dim=1)
+
+    def _layer_weights(self, layer: int) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Both directions' weights stacked, so one batched matmul serves both: w_ih_t (D, in, 4h)
+        and w_hh_t (D, h, 4h) as transposed views (CPU baddbmm is fastest on those), b (D, 1, 4h).
+        """
+        names = [f"l{layer}{s}" for s in self._suffixes()]
+        w_ih_t = torch.stack([getattr(self, f"weight_ih_{n}") for n in names]).transpose(1, 2)
+        w_hh_t = torch.stack([getattr(self, f"weight_hh_{n}") for n in names]).transpose(1, 2)
+        b = None
+        if self.bias:
+            b = torch.stack(
+                [getattr(self, f"bias_ih_{n}") + getattr(self, f"bias_hh_{n}") for n in names]
+            ).unsqueeze(1)
+        return w_ih_t, b, w_hh_t
+
+    def _run_layer(
+        self, x: Tensor, state: State, mask: Tensor | None, layer: int
+    ) -> tuple[Tensor, State]:
+        """The reference loop: one layer, both directions at once. x: (T, B, in); h, c:
+        (D, B, h); mask: (T, B, 1) bool or None. Returns output (T, B, D*h) and the final
+        (h, c), each (D, B, h)."""
+        h, c = state
+        n_dir, hidden = self.num_directions, self.hidden_size
+        step_mask = None if mask is None else self._loop_order([mask] * n_dir)  # (T, D, B, 1)
+        seq_len, batch = x.shape[0], x.shape[1]
+        w_ih_t, b, w_hh_t = self._layer_weights(layer)
+        # Input projection for every step and direction in one batched matmul, hoisted out of
+        # the loop. The reverse direction projects the time-reversed input, so the result is
+        # already in loop order: step s reads time s forward and time T-1-s in reverse.
+        x_in = self._loop_order([x] * n_dir).transpose(0, 1)  # (D, T, B, in)
+        x_in = x_in.reshape(n_dir, seq_len * batch, -1)
+        if b is None:
+            x_proj = torch.bmm(x_in, w_ih_t)
+        else:
+            x_proj = torch.baddbmm(b, x_in, w_ih_t)
+        x_proj = x_proj.view(n_dir, seq_len, batch, LSTM_GATES * hidden)  # (D, T, B, 4h)
+        gate, act = self._gate_fn, self._act_fn
+        # What a masked step outputs: zeros, or the previous output. Keras' previous output starts
+        # at zeros (not at the initial state), so a pre-padded row outputs zeros until its first
+        # real step in both modes.
+        fill = h.new_zeros(h.shape)
+        outputs = []
+        for s in range(seq_len):
+            z = torch.baddbmm(x_proj[:, s], h, w_hh_t)  # (D, B, 4h)
+            z_i, z_f, z_g, z_o = z.chunk(LSTM_GATES, dim=-1)
+            c_new = gate(z_f) * c + gate(z_i) * act(z_g)
+            h_new = gate(z_o) * act(c_new)
+            m = None if step_mask is None else step_mask[s]  # (D, B, 1)
+            (h, c), out, fill = self._mask_step(
+                m, (h_new, c_new), (h, c), fill, self.zero_output_for_mask
+            )
+            outputs.append(out)
+        if self.bidirectional:  # time order: the reverse direction's step s is time T-1-s
+            out = torch.stack(
+                [torch.cat((outputs[t][0], outputs[-1 - t][1]), -1) for t in range(seq_len)]
+            )  # (T, B, 2h)
+        else:
+            out = torch.stack([o[0] for o in outputs])  # (T, B, h)
+        return out, (h, c)

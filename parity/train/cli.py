@@ -1,0 +1,250 @@
+"""`parity finetune`: load a converted model, encode a JSONL task, fine-tune, score, write outputs.
+
+Any converted model that takes token ids works: a registered pair or a generic conversion, from a
+Keras file in any format parity.load_keras reads (with --config for a weights-only file) or a
+.safetensors written by parity.save. Writes model.safetensors (one per class for multi-label
+data), metrics.json and curve.png into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from parity.api import ParityWarning, load, load_keras, save
+from parity.arch import arch_names, arch_of
+from parity.conventions import DEEPMOJI_FINETUNE_EMBED_DROPOUT, DEEPMOJI_FINETUNE_FINAL_DROPOUT
+from parity.keras.read import HDF5_SIGNATURE, ZIP_SIGNATURE
+from parity.text import load_vocabulary
+from parity.train.data import SPLITS, binary_view, encode_dataset, read_jsonl
+from parity.train.loop import (
+    History,
+    NotFineTunable,
+    check_finetunable,
+    finetune,
+    predict,
+    token_embedding,
+)
+from parity.train.metrics import METRICS, metric_for, score
+from parity.train.plots import plot_history
+from parity.train.stages import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_PATIENCE, METHODS
+
+PROG = "parity"
+EXIT_FAILURE = 1
+#: Tokens per text when the model does not fix its input length.
+DEFAULT_MAXLEN = 50
+#: The vocabulary looked for beside the model file when --vocab is not given.
+VOCABULARY_FILE = "vocabulary.json"
+#: Signatures of the Keras files parity.load_keras reads; anything else is a parity.save file.
+KERAS_SIGNATURES = (ZIP_SIGNATURE, HDF5_SIGNATURE)
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    arch: str | None = None,
+    hard_sigmoid: str | None = None,
+    config: str | os.PathLike[str] | None = None,
+) -> nn.Module:
+    """A parity .safetensors file (parity.save) or any Keras file parity.load_keras reads
+    (``config``: the companion describing a weights-only file)."""
+    path = Path(path)
+    if path.is_file():
+        with path.open("rb") as f:
+            magic = f.read(8)
+        if not magic.startswith(KERAS_SIGNATURES):
+            return load(path)
+    return load_keras(path, arch=arch, hard_sigmoid=hard_sigmoid, config=config)
+
+
+def _note(message: str) -> None:
+    print(f"{PROG}: note: {message}", file=sys.stderr)
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _vocabulary_path(args: argparse.Namespace) -> Path:
+    if args.vocab is not None:
+        return args.vocab
+    beside = Path(args.model).parent / VOCABULARY_FILE
+    if not beside.is_file():
+        raise FileNotFoundError(f"no {VOCABULARY_FILE} beside {args.model}; pass --vocab")
+    return beside
+
+
+def _maxlen(model: nn.Module, args: argparse.Namespace) -> int:
+    """The model's own input length when it fixes one, else --maxlen."""
+    fixed = arch_of(model).input_length(model)
+    if fixed is None:
+        return args.maxlen or DEFAULT_MAXLEN
+    if args.maxlen not in (None, fixed):
+        _note(f"{args.model} takes {fixed} tokens per text; --maxlen {args.maxlen} ignored")
+    return fixed
+
+
+def run(args: argparse.Namespace) -> int:
+    """`parity finetune`: load, encode, fine-tune, score, save model, report and plot."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ParityWarning)
+        model = load_model(
+            args.model, arch=args.arch, hard_sigmoid=args.hard_sigmoid, config=args.config
+        )
+    for warning in caught:
+        _note(str(warning.message))
+    vocab_path = _vocabulary_path(args)
+    try:
+        vocab = load_vocabulary(vocab_path)
+    except json.JSONDecodeError as exc:
+        return _fail(f"{vocab_path}: not JSON ({exc.msg})")
+    except (ValueError, TypeError) as exc:  # not a word -> id object; the message names the file
+        return _fail(str(exc))
+    maxlen = _maxlen(model, args)
+    try:
+        check_finetunable(model, maxlen)
+        vocab_size = token_embedding(model).num_embeddings
+    except NotFineTunable as exc:
+        return _fail(f"{args.model}: cannot fine-tune: {exc}")
+    try:
+        splits = read_jsonl(args.data)
+    except ValueError as exc:  # a malformed data file: the message names file and line
+        return _fail(str(exc))
+    data = encode_dataset(splits, vocab, maxlen, vocab_size=vocab_size)
+    metric = args.metric or metric_for(args.data, data.task)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dropout = {} if args.dropout else {"embed_dropout": 0.0, "final_dropout": 0.0}
+    options: dict[str, Any] = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "patience": args.patience,
+        "seed": args.seed,
+        "sparse_embeddings": args.sparse_embeddings,
+        **dropout,
+    }
+    progress = False if args.quiet else None  # None: a bar on a terminal only
+    start = time.perf_counter()
+    histories: dict[str, History] = {}
+    if data.task == "multilabel":  # DeepMoji's class-average fine-tuning: one model per class
+        columns = {}
+        for c in range(data.num_classes):
+            tuned, histories[f"class {c}"] = finetune(
+                model, binary_view(data, c), args.method, progress=progress, **options
+            )
+            save(tuned, out / f"model-class{c}.safetensors")
+            columns[c] = {s: predict(tuned, data.ids[s])[:, 0] for s in ("val", "test")}
+        probs = {s: np.stack([columns[c][s] for c in columns], 1) for s in ("val", "test")}
+        saved = [f"model-class{c}.safetensors" for c in columns]
+    else:
+        tuned, histories["model"] = finetune(model, data, args.method, progress=progress, **options)
+        save(tuned, out / "model.safetensors")
+        probs = {s: predict(tuned, data.ids[s]) for s in ("val", "test")}
+        saved = ["model.safetensors"]
+    result = score(metric, probs, data.targets)
+    report = {
+        "model": str(args.model),
+        "arch": arch_of(model).name,
+        "data": str(args.data),
+        "method": args.method,
+        "task": data.task,
+        "num_classes": data.num_classes,
+        "records": {s: len(data.ids[s]) for s in SPLITS},
+        "maxlen": maxlen,
+        "options": options,
+        "dropout": bool(args.dropout),
+        **result,
+        "seconds": round(time.perf_counter() - start, 1),
+        "saved": saved,
+        "stages": {name: h.stages for name, h in histories.items()},
+    }
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    plot_history(histories, out / "curve.png")
+    print(f"{args.method} on {Path(args.data).stem}: test {metric} {result['test']:.4f} -> {out}")
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register `parity finetune` (parity.cli.COMMANDS)."""
+    from parity.cli import add_hard_sigmoid_option  # parity.cli imports this module lazily
+
+    p = commands.add_parser(
+        "finetune",
+        help="fine-tune a converted model with DeepMoji's methods",
+        description="Fine-tune any converted model that takes token ids (an Embedding input "
+        "and a Dense head) with DeepMoji's methods, on a new Keras-initialized head.",
+    )
+    p.add_argument("model", help="Keras file (.keras, .h5, .weights.h5) or parity .safetensors")
+    p.add_argument("--data", required=True, help="JSONL with text, label, split (train/val/test)")
+    p.add_argument("--method", choices=METHODS, default="chain-thaw")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="per stage (max)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    p.add_argument("--lr", type=float, default=None, help="default: DeepMoji's for the method")
+    p.add_argument("--patience", type=int, default=DEFAULT_PATIENCE, help="early stopping")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--maxlen",
+        type=int,
+        default=None,
+        help=f"tokens per text (default {DEFAULT_MAXLEN}); a model that fixes its input length "
+        "(embedding_dense's Flatten, a config stating the input shape) uses its own",
+    )
+    p.add_argument(
+        "--vocab",
+        type=Path,
+        default=None,
+        help=f"JSON word -> id (default: {VOCABULARY_FILE} beside MODEL)",
+    )
+    p.add_argument("--metric", choices=METRICS, default=None)
+    p.add_argument(
+        "--no-dropout",
+        dest="dropout",
+        action="store_false",
+        help=f"no fine-tuning dropout: DeepMoji models train with embed "
+        f"{DEEPMOJI_FINETUNE_EMBED_DROPOUT} / final {DEEPMOJI_FINETUNE_FINAL_DROPOUT} "
+        "otherwise; a model without those settings (a generic conversion) keeps the dropout "
+        "rates its file has, with or without this flag",
+    )
+    p.add_argument(
+        "--arch",
+        choices=arch_names(),
+        default=None,
+        help="for Keras files: the architecture (default: decided from the file)",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="for a weights-only MODEL (.weights.h5, save_weights .h5): a .keras, full-model "
+        ".h5 or model JSON file whose model config describes it",
+    )
+    add_hard_sigmoid_option(p)
+    p.add_argument("--out", default="finetune-out", help="directory for model, metrics, plot")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (none off a terminal)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument(
+        "--dense-embedding-gradients",
+        dest="sparse_embeddings",
+        action="store_false",
+        help="train embeddings as tf.keras (Keras 2) does, not as Keras 3 on TensorFlow",
+    )
+    p.set_defaults(run=run)
+
+
+if __name__ == "__main__":
+    from parity.cli import main
+
+    sys.exit(main(["finetune", *sys.argv[1:]]))
