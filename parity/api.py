@@ -5,9 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import stat
+import struct
 import tempfile
+import threading
 import warnings
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -20,6 +29,7 @@ from parity.convert.gates import check_variant
 from parity.convert.mapping import build_empty
 from parity.convert.match import plan_conversion
 from parity.errors import ConversionError
+from parity.keras.limits import load_json
 from parity.keras.read import read_keras_file, read_model_config
 
 #: safetensors metadata keys written by save() and required by load().
@@ -31,6 +41,51 @@ META_VERSION = "keras_parity_version"
 
 
 NEW_FILE_MODE = 0o666
+#: What reading, parsing, planning or building a malformed file can still raise where no check
+#: names the problem: each becomes one ConversionError naming the file (malformed_file). Anything
+#: else is a bug in parity and is left to surface as itself.
+MALFORMED_FILE_ERRORS: tuple[type[BaseException], ...] = (
+    TypeError,
+    ValueError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    RecursionError,
+    OverflowError,
+    struct.error,
+    zipfile.BadZipFile,
+    UnicodeDecodeError,
+    OSError,
+)
+#: Signals that end a write early: save() turns them into exceptions so its temporary file is
+#: removed (SIGINT as Python's KeyboardInterrupt, SIGTERM as the exit status a shell expects).
+WRITE_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNAL_EXIT_BASE = 128
+#: Config field types (as dataclass annotations spell them) load() checks metadata values against.
+CONFIG_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+}
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line (file text can put newlines in it)."""
+    lines = str(exc).splitlines()
+    return lines[0] if lines else ""
+
+
+@contextmanager
+def malformed_file(path: str | os.PathLike) -> Iterator[None]:
+    """Turn what a malformed file can make any step raise into one ConversionError naming it."""
+    try:
+        yield
+    except (ConversionError, FileNotFoundError):
+        raise
+    except MALFORMED_FILE_ERRORS as exc:
+        raise ConversionError(
+            f"{path}: malformed file ({type(exc).__name__}: {first_line(exc)})"
+        ) from exc
 
 
 def _umask() -> int:
@@ -62,17 +117,52 @@ def load_keras(
     the file cannot settle are issued as ParityWarning.
     """
     check_variant(hard_sigmoid)
-    companion = read_model_config(config) if config is not None else None
-    kfile = read_keras_file(path, model_config=companion)
-    plan = plan_conversion(kfile, arch, hard_sigmoid)
-    model = plan.build(dtype)
+    with malformed_file(config if config is not None else path):
+        companion = read_model_config(config) if config is not None else None
+    with malformed_file(path):
+        kfile = read_keras_file(path, model_config=companion)
+        plan = plan_conversion(kfile, arch, hard_sigmoid)
+        model = plan.build(dtype)
     for note in plan.notes:
         warnings.warn(note, ParityWarning, stacklevel=2)
     return model
 
 
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """While writing: SIGINT/SIGTERM raise, so the caller's cleanup runs (main thread only:
+    elsewhere Python cannot install handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(SIGNAL_EXIT_BASE + signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in WRITE_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _mode_for(path: Path) -> int:
+    """A replaced file's permission bits; for a new file, what open() would give."""
+    try:
+        existing = os.stat(path)
+    except OSError:
+        existing = None
+    if existing is not None and stat.S_ISREG(existing.st_mode):
+        return stat.S_IMODE(existing.st_mode)
+    return NEW_FILE_MODE & ~_umask()
+
+
 def save(model: nn.Module, path: str | os.PathLike) -> None:
-    """Write weights and config to one safetensors file (no pickle), atomically."""
+    """Write weights and config to one safetensors file (no pickle), atomically: ``path`` is
+    either untouched or complete, and keeps the permission bits of a file it replaces."""
     metadata = {
         META_FORMAT: META_FORMAT_VALUE,
         META_VERSION: __version__,
@@ -81,15 +171,27 @@ def save(model: nn.Module, path: str | os.PathLike) -> None:
     }
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, NEW_FILE_MODE & ~_umask())  # mkstemp's 0600 -> what open() would give
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _signals_raise():
+        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.close(fd)
+            save_file(tensors, tmp, metadata=metadata)
+            os.chmod(tmp, _mode_for(path))  # mkstemp's 0600 -> the replaced file's, or open()'s
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _check_fields(config_cls: type, values: Any) -> None:
+    """TypeError when metadata values do not have their config field's simple type."""
+    if not isinstance(values, dict):
+        raise TypeError(f"the config is a {type(values).__name__}, not an object")
+    for f in dataclasses.fields(config_cls):
+        kinds = CONFIG_FIELD_TYPES.get(str(f.type))
+        value = values.get(f.name)
+        if kinds and f.name in values and (isinstance(value, bool) or not isinstance(value, kinds)):
+            raise TypeError(f"field {f.name!r} is {value!r}, not {f.type}")
 
 
 def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> nn.Module:
@@ -102,24 +204,34 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> nn.Mod
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as exc:  # safetensors raises its own error types for bad headers
-        raise ConversionError(f"{path}: not a safetensors file ({exc})") from exc
+        raise ConversionError(f"{path}: not a safetensors file ({first_line(exc)})") from exc
     if metadata.get(META_FORMAT) != META_FORMAT_VALUE:
         raise ConversionError(f"{path}: safetensors file not written by keras-parity (no config)")
-    arch = get_arch(metadata.get(META_ARCH, ""))
-    try:
-        config = arch.config_cls(**json.loads(metadata[META_CONFIG]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConversionError(
-            f"{path}: unusable {arch.name} config in the metadata ({exc})"
-        ) from exc
-    first = next(iter(tensors.values()), None)
-    target = dtype or (first.dtype if first is not None else torch.float32)
-    tensors = {k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}
-    try:
-        # No random init and no copy: the file's tensors become the parameters. A config that
-        # declares sizes the tensors do not have fails here, before anything is filled.
-        model = build_empty(lambda: arch.build(config), target)
-        model.load_state_dict(tensors, strict=True, assign=True)
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise ConversionError(f"{path}: weights do not fit {arch.name}: {exc}") from exc
+    with malformed_file(path):
+        try:
+            arch = get_arch(metadata.get(META_ARCH, ""))
+        except ConversionError as exc:
+            raise ConversionError(f"{path}: {exc}") from exc
+        values = load_json(metadata.get(META_CONFIG, ""), f"{path}: metadata config")
+        try:
+            _check_fields(arch.config_cls, values)
+            config = arch.config_cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise ConversionError(
+                f"{path}: unusable {arch.name} config in the metadata ({first_line(exc)})"
+            ) from exc
+        first = next(iter(tensors.values()), None)
+        target = dtype or (first.dtype if first is not None else torch.float32)
+        tensors = {k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}
+        try:
+            # No random init and no copy: the file's tensors become the parameters. A config
+            # that declares sizes the tensors do not have fails here, before anything is filled.
+            model = build_empty(lambda: arch.build(config), target)
+            model.load_state_dict(tensors, strict=True, assign=True)
+        except ConversionError as exc:
+            raise ConversionError(f"{path}: unusable {arch.name} config: {exc}") from exc
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise ConversionError(
+                f"{path}: weights do not fit {arch.name}: {first_line(exc)}"
+            ) from exc
     return model.eval()

@@ -8,20 +8,29 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-from parity.api import ParityWarning, load_keras, save
+from safetensors import SafetensorError
+
+from parity.api import ParityWarning, first_line, load_keras, malformed_file, save
 from parity.arch import GENERIC, arch_names
 from parity.arch.generic import CONVERTERS, unsupported_layers
 from parity.conventions import HARD_SIGMOID_VARIANTS
 from parity.convert.match import graph_of, match
 from parity.errors import ConversionError
-from parity.keras.graph import normalise_layer
-from parity.keras.read import read_keras_file
+from parity.keras.graph import KerasGraph, normalise_layer
+from parity.keras.read import KerasFile, read_keras_file
 
 EXIT_FAILURE = 1
+#: Exit status when parity itself failed (a bug, not a bad file): one line, no traceback.
+EXIT_INTERNAL = 2
+#: Set to 1 to get the traceback of an internal error instead of the one-line report.
+DEBUG_ENV = "PARITY_DEBUG"
+#: Argument names that hold a subcommand's input file, for the internal-error line.
+INPUT_ARGS = ("src", "model")
 #: Optional dependencies a subcommand may need -> the pyproject extra that installs them.
 EXTRA_OF_MODULE = {
     "keras": "keras",
@@ -41,7 +50,11 @@ def _convert(args: argparse.Namespace) -> int:
         )
     for warning in caught:
         print(f"{PROG}: note: {warning.message}", file=sys.stderr)
-    save(model, args.dst)
+    try:
+        save(model, args.dst)
+    except (OSError, SafetensorError) as exc:  # unwritable or missing directory, full disk
+        print(f"{PROG}: error: cannot write {args.dst}: {first_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
     count = sum(p.numel() for p in model.parameters())
     arch = type(model).__name__
     print(f"wrote {args.dst} ({arch}, {count:,} parameters, config {model.config})")
@@ -49,8 +62,14 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    kfile = read_keras_file(args.src)
-    graph, problem = graph_of(kfile)
+    with malformed_file(args.src):
+        kfile = read_keras_file(args.src)
+        graph, problem = graph_of(kfile)
+        return _show(kfile, graph, problem)
+
+
+def _show(kfile: KerasFile, graph: KerasGraph | None, problem: str | None) -> int:
+    """Print what `parity inspect` reports about a read file."""
     print(f"file:          {kfile.path}")
     print(f"format:        {kfile.format}")
     print(f"keras version: {kfile.keras_version or 'not recorded'}")
@@ -153,15 +172,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except (ConversionError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {first_line(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
         if top not in EXTRA_OF_MODULE:
-            raise
+            return _internal_error(args, exc)
         hint = f"pip install 'keras-parity[{EXTRA_OF_MODULE[top]}]'"
         print(f"{PROG}: error: {args.command} needs {top}, not installed ({hint})", file=sys.stderr)
         return EXIT_FAILURE
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # the last resort: a user sees one line, never a traceback
+        return _internal_error(args, exc)
+
+
+def _internal_error(args: argparse.Namespace, exc: Exception) -> int:
+    if os.environ.get(DEBUG_ENV) == "1":
+        raise exc
+    source = next((getattr(args, a) for a in INPUT_ARGS if getattr(args, a, None)), "?")
+    print(
+        f"{PROG}: internal error on {source}: {type(exc).__name__}: {first_line(exc)}",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -113,7 +113,35 @@ KERAS1_GRU_GATE_ORDER = ("z", "r", "h")
 # DeepMoji's largest array is 50000 x 256 floats = 51 MB).
 MAX_WEIGHT_BYTES = 2**34
 
+# --- hostile-file limits (parity/keras/limits.py enforces them) ---
+# All weights of one file together, checked from declared shapes before any allocation (a small
+# compressed dataset can declare terabytes); real DeepMoji is 90 MB.
+MAX_FILE_WEIGHT_BYTES = 2**31
+# config.json, metadata.json, the model_config / training_config attributes, a --config file:
+# DeepMoji's config is a few KB; a config this large is not a model description.
+MAX_JSON_BYTES = 16 * 2**20
+# Keras configs nest a few levels per layer wrapper (Bidirectional > LSTM > initializer ...).
+MAX_JSON_DEPTH = 64
+# A zip member (model.weights.h5 when compressed) is read at most this far, whatever its header
+# says; the same budget as the weights it holds plus headroom for HDF5 metadata.
+MAX_ZIP_MEMBER_BYTES = MAX_FILE_WEIGHT_BYTES + 64 * 2**20
+# layer_names / weight_names attribute lengths: a model with more layers is not a Keras text model.
+MAX_NAME_LIST_LENGTH = 100_000
+# Group nesting in a Keras 3 weight file: layers/<name>/<sub>/.../vars/<i> is a handful of levels.
+MAX_GROUP_DEPTH = 32
+# Objects (groups + datasets) visited in one HDF5 file.
+MAX_HDF5_OBJECTS = 1_000_000
+
 # --- parity check ---
 # torch.nn.BatchNorm1d's default eps (torch/nn/modules/batchnorm.py); a port that keeps it
 # instead of Keras' BATCH_NORM_EPSILON is one of the causes `parity check` diagnoses.
 TORCH_BATCH_NORM_EPSILON = 1e-5
+
+# --- model graphs read from untrusted configs ---
+# A model config may list at most this many layers, and its layers at most this many calls in
+# all; no real Keras model comes near (DeepMoji has 9 layers, a ResNet-152 about 500).
+MAX_GRAPH_LAYERS = 100_000
+MAX_GRAPH_CALLS = 100_000
+# The longest chain of layer calls from an input to an output; the graph is walked without
+# recursion, so this only keeps a crafted config from building an absurd model.
+MAX_GRAPH_DEPTH = 100_000

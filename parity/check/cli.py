@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.api import ParityWarning, load_keras
+from parity.api import ParityWarning, load_keras, malformed_file
 from parity.arch import PAIRS, arch_names
 from parity.check.harness import golden_meta, load_golden
 from parity.check.keras_side import import_keras, keras_reference, write_golden
@@ -103,8 +103,9 @@ def _header(args: argparse.Namespace, model: Any, golden: dict) -> str:
 def _check(args: argparse.Namespace) -> int:
     try:
         model, notes = _convert(args)
-        kfile = read_keras_file(args.src)
-        subject, keras_args = subject_for(model, kfile)
+        with malformed_file(args.src):
+            kfile = read_keras_file(args.src)
+            subject, keras_args = subject_for(model, kfile)
         if args.golden:
             golden, more = _golden_for(args, subject)
             notes += more
@@ -124,8 +125,9 @@ def _check(args: argparse.Namespace) -> int:
 def _golden(args: argparse.Namespace) -> int:
     try:
         model, notes = _convert(args)
-        kfile = read_keras_file(args.src)
-        subject, keras_args = subject_for(model, kfile)
+        with malformed_file(args.src):
+            kfile = read_keras_file(args.src)
+            subject, keras_args = subject_for(model, kfile)
         golden = _keras_side(args, model, kfile, {"pair": subject.pair, **keras_args})
     except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Iterable
+import reprlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from parity.conventions import MAX_GRAPH_CALLS, MAX_GRAPH_DEPTH, MAX_GRAPH_LAYERS, MAX_JSON_DEPTH
 from parity.errors import ConversionError
 
 #: Config keys renamed between Keras 1 and Keras 2+.
@@ -151,97 +153,226 @@ def normalise_layer(class_name: str, config: dict[str, Any]) -> tuple[str, dict[
 
 
 def _entry_class(entry: dict[str, Any]) -> str:
-    cls = str(entry.get("class_name", "?"))
+    cls = entry["class_name"]
     return f"{OP_PREFIX}{cls}" if str(entry.get("module", "")).startswith("keras.src.ops") else cls
 
 
-def _node(entry: dict[str, Any], fallback_name: str = "?") -> Node:
+def _show(value: Any) -> str:
+    """A bounded repr of a value from the file, for messages."""
+    return reprlib.repr(value)
+
+
+def _checked_entry(entry: Any, where: str) -> tuple[str, dict[str, Any]]:
+    """(class name, config) of a layer entry, or ConversionError naming ``where``."""
     if not isinstance(entry, dict):
-        raise ConversionError(f"a layer entry of the model config is {type(entry).__name__}")
-    source = _entry_class(entry)
+        raise ConversionError(f"{where} is a {type(entry).__name__}, not a JSON object")
+    cls = entry.get("class_name")
+    if not isinstance(cls, str):
+        raise ConversionError(f"{where} has class_name {_show(cls)}, not a string")
     raw = entry.get("config", {})
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
-        raise ConversionError(f"layer {entry.get('name')!r} has a config that is not a dict")
-    cls, config = normalise_layer(source, copy.deepcopy(raw))
+        raise ConversionError(f"{where} ({cls}) has a config that is {type(raw).__name__}")
+    return cls, raw
+
+
+def _node(entry: Any, fallback_name: str = "?") -> Node:
+    where = "a layer entry of the model config"
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+        where = f"layer {entry['name']!r}"
+    _checked_entry(entry, where)
+    source = _entry_class(entry)
+    name = entry.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ConversionError(f"{where} has name {_show(name)}, not a string")
+    cls, config = normalise_layer(source, copy.deepcopy(entry.get("config") or {}))
+    name = name or config.get("name") or fallback_name
+    if not isinstance(name, str):
+        raise ConversionError(f"{where} has name {_show(name)}, not a string")
     if isinstance(config.get("layer"), dict):  # a wrapper: normalise the wrapped layer too
-        inner_cls, inner = normalise_layer(
-            str(config["layer"].get("class_name", "?")), config["layer"].get("config", {}) or {}
-        )
-        config["layer"] = {
-            "class_name": inner_cls,
-            "source_class": str(config["layer"].get("class_name", "?")),
-            "config": inner,
-        }
-    name = entry.get("name") or config.get("name") or fallback_name
-    return Node(str(name), cls, source, json_safe(config))
+        inner_source, inner_raw = _checked_entry(config["layer"], f"layer {name!r}'s inner layer")
+        inner_cls, inner = normalise_layer(inner_source, inner_raw)
+        config["layer"] = {"class_name": inner_cls, "source_class": inner_source, "config": inner}
+    return Node(name, cls, source, json_safe(config))
 
 
-def _refs(value: Any) -> list[Ref]:
+def _ref(value: Any, where: str) -> Ref:
+    """A tensor reference [layer name, node index, tensor index (, kwargs)] -> [name, node,
+    tensor], or ConversionError naming ``where``."""
+    if (
+        isinstance(value, list)
+        and len(value) >= 3
+        and isinstance(value[0], str)
+        and all(type(v) is int and v >= 0 for v in value[1:3])
+    ):
+        return [value[0], value[1], value[2]]
+    raise ConversionError(f"{where} has a malformed tensor reference {_show(value)}")
+
+
+def _refs(value: Any, where: str) -> list[Ref]:
     """Keras' [name, node, tensor] or a list of them -> a list of [name, node, tensor]."""
     if isinstance(value, dict):  # Keras 3 may write {"name": ref}
         value = list(value.values())
     if not isinstance(value, list):
-        raise ConversionError("the model config's inputs/outputs are not lists")
+        raise ConversionError(f"the model config's {where} are not lists")
     if value and isinstance(value[0], str):
-        return [list(value[:3])]
-    return [list(v[:3]) for v in value if isinstance(v, list)]
+        return [_ref(value, f"the model config's {where}")]
+    return [_ref(v, f"the model config's {where}") for v in value]
 
 
-def _collect_tensors(value: Any, out: list[Ref]) -> None:
+def _collect_tensors(value: Any, out: list[Ref], where: str) -> None:
+    """Every Keras 3 tensor reference inside a call argument, in order (the value's depth is
+    bounded by parse_graph's check)."""
     if isinstance(value, dict):
         if value.get("class_name") == "__keras_tensor__":
-            out.append(list(value["config"]["keras_history"][:3]))
+            config = value.get("config")
+            history = config.get("keras_history") if isinstance(config, dict) else None
+            out.append(_ref(history, where))
             return
         for item in value.values():
-            _collect_tensors(item, out)
+            _collect_tensors(item, out, where)
     elif isinstance(value, list | tuple):
         for item in value:
-            _collect_tensors(item, out)
+            _collect_tensors(item, out, where)
 
 
-def _calls(entry: dict[str, Any]) -> list[Call]:
+def _calls(entry: dict[str, Any], name: str) -> list[Call]:
     """Every call of a layer in a functional config."""
+    where = f"layer {name!r}"
+    inbound = entry.get("inbound_nodes") or []
+    if not isinstance(inbound, list):
+        raise ConversionError(f"{where} has inbound_nodes that are not a list")
     calls = []
-    name = entry.get("name")
-    for node in entry.get("inbound_nodes", []) or []:
+    for node in inbound:
         call = Call(args=[])
         if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
-            for arg in node.get("args", []):
+            args, kwargs = node.get("args") or [], node.get("kwargs") or {}
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise ConversionError(f"{where} has a malformed inbound node")
+            for arg in args:
                 found: list[Ref] = []
-                _collect_tensors(arg, found)
+                _collect_tensors(arg, found, where)
                 call.args += found
                 if not found:
                     call.constants.append(json_safe(arg))
-            for key, val in (node.get("kwargs") or {}).items():
+            for key, val in kwargs.items():
                 found = []
-                _collect_tensors(val, found)
+                _collect_tensors(val, found, where)
                 if found and key == "mask" and len(found) == 1:
                     call.mask = found[0]
                 elif found:
                     raise ConversionError(
-                        f"layer {name!r} is called with tensor argument {key!r}; not supported"
+                        f"{where} is called with tensor argument {key!r}; not supported"
                     )
         elif isinstance(node, list):  # Keras 1/2: [[name, node, tensor, kwargs], ...]
             for ref in node:
-                if not isinstance(ref, list) or len(ref) < 3:
-                    raise ConversionError(f"layer {name!r} has a malformed inbound node")
-                if len(ref) > 3 and isinstance(ref[3], dict):
+                if isinstance(ref, list) and len(ref) > 3 and isinstance(ref[3], dict):
                     extra = [k for k in ref[3] if k not in ("training", "mask")]
                     if extra:
-                        raise ConversionError(
-                            f"layer {name!r} is called with {extra}; not supported"
-                        )
-                call.args.append(list(ref[:3]))
+                        raise ConversionError(f"{where} is called with {extra}; not supported")
+                call.args.append(_ref(ref, where))
         else:
-            raise ConversionError(f"layer {name!r} has a malformed inbound node")
+            raise ConversionError(f"{where} has a malformed inbound node")
         calls.append(call)
     return calls
 
 
+def check_depth(value: Any, limit: int, what: str) -> None:
+    """ConversionError when ``value`` nests lists/dicts deeper than ``limit``; walked without
+    recursion, so that copying and converting it afterwards cannot exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            raise ConversionError(f"{what} nests deeper than {limit} levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
+Key = tuple[str, int]
+
+
+def evaluation_order(
+    calls: Mapping[str, Sequence[Sequence[Any]]],
+    inputs: Sequence[Any],
+    outputs: Sequence[Any],
+    *,
+    whole: bool = False,
+) -> list[Key]:
+    """The (layer, call index) pairs the outputs need, each after those it reads.
+
+    ``calls`` maps each layer to its calls, each call the refs it reads (args, then the mask). The
+    order is the post-order of a depth-first walk from the outputs, reading refs in order: the
+    order a recursive evaluation would compute them in. ``whole`` also walks calls the outputs
+    do not need (they are checked, not returned). ConversionError for a malformed or dangling
+    ref, a cycle, too many calls or a chain deeper than MAX_GRAPH_DEPTH; no recursion.
+    """
+    total = sum(len(c) for c in calls.values())
+    if total > MAX_GRAPH_CALLS:
+        raise ConversionError(f"the graph has {total:,} layer calls, over {MAX_GRAPH_CALLS:,}")
+    depth: dict[Key, int] = {}
+    for ref in inputs:
+        name, node, _ = _ref(ref, "the model inputs")
+        if name not in calls:
+            raise ConversionError(f"the model input {name!r} is not a layer of the model")
+        depth[(name, node)] = 0
+
+    def key_of(ref: Any, where: str) -> Key:
+        name, node, _ = _ref(ref, where)
+        if (name, node) not in depth and not (name in calls and node < len(calls[name])):
+            known = "no such layer" if name not in calls else f"it has {len(calls[name])} calls"
+            raise ConversionError(f"{where} reads {name!r} call {node} ({known})")
+        return name, node
+
+    def reads(key: Key) -> list[Key]:
+        name, node = key
+        return [key_of(ref, f"layer {name!r}") for ref in calls[name][node]]
+
+    order: list[Key] = []
+    roots = [key_of(ref, "the model outputs") for ref in outputs]
+    needed = 0
+    if whole:
+        roots += [(name, node) for name, layer in calls.items() for node in range(len(layer))]
+    for index, root in enumerate(roots):
+        if index == len(outputs):
+            needed = len(order)
+        if root in depth:
+            continue
+        stack = [(root, iter(reads(root)))]
+        walking = {root}
+        while stack:
+            key, pending = stack[-1]
+            for child in pending:
+                if child in walking:
+                    raise ConversionError(f"the graph has a cycle through layer {child[0]!r}")
+                if child not in depth:
+                    stack.append((child, iter(reads(child))))
+                    walking.add(child)
+                    break
+            else:
+                stack.pop()
+                walking.discard(key)
+                depth[key] = 1 + max((depth[c] for c in reads(key)), default=0)
+                if depth[key] > MAX_GRAPH_DEPTH:
+                    raise ConversionError(
+                        f"the graph is deeper than {MAX_GRAPH_DEPTH:,} layer calls"
+                    )
+                order.append(key)
+    return order[:needed] if whole and len(roots) > len(outputs) else order
+
+
 def parse_graph(model_config: dict[str, Any]) -> KerasGraph:
-    """Any Keras model config -> KerasGraph; ConversionError when it lists no usable layers."""
+    """Any Keras model config -> KerasGraph; ConversionError when it lists no usable layers, a
+    value has the wrong type, or the graph is cyclic, dangling or beyond the size limits."""
     if not isinstance(model_config, dict):
         raise ConversionError("the model config is not a JSON object")
+    check_depth(model_config, MAX_JSON_DEPTH, "the model config")
     cls = model_config.get("class_name")
     config = model_config.get("config", model_config)
     layers = (
@@ -253,23 +384,43 @@ def parse_graph(model_config: dict[str, Any]) -> KerasGraph:
     )
     if not isinstance(layers, list) or not layers:
         raise ConversionError("the model config lists no layers")
+    if len(layers) > MAX_GRAPH_LAYERS:
+        raise ConversionError(
+            f"the model config lists {len(layers):,} layers, over {MAX_GRAPH_LAYERS:,}"
+        )
     sequential = cls == "Sequential" or isinstance(config, list)
     nodes = [_node(entry) for entry in layers]
     if not sequential:
         for node, entry in zip(nodes, layers, strict=True):
-            node.calls = _calls(entry)
-        return KerasGraph(
+            node.calls = _calls(entry, node.name)
+        graph = KerasGraph(
             nodes,
-            _refs(config.get("input_layers", [])),
-            _refs(config.get("output_layers", [])),
+            _refs(config.get("input_layers", []), "inputs"),
+            _refs(config.get("output_layers", []), "outputs"),
             sequential=False,
         )
-    # Sequential: each layer reads the previous one; an input node is made when none is listed.
-    if nodes[0].class_name != INPUT_LAYER:
-        nodes.insert(0, Node(SEQUENTIAL_INPUT, INPUT_LAYER, INPUT_LAYER, {}))
-    for previous, node in itertools.pairwise(nodes):
-        node.calls = [Call(args=[[previous.name, 0, 0]])]
-    return KerasGraph(nodes, [[nodes[0].name, 0, 0]], [[nodes[-1].name, 0, 0]], sequential=True)
+    else:
+        # Sequential: each layer reads the previous one; an input node is made when none is listed.
+        if nodes[0].class_name != INPUT_LAYER:
+            nodes.insert(0, Node(SEQUENTIAL_INPUT, INPUT_LAYER, INPUT_LAYER, {}))
+        for previous, node in itertools.pairwise(nodes):
+            node.calls = [Call(args=[[previous.name, 0, 0]])]
+        graph = KerasGraph(
+            nodes, [[nodes[0].name, 0, 0]], [[nodes[-1].name, 0, 0]], sequential=True
+        )
+    check_graph(graph)
+    return graph
+
+
+def check_graph(graph: KerasGraph) -> None:
+    """ConversionError for duplicate layer names, refs to layers or calls that do not exist,
+    cycles and over-deep graphs (the whole graph, not only what the outputs need)."""
+    calls: dict[str, list[list[Ref]]] = {}
+    for node in graph.nodes:
+        if node.name in calls:
+            raise ConversionError(f"the model config lists layer {node.name!r} twice")
+        calls[node.name] = [c.args + ([c.mask] if c.mask is not None else []) for c in node.calls]
+    evaluation_order(calls, graph.inputs, graph.outputs, whole=True)
 
 
 def json_safe(value: Any) -> Any:

@@ -16,11 +16,14 @@ Nothing here knows about torch or about any model: mapping is parity.convert.map
 
 from __future__ import annotations
 
+import contextlib
 import io
-import json
+import math
 import re
 import struct
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,9 +35,16 @@ from parity.conventions import (
     KERAS_V3_CONFIG,
     KERAS_V3_METADATA,
     KERAS_V3_WEIGHTS,
+    MAX_FILE_WEIGHT_BYTES,
+    MAX_GROUP_DEPTH,
+    MAX_HDF5_OBJECTS,
+    MAX_JSON_BYTES,
+    MAX_NAME_LIST_LENGTH,
     MAX_WEIGHT_BYTES,
+    MAX_ZIP_MEMBER_BYTES,
 )
 from parity.errors import ConversionError
+from parity.keras.limits import load_json
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
@@ -154,13 +164,215 @@ def read_keras_file(
     readers = {HDF5_SIGNATURE: _read_hdf5, ZIP_SIGNATURE: _read_keras_v3}
     for signature, reader in readers.items():
         if head.startswith(signature):
-            try:
+            with _as_conversion_error(path, "unreadable or malformed file"):
                 return reader(path, model_config, training_state)
-            except ConversionError:
-                raise
-            except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-                raise ConversionError(f"{path}: unreadable or truncated file ({exc})") from exc
     raise ConversionError(f"{path}: not a Keras file (neither HDF5 nor a .keras zip archive)")
+
+
+#: What h5py, zipfile, zlib, struct and json raise on a malformed file; each becomes one
+#: ConversionError. AttributeError and IndexError are here too: configs are untrusted JSON, and a
+#: shape the checks below did not foresee must still fail as a bad file, not as a crash.
+_FILE_ERRORS = (
+    OSError,
+    KeyError,
+    ValueError,
+    TypeError,
+    RuntimeError,  # h5py: "bad symbol table node signature", encrypted zip members
+    EOFError,
+    NotImplementedError,  # zipfile: unsupported compression
+    AttributeError,
+    IndexError,
+    MemoryError,
+    struct.error,
+    zlib.error,
+    zipfile.BadZipFile,
+)
+
+
+@contextlib.contextmanager
+def _as_conversion_error(path: Path, what: str) -> Iterator[None]:
+    try:
+        yield
+    except ConversionError:
+        raise
+    except _FILE_ERRORS as exc:
+        cause = str(exc) or type(exc).__name__
+        raise ConversionError(f"{path}: {what} ({type(exc).__name__}: {cause})") from exc
+
+
+# --- safe HDF5 access ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Budget:
+    """Bytes the weights of one file may still take (MAX_FILE_WEIGHT_BYTES in all)."""
+
+    path: Path
+    left: int = MAX_FILE_WEIGHT_BYTES
+
+    def take(self, nbytes: int, name: str) -> None:
+        if nbytes > self.left:
+            raise ConversionError(
+                f"{self.path}: weight {name!r} ({nbytes:,} bytes) exceeds the file's weight budget "
+                f"({MAX_FILE_WEIGHT_BYTES:,} bytes in all); refusing to read it"
+            )
+        self.left -= nbytes
+
+
+def _member(group: h5py.Group, name: str, path: Path, where: str = "") -> Any:
+    """group's member ``name`` (one path component), or None; only hard links are followed.
+
+    Soft and external links are refused by name without resolving them: an external link would
+    open another file, whose numbers would then pass for this model's weights.
+    """
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        raise ConversionError(f"{path}: invalid HDF5 member name {where}{name!r}")
+    key = name.encode("utf8")
+    if not group.id.links.exists(key):
+        return None
+    kind = group.id.links.get_info(key).type
+    if kind != h5py.h5l.TYPE_HARD:
+        target = group.id.links.get_val(key)
+        if kind == h5py.h5l.TYPE_EXTERNAL:
+            target = ":".join(_text(part) for part in target)
+        raise ConversionError(
+            f"{path}: {where}{name} is {_LINK_KINDS.get(kind, 'a user-defined link')} to "
+            f"{_text(target)!r}; only hard links are read (a link is never followed)"
+        )
+    return group[name]
+
+
+_LINK_KINDS = {h5py.h5l.TYPE_SOFT: "a soft link", h5py.h5l.TYPE_EXTERNAL: "an external link"}
+
+
+def _resolve(group: h5py.Group, relpath: str, path: Path, where: str = "") -> Any:
+    """A slash-separated path below ``group``, one hard link at a time; None if absent."""
+    parts = relpath.split("/")
+    if len(parts) > MAX_GROUP_DEPTH:
+        raise ConversionError(f"{path}: HDF5 path {where}{relpath!r} is nested too deeply")
+    item: Any = group
+    for depth, part in enumerate(parts):
+        if not isinstance(item, h5py.Group):
+            return None
+        item = _member(item, part, path, where + "/".join(parts[:depth]) + ("/" if depth else ""))
+        if item is None:
+            return None
+    return item
+
+
+def _group_names(group: h5py.Group, path: Path) -> list[str]:
+    """Member names of a group (links are listed, not resolved), after bounding their count."""
+    count = group.id.get_num_objs()
+    if count > MAX_HDF5_OBJECTS:
+        raise ConversionError(f"{path}: group {group.name!r} has {count:,} members")
+    return list(group.keys())
+
+
+def _attr(attrs: h5py.AttributeManager, key: str, path: Path, where: str) -> Any:
+    """An attribute's value, or None; its size is checked from its dataspace before reading."""
+    if key not in attrs:
+        return None
+    attr_id = attrs.get_id(key)
+    shape = attr_id.shape
+    count = math.prod(shape) if shape else (0 if shape is None else 1)
+    if count > MAX_NAME_LIST_LENGTH or count * attr_id.dtype.itemsize > MAX_JSON_BYTES:
+        raise ConversionError(
+            f"{path}: attribute {where}{key} declares {count:,} items of {attr_id.dtype}; "
+            "too large for a Keras file"
+        )
+    value = attrs[key]
+    return None if isinstance(value, h5py.Empty) else value
+
+
+def _attr_text(attrs: h5py.AttributeManager, key: str, path: Path, where: str) -> str | None:
+    """A text attribute (keras_version, model_config, ...), or None; anything else is refused."""
+    value = _attr(attrs, key, path, where)
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if not isinstance(value, (str, bytes)):
+        raise ConversionError(
+            f"{path}: attribute {where}{key} is not text ({type(value).__name__})"
+        )
+    return _text(value)
+
+
+def _attr_json(attrs: h5py.AttributeManager, key: str, path: Path, where: str) -> Any:
+    text = _attr_text(attrs, key, path, where)
+    return None if text is None else load_json(text, f"{path}: attribute {where}{key}")
+
+
+def _name_list(attrs: h5py.AttributeManager, key: str, path: Path, where: str) -> list[str]:
+    """layer_names / weight_names: a 1-D list of strings, at most MAX_NAME_LIST_LENGTH long."""
+    value = _attr(attrs, key, path, where)
+    if value is None or (isinstance(value, np.ndarray) and value.shape == (0,)):
+        return []  # Keras writes a layer without weights as an empty (float) array
+    if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind not in "SUO":
+        raise ConversionError(
+            f"{path}: attribute {where}{key} is not a list of names "
+            f"({getattr(value, 'shape', type(value).__name__)})"
+        )
+    names = []
+    for item in value:
+        if not isinstance(item, (str, bytes)):
+            raise ConversionError(f"{path}: attribute {where}{key} holds a non-string name")
+        names.append(_text(item))
+    return names
+
+
+#: Dataset dtypes a Keras weight can have: float16/32/64, (unsigned) integers, bool. Anything
+#: else (long double, complex, compound, strings, references) is not a Keras weight.
+_WEIGHT_KINDS = {"f": (2, 4, 8), "i": (1, 2, 4, 8), "u": (1, 2, 4, 8), "b": (1,)}
+
+
+def read_dataset(
+    dataset: h5py.Dataset, path: Path, where: str, budget: _Budget | None = None
+) -> np.ndarray:
+    """One stored array, after checking where it is stored, its dtype and its declared size.
+
+    An HDF5 dataset can keep its bytes in another file (external storage, virtual layout): both
+    are refused before any read. It can also declare any shape while storing nothing
+    (unallocated space reads as the fill value) or compress a huge shape into a few bytes, so
+    the declared size is checked against MAX_WEIGHT_BYTES and the file's budget before anything
+    is allocated. Big-endian arrays are converted to native order.
+    """
+    name = f"{where}{dataset.name.rsplit('/', 1)[-1]}"
+    dcpl = dataset.id.get_create_plist()
+    if dcpl.get_external_count() > 0:
+        raise ConversionError(
+            f"{path}: weight {name!r} keeps its data in external storage "
+            f"({_text(dcpl.get_external(0)[0])!r}); refusing to read another file"
+        )
+    if dcpl.get_layout() == h5py.h5d.VIRTUAL:
+        raise ConversionError(
+            f"{path}: weight {name!r} is a virtual dataset (data mapped from other datasets "
+            "or files); refusing to read it"
+        )
+    dtype = dataset.dtype
+    if dtype.itemsize not in _WEIGHT_KINDS.get(dtype.kind, ()):
+        raise ConversionError(f"{path}: weight {name!r} has dtype {dtype}, not a Keras weight type")
+    shape = dataset.shape
+    if shape is None:
+        raise ConversionError(f"{path}: weight {name!r} has no dataspace")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MAX_WEIGHT_BYTES:
+        raise ConversionError(
+            f"{path}: weight {name!r} declares shape {shape} ({nbytes:,} bytes), more than "
+            f"any Keras model weight ({MAX_WEIGHT_BYTES:,}); refusing to read it"
+        )
+    (budget or _Budget(path)).take(nbytes, name)
+    stored = dataset.id.get_storage_size()
+    if dcpl.get_nfilters() == 0 and stored < nbytes:
+        raise ConversionError(
+            f"{path}: weight {name!r} declares shape {shape} ({nbytes:,} bytes) but the "
+            f"file stores {stored:,} bytes of it"
+        )
+    # HDF5 converts to the memory type, so a big-endian file reads into a native array.
+    array = np.empty(shape, dtype=dtype.newbyteorder("="))
+    if array.size:
+        dataset.read_direct(array)
+    return array
 
 
 # --- legacy and Keras 3 HDF5 ------------------------------------------------------------------
@@ -176,9 +388,9 @@ def _read_hdf5(
 def _read_h5_object(
     h5: h5py.File, path: Path, model_config: dict | None = None, training_state: bool = False
 ) -> KerasFile:
-    if "layer_names" in h5.attrs or "model_weights" in h5:
+    if "layer_names" in h5.attrs or h5.id.links.exists(b"model_weights"):
         return _read_legacy(h5, path, model_config, training_state)
-    if "layers" in h5:
+    if h5.id.links.exists(b"layers"):
         kfile = _read_v3_weights(h5, path, model_config, None, training_state)
         kfile.format = FORMAT_KERAS_V3_WEIGHTS
         return kfile
@@ -192,63 +404,85 @@ def _text(value: Any) -> str:
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
 
 
-def _legacy_config_layers(model_config: dict | None) -> dict[str, tuple[str, dict]]:
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _legacy_config_layers(model_config: Any) -> dict[str, tuple[str | None, dict | None]]:
     """Layer name -> (class name, config) from a legacy model_config (Keras 1/2/3 shapes)."""
-    if not model_config:
+    if not isinstance(model_config, dict):
         return {}
     config = model_config.get("config", model_config)
-    layers = config if isinstance(config, list) else config.get("layers", [])
-    table: dict[str, tuple[str, dict]] = {}
-    for entry in layers:
-        layer_config = entry.get("config", {})
-        name = entry.get("name") or layer_config.get("name")
-        if name is not None:
-            table[name] = (entry.get("class_name"), layer_config)
+    layers = config if isinstance(config, list) else _dict_or_empty(config).get("layers", [])
+    table: dict[str, tuple[str | None, dict | None]] = {}
+    for entry in layers if isinstance(layers, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        layer_config = _dict_or_none(entry, "config")
+        name = entry.get("name") or _dict_or_empty(layer_config).get("name")
+        if isinstance(name, str):
+            table[name] = (_str_or_none(entry.get("class_name")), layer_config)
     return table
+
+
+def _dict_or_empty(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _group(item: Any, path: Path, where: str) -> h5py.Group:
+    if not isinstance(item, h5py.Group):
+        raise ConversionError(f"{path}: {where} is not an HDF5 group")
+    return item
 
 
 def _read_legacy(
     h5: h5py.File, path: Path, companion: dict | None = None, training_state: bool = False
 ) -> KerasFile:
-    root = h5["model_weights"] if "model_weights" in h5 else h5
+    weights_group = _member(h5, "model_weights", path)
+    root = h5 if weights_group is None else _group(weights_group, path, "model_weights")
+    where = "" if weights_group is None else "model_weights/"
     if "layer_names" not in root.attrs:
         raise ConversionError(f"{path}: legacy HDF5 file without a layer_names attribute")
     model_config = companion
-    if "model_config" in h5.attrs:
-        model_config = json.loads(_text(h5.attrs["model_config"]))
-    version = root.attrs.get("keras_version", h5.attrs.get("keras_version"))
-    backend = root.attrs.get("backend", h5.attrs.get("backend"))
+    has_config = "model_config" in h5.attrs
+    if has_config:
+        model_config = _attr_json(h5.attrs, "model_config", path, "/")
+    version = _attr_text(root.attrs, "keras_version", path, where)
+    if version is None:
+        version = _attr_text(h5.attrs, "keras_version", path, "/")
+    backend = _attr_text(root.attrs, "backend", path, where)
+    if backend is None:
+        backend = _attr_text(h5.attrs, "backend", path, "/")
     classes = _legacy_config_layers(model_config)
+    budget = _Budget(path)
     layers = []
-    for raw_name in root.attrs["layer_names"]:
-        name = _text(raw_name)
-        if name not in root:
+    for name in _name_list(root.attrs, "layer_names", path, where):
+        group = _member(root, name, path, where)
+        if group is None:
             raise ConversionError(f"{path}: layer {name!r} is listed but has no group")
-        group = root[name]
+        group = _group(group, path, f"layer {name!r}")
         weights = []
-        for raw_weight in group.attrs.get("weight_names", []):
-            weight_name = _text(raw_weight)
-            if weight_name not in group:
+        for weight_name in _name_list(group.attrs, "weight_names", path, f"{where}{name}/"):
+            item = _resolve(group, weight_name, path, f"{where}{name}/")
+            if not isinstance(item, h5py.Dataset):
                 raise ConversionError(
                     f"{path}: layer {name!r}: weight {weight_name!r} is listed but missing"
                 )
-            weights.append(
-                KerasWeight(weight_name, read_dataset(group[weight_name], path, f"{name}/"))
-            )
+            weights.append(KerasWeight(weight_name, read_dataset(item, path, f"{name}/", budget)))
         class_name, layer_config = classes.get(name, (None, None))
         layers.append(KerasLayer(name, class_name, layer_config, weights))
-    left_out = [group for group in LEGACY_TRAINING_STATE if group in h5]
+    left_out = [group for group in LEGACY_TRAINING_STATE if h5.id.links.exists(group.encode())]
     kfile = KerasFile(
         path=path,
-        format=FORMAT_LEGACY_MODEL if "model_config" in h5.attrs else FORMAT_LEGACY_WEIGHTS,
-        keras_version=_text(version) if version is not None else None,
-        backend=_text(backend) if backend is not None else None,
-        model_config=model_config,
+        format=FORMAT_LEGACY_MODEL if has_config else FORMAT_LEGACY_WEIGHTS,
+        keras_version=version,
+        backend=backend,
+        model_config=model_config if isinstance(model_config, dict) else None,
         layers=layers,
         left_out=left_out,
     )
     if training_state:
-        _read_legacy_optimizer(h5, path, kfile)
+        _read_legacy_optimizer(h5, path, kfile, budget)
     return kfile
 
 
@@ -258,50 +492,22 @@ def _dict_or_none(config: Any, key: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _read_legacy_optimizer(h5: h5py.File, path: Path, kfile: KerasFile) -> None:
+def _read_legacy_optimizer(h5: h5py.File, path: Path, kfile: KerasFile, budget: _Budget) -> None:
     """tf.keras / Keras 3 legacy full-model files: the training_config attribute's
     optimizer_config, and optimizer_weights in its weight_names order."""
-    if "training_config" in h5.attrs:
-        training = json.loads(_text(h5.attrs["training_config"]))
-        kfile.optimizer_config = _dict_or_none(training, "optimizer_config")
-    group = h5.get(LEGACY_OPTIMIZER)
+    training = _attr_json(h5.attrs, "training_config", path, "/")
+    kfile.optimizer_config = _dict_or_none(training, "optimizer_config")
+    group = _member(h5, LEGACY_OPTIMIZER, path)
     if group is None:
         return
-    for raw in group.attrs.get("weight_names", []):
-        name = _text(raw)
-        if name not in group:
+    group = _group(group, path, LEGACY_OPTIMIZER)
+    for name in _name_list(group.attrs, "weight_names", path, f"{LEGACY_OPTIMIZER}/"):
+        item = _resolve(group, name, path, f"{LEGACY_OPTIMIZER}/")
+        if not isinstance(item, h5py.Dataset):
             raise ConversionError(f"{path}: optimizer weight {name!r} is listed but missing")
         kfile.optimizer_weights.append(
-            KerasWeight(name, read_dataset(group[name], path, "optimizer/"))
+            KerasWeight(name, read_dataset(item, path, "optimizer/", budget))
         )
-
-
-def read_dataset(dataset: h5py.Dataset, path: Path, where: str) -> np.ndarray:
-    """One stored array, after checking that its declared size is sane and actually stored.
-
-    An HDF5 dataset can declare any shape while storing nothing (unallocated space reads as the
-    fill value), so a hostile or corrupt file could make a naive reader allocate terabytes. Keras
-    never compresses weights: an unfiltered dataset must have all its bytes in the file.
-    """
-    nbytes = int(np.prod(dataset.shape, dtype=np.float64)) * dataset.dtype.itemsize
-    name = f"{where}{dataset.name.rsplit('/', 1)[-1]}"
-    if dataset.dtype.kind not in "fiub":
-        raise ConversionError(f"{path}: weight {name!r} has dtype {dataset.dtype}, not numeric")
-    if nbytes > MAX_WEIGHT_BYTES:
-        raise ConversionError(
-            f"{path}: weight {name!r} declares shape {dataset.shape} ({nbytes:,} bytes), more than "
-            f"any Keras model weight ({MAX_WEIGHT_BYTES:,}); refusing to read it"
-        )
-    stored = dataset.id.get_storage_size()
-    if not dataset.compression and stored < nbytes:
-        raise ConversionError(
-            f"{path}: weight {name!r} declares shape {dataset.shape} ({nbytes:,} bytes) but the "
-            f"file stores {stored:,} bytes of it"
-        )
-    array = np.empty(dataset.shape, dtype=dataset.dtype)
-    if array.size:
-        dataset.read_direct(array)
-    return array
 
 
 def _subgroup_key(name: str) -> tuple[int, int, str]:
@@ -310,29 +516,61 @@ def _subgroup_key(name: str) -> tuple[int, int, str]:
     return (rank, int(name) if name.isdigit() else -1, name)
 
 
-def _v3_layer_weights(group: h5py.Group, path: Path, prefix: str = "") -> list[KerasWeight]:
-    """Datasets of one Keras 3 layer group in Keras' order: own vars, then sub-objects."""
+def _object_key(item: Any) -> tuple[int, int]:
+    info = h5py.h5o.get_info(item.id)
+    return (info.fileno, info.addr)
+
+
+def _v3_layer_weights(
+    group: h5py.Group,
+    path: Path,
+    budget: _Budget,
+    prefix: str = "",
+    seen: set[tuple[int, int]] | None = None,
+) -> list[KerasWeight]:
+    """Datasets of one Keras 3 layer group in Keras' order: own vars, then sub-objects.
+
+    Bounded in depth, and each object is visited once: hard links can make a group its own
+    descendant.
+    """
+    seen = set() if seen is None else seen
+    if prefix.count("/") >= MAX_GROUP_DEPTH:
+        raise ConversionError(f"{path}: weight group {prefix!r} is nested too deeply")
     weights = []
-    for name in sorted(group.keys(), key=_subgroup_key):
-        item = group[name]
+    for name in sorted(_group_names(group, path), key=_subgroup_key):
+        item = _member(group, name, path, f"{group.name.lstrip('/')}/")
+        key = _object_key(item)
+        if key in seen:
+            raise ConversionError(
+                f"{path}: {group.name.lstrip('/')}/{name} links back to an object already read"
+            )
+        seen.add(key)
         full = f"{prefix}{name}"
         if isinstance(item, h5py.Dataset):
-            weights.append(KerasWeight(full, read_dataset(item, path, "")))
-        else:
-            weights.extend(_v3_layer_weights(item, path, full + "/"))
+            weights.append(KerasWeight(full, read_dataset(item, path, "", budget)))
+        elif isinstance(item, h5py.Group):
+            weights.extend(_v3_layer_weights(item, path, budget, full + "/", seen))
     return weights
 
 
-def _v3_model_layers(model_config: dict | None) -> list[dict]:
+def _v3_model_layers(model_config: Any) -> list[dict]:
     """The layer entries of a Keras 3 (or tf.keras v3-format) model config, ops excluded."""
-    if not model_config:
-        return []
-    layers = model_config.get("config", {}).get("layers", [])
+    layers = _dict_or_empty(_dict_or_none(model_config, "config")).get("layers", [])
     # Keras 3 functional configs also list backend ops (NotEqual, ExpandDims...) created by
     # masking; they are operations, not layers, and have no weight group.
     return [
-        entry for entry in layers if not str(entry.get("module", "")).startswith("keras.src.ops")
+        entry
+        for entry in (layers if isinstance(layers, list) else [])
+        if isinstance(entry, dict) and not str(entry.get("module", "")).startswith("keras.src.ops")
     ]
+
+
+def _v3_user_name(group: h5py.Group, path: Path, auto_name: str) -> str | None:
+    """The user's layer name Keras 3 records on layers/<auto name>/vars, if any."""
+    vars_group = _member(group, "vars", path, f"layers/{auto_name}/")
+    if not isinstance(vars_group, h5py.Group):
+        return None
+    return _attr_text(vars_group.attrs, "name", path, f"layers/{auto_name}/vars/")
 
 
 def _read_v3_weights(
@@ -342,12 +580,14 @@ def _read_v3_weights(
     version: str | None,
     training_state: bool = False,
 ) -> KerasFile:
-    groups = h5["layers"]
-    by_user_name: dict[str, str] = {}
-    for auto_name in groups:
-        vars_group = groups[auto_name].get("vars")
-        if vars_group is not None and "name" in vars_group.attrs:
-            by_user_name[_text(vars_group.attrs["name"])] = auto_name
+    groups = _group(_member(h5, "layers", path), path, "layers")
+    budget = _Budget(path)
+    layer_groups = {
+        auto_name: _group(_member(groups, auto_name, path, "layers/"), path, f"layers/{auto_name}")
+        for auto_name in _group_names(groups, path)
+    }
+    user_names = {auto: _v3_user_name(group, path, auto) for auto, group in layer_groups.items()}
+    by_user_name = {user: auto for auto, user in user_names.items() if user is not None}
     layers: list[KerasLayer] = []
     entries = _v3_model_layers(model_config)
     if entries:
@@ -356,31 +596,35 @@ def _read_v3_weights(
         counts: dict[str, int] = {}
         for entry in entries:
             class_name = entry.get("class_name")
-            layer_config = entry.get("config", {})
-            name = entry.get("name") or layer_config.get("name")
+            layer_config = _dict_or_none(entry, "config")
+            name = entry.get("name") or _dict_or_empty(layer_config).get("name")
+            if not isinstance(class_name, str) or not isinstance(name, str):
+                raise ConversionError(f"{path}: model config layer without a class or name")
             key = snake_case(class_name)
             auto = key if counts.get(key, 0) == 0 else f"{key}_{counts[key]}"
             counts[key] = counts.get(key, 0) + 1
             auto = by_user_name.get(name, auto)
-            weights = _v3_layer_weights(groups[auto], path) if auto in groups else []
+            group = layer_groups.get(auto)
+            weights = [] if group is None else _v3_layer_weights(group, path, budget)
             layers.append(KerasLayer(name, class_name, layer_config, weights, auto_name=auto))
         known = {layer.auto_name for layer in layers}
         stray = [
-            name for name in groups if name not in known and _v3_layer_weights(groups[name], path)
+            name
+            for name, group in layer_groups.items()
+            if name not in known and _v3_layer_weights(group, path, budget)
         ]
         if stray:
             raise ConversionError(
                 f"{path}: weight groups {stray} match no layer of the model config"
             )
     else:
-        for auto_name in groups:
-            vars_group = groups[auto_name].get("vars")
-            name = auto_name
-            if vars_group is not None and "name" in vars_group.attrs:
-                name = _text(vars_group.attrs["name"])
-            weights = _v3_layer_weights(groups[auto_name], path)
+        for auto_name, group in layer_groups.items():
+            name = user_names[auto_name] or auto_name
+            weights = _v3_layer_weights(group, path, budget)
             layers.append(KerasLayer(name, None, None, weights, auto_name=auto_name))
-    left_out = [group for group in KERAS_V3_TRAINING_STATE if group in h5]
+    left_out = [
+        group for group in KERAS_V3_TRAINING_STATE if h5.id.links.exists(group.encode("utf8"))
+    ]
     kfile = KerasFile(
         path=path,
         format=FORMAT_KERAS_V3 if model_config is not None else FORMAT_KERAS_V3_WEIGHTS,
@@ -393,9 +637,10 @@ def _read_v3_weights(
     if training_state:
         compiled = _dict_or_none(model_config, "compile_config")
         kfile.optimizer_config = _dict_or_none(compiled, "optimizer")
-        optimizer = h5.get(KERAS_V3_OPTIMIZER)
+        optimizer = _member(h5, KERAS_V3_OPTIMIZER, path)
         if optimizer is not None:  # vars/0..n in index order (_v3_layer_weights sorts them)
-            kfile.optimizer_weights = _v3_layer_weights(optimizer, path)
+            optimizer = _group(optimizer, path, KERAS_V3_OPTIMIZER)
+            kfile.optimizer_weights = _v3_layer_weights(optimizer, path, budget)
     return kfile
 
 
@@ -435,16 +680,44 @@ class _StoredMember(io.RawIOBase):
 
 #: Zip local file header: signature, then fixed fields; name and extra lengths at bytes 26-29.
 ZIP_LOCAL_HEADER = struct.Struct("<4s22xHH")
+#: General-purpose flag bit 0: the member is encrypted.
+ZIP_FLAG_ENCRYPTED = 0x1
+#: Compression methods Keras' zip writer (and any ordinary re-zip) produces.
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
 
 
 def _member_data_offset(handle: BinaryIO, info: zipfile.ZipInfo) -> int:
     handle.seek(info.header_offset)
-    signature, name_length, extra_length = ZIP_LOCAL_HEADER.unpack(
-        handle.read(ZIP_LOCAL_HEADER.size)
-    )
+    header = handle.read(ZIP_LOCAL_HEADER.size)
+    if len(header) < ZIP_LOCAL_HEADER.size:
+        raise ConversionError(f"truncated zip local header for {info.filename}")
+    signature, name_length, extra_length = ZIP_LOCAL_HEADER.unpack(header)
     if signature != ZIP_SIGNATURE:
         raise ConversionError(f"bad zip local header for {info.filename}")
     return info.header_offset + ZIP_LOCAL_HEADER.size + name_length + extra_length
+
+
+def _zip_info(archive: zipfile.ZipFile, name: str, path: Path) -> zipfile.ZipInfo:
+    """A member's header, after refusing encrypted members and unusual compression."""
+    info = archive.getinfo(name)
+    if info.flag_bits & ZIP_FLAG_ENCRYPTED:
+        raise ConversionError(f"{path}: archive member {name} is encrypted")
+    if info.compress_type not in ZIP_METHODS:
+        raise ConversionError(
+            f"{path}: archive member {name} uses compression method {info.compress_type}; "
+            f"only {', '.join(ZIP_METHODS.values())} members are read"
+        )
+    return info
+
+
+def _read_member(archive: zipfile.ZipFile, name: str, path: Path, cap: int) -> bytes:
+    """A member's bytes, reading at most cap + 1 of them whatever its header declares."""
+    info = _zip_info(archive, name, path)
+    with archive.open(info) as member:
+        data = member.read(cap + 1)
+    if len(data) > cap:
+        raise ConversionError(f"{path}: archive member {name} is larger than {cap:,} bytes")
+    return data
 
 
 def _read_keras_v3(
@@ -455,27 +728,34 @@ def _read_keras_v3(
         missing = [n for n in (KERAS_V3_CONFIG, KERAS_V3_WEIGHTS) if n not in names]
         if missing:
             raise ConversionError(f"{path}: .keras archive without {', '.join(missing)}")
-        model_config = json.loads(archive.read(KERAS_V3_CONFIG))
-        metadata = {}
+        model_config = load_json(
+            _read_member(archive, KERAS_V3_CONFIG, path, MAX_JSON_BYTES),
+            f"{path}: {KERAS_V3_CONFIG}",
+        )
+        metadata: Any = {}
         if KERAS_V3_METADATA in names:
-            metadata = json.loads(archive.read(KERAS_V3_METADATA))
+            metadata = load_json(
+                _read_member(archive, KERAS_V3_METADATA, path, MAX_JSON_BYTES),
+                f"{path}: {KERAS_V3_METADATA}",
+            )
         if not isinstance(model_config, dict):
             raise ConversionError(f"{path}: {KERAS_V3_CONFIG} is not a model config")
-        info = archive.getinfo(KERAS_V3_WEIGHTS)
+        metadata = _dict_or_empty(metadata)
+        info = _zip_info(archive, KERAS_V3_WEIGHTS, path)
         if info.compress_type == zipfile.ZIP_STORED:  # what Keras writes
             start = _member_data_offset(handle, info)
             if start + info.file_size > path.stat().st_size:
                 raise ConversionError(f"{path}: {KERAS_V3_WEIGHTS} is truncated")
             source: Any = _StoredMember(handle, start, info.file_size)
-        else:  # a re-zipped (compressed) archive: decompress the member in memory
-            source = io.BytesIO(archive.read(KERAS_V3_WEIGHTS))
+        else:  # a re-zipped (compressed) archive: decompress the member in memory, capped
+            source = io.BytesIO(_read_member(archive, KERAS_V3_WEIGHTS, path, MAX_ZIP_MEMBER_BYTES))
         with h5py.File(source, "r") as h5:
-            if "layers" not in h5:
+            if not h5.id.links.exists(b"layers"):
                 raise ConversionError(f"{path}: {KERAS_V3_WEIGHTS} has no layers group")
             kfile = _read_v3_weights(
-                h5, path, model_config, metadata.get("keras_version"), training_state
+                h5, path, model_config, _str_or_none(metadata.get("keras_version")), training_state
             )
-    kfile.backend = metadata.get("backend")
+    kfile.backend = _str_or_none(metadata.get("backend"))
     return kfile
 
 
@@ -486,25 +766,27 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise ConversionError(f"{path}: is a directory, not a model config")
     with path.open("rb") as handle:
         head = handle.read(8)
-    try:
+    with _as_conversion_error(path, "no readable model config"):
         if head.startswith(ZIP_SIGNATURE):
             with zipfile.ZipFile(path) as archive:
                 if KERAS_V3_CONFIG not in archive.namelist():
                     raise ConversionError(f"{path}: .keras archive without {KERAS_V3_CONFIG}")
-                config = json.loads(archive.read(KERAS_V3_CONFIG))
+                config = load_json(
+                    _read_member(archive, KERAS_V3_CONFIG, path, MAX_JSON_BYTES),
+                    f"{path}: {KERAS_V3_CONFIG}",
+                )
         elif head.startswith(HDF5_SIGNATURE):
             with h5py.File(path, "r") as h5:
                 if "model_config" not in h5.attrs:
                     raise ConversionError(f"{path}: HDF5 file without a model config")
-                config = json.loads(_text(h5.attrs["model_config"]))
+                config = _attr_json(h5.attrs, "model_config", path, "/")
         else:
-            config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, ConversionError):
-            raise
-        raise ConversionError(f"{path}: no readable model config ({exc})") from exc
+            with path.open("rb") as handle:
+                config = load_json(handle.read(MAX_JSON_BYTES + 1), str(path))
     if not isinstance(config, dict) or "class_name" not in config:
         raise ConversionError(f"{path}: not a Keras model config")
     return config

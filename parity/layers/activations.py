@@ -274,7 +274,8 @@ class ActivationSlot:
 
     Setting the name validates it and sets the function the forward calls (attribute
     ``fn_attr``), so name and function never disagree: parity check's diagnosis swaps a layer's
-    activation by assigning a name, and the forward still pays one attribute read.
+    activation by assigning a name. Only setting goes through here (no ``__get__``): reading
+    the name or the function is a plain instance-dict read, as fast as before.
     """
 
     def __init__(self, fn_attr: str, *, recurrent: bool = False, gate: bool = False) -> None:
@@ -288,14 +289,6 @@ class ActivationSlot:
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
-
-    def __get__(self, obj: object, objtype: type | None = None) -> str:
-        if obj is None:
-            return self  # type: ignore[return-value]  (the class attribute: the slot itself)
-        try:
-            return obj.__dict__[self.name]
-        except KeyError:
-            raise AttributeError(self.name) from None
 
     def __set__(self, obj: object, name: str) -> None:
         lookup = get_activation if self.recurrent else keras_activation

@@ -31,11 +31,19 @@ from parity.arch.base import Architecture, Plan, Point
 from parity.arch.generic.converter import Masks
 from parity.arch.generic.recurrent import RNN_CLASSES
 from parity.arch.generic.table import CONVERTERS
+from parity.conventions import MAX_GRAPH_LAYERS
 from parity.convert.gates import activation_name, resolve_gate
 from parity.convert.mapping import Row
 from parity.convert.transforms import normalise_layer_weights
 from parity.errors import ConversionError
-from parity.keras.graph import INPUT_LAYER, OP_PREFIX, KerasGraph, Node, input_length
+from parity.keras.graph import (
+    INPUT_LAYER,
+    OP_PREFIX,
+    KerasGraph,
+    Node,
+    evaluation_order,
+    input_length,
+)
 from parity.keras.read import KerasFile, KerasLayer
 from parity.layers import KERAS_ACTIVATIONS
 
@@ -100,9 +108,17 @@ class GenericModel(nn.Module):
 
     def __init__(self, config: GenericConfig) -> None:
         super().__init__()
+        check_config(config)
         self.config = config
         self._layers = {layer["name"]: layer for layer in config.layers}
         self._paths = module_paths(config)
+        # Computed once: forward walks this list instead of recursing, so neither a deep graph
+        # nor a cyclic one (refused here) can exhaust the stack.
+        self._order = evaluation_order(
+            {layer["name"]: _call_refs(layer) for layer in config.layers},
+            config.inputs,
+            config.outputs,
+        )
         for layer in config.layers:
             cls = layer["config"]["_class"]
             if _moduleless(cls):
@@ -128,23 +144,80 @@ class GenericModel(nn.Module):
             cache[(name, node)] = ([x], [None])
 
         def value(ref: Sequence[Any]) -> tuple[Tensor, Tensor | None]:
-            name, node, index = ref[0], int(ref[1]), int(ref[2])
-            if (name, node) not in cache:
-                layer = self._layers[name]
-                call = layer["inbound"][node]
-                args = [value(r) for r in call["args"]]
-                masks = [a[1] for a in args]
-                if call["mask"] is not None:  # Keras 3 passes some masks explicitly
-                    masks[0] = value(call["mask"])[0]
-                converter = CONVERTERS[layer["config"]["_class"]]
-                module = getattr(self, self._paths[name], None)
-                config = {**layer["config"], "_constants": call["constants"]}
-                cache[(name, node)] = converter.call(module, config, [a[0] for a in args], masks)
-            outs, masks = cache[(name, node)]
-            return outs[index], masks[index]
+            outs, masks = cache[(ref[0], ref[1])]
+            return outs[ref[2]], masks[ref[2]]
 
+        for name, node in self._order:
+            layer = self._layers[name]
+            call = layer["inbound"][node]
+            args = [value(r) for r in call["args"]]
+            masks = [a[1] for a in args]
+            if call["mask"] is not None:  # Keras 3 passes some masks explicitly
+                masks[0] = value(call["mask"])[0]
+            converter = CONVERTERS[layer["config"]["_class"]]
+            module = getattr(self, self._paths[name], None)
+            config = {**layer["config"], "_constants": call["constants"]}
+            cache[(name, node)] = converter.call(module, config, [a[0] for a in args], masks)
         results = tuple(value(ref)[0] for ref in self.config.outputs)
         return results[0] if len(results) == 1 else results
+
+
+def _call_refs(layer: dict[str, Any]) -> list[list[Any]]:
+    """The refs each call of a layer reads, in the order forward evaluates them."""
+    return [c["args"] + ([c["mask"]] if c["mask"] is not None else []) for c in layer["inbound"]]
+
+
+def _is_list_of(value: Any, kind: type | tuple[type, ...]) -> bool:
+    return isinstance(value, list) and all(isinstance(v, kind) for v in value)
+
+
+def _layer_problem(layer: Any) -> str | None:
+    """What is wrong with one saved layer entry's types, or None."""
+    if not isinstance(layer, dict) or not isinstance(layer.get("name"), str):
+        return "a layer entry is not an object with a string name"
+    config = layer.get("config")
+    if not isinstance(layer.get("class_name"), str) or not isinstance(config, dict):
+        return f"layer {layer['name']!r} has no class_name string or config object"
+    cls = config.get("_class")
+    if not isinstance(cls, str) or not (cls in CONVERTERS or _moduleless(cls)):
+        return f"layer {layer['name']!r} has unknown class {cls!r}"
+    shapes, activations = layer.get("shapes"), layer.get("activations")
+    if not isinstance(shapes, dict) or not all(
+        _is_list_of(v, int) and all(type(d) is int and d >= 0 for d in v) for v in shapes.values()
+    ):
+        return f"layer {layer['name']!r} has malformed weight shapes"
+    if not isinstance(activations, dict) or not all(
+        isinstance(v, str) for v in activations.values()
+    ):
+        return f"layer {layer['name']!r} has malformed activations"
+    inbound = layer.get("inbound")
+    if not _is_list_of(inbound, dict) or not all(
+        _is_list_of(c.get("args"), list)
+        and (c.get("mask") is None or isinstance(c.get("mask"), list))
+        and isinstance(c.get("constants"), list)
+        for c in inbound
+    ):
+        return f"layer {layer['name']!r} has malformed inbound calls"
+    return None
+
+
+def check_config(config: GenericConfig) -> None:
+    """ConversionError when a config (possibly from a tampered file) has values of the wrong
+    types, duplicate layers, or a graph that is cyclic, dangling or too large."""
+    if not _is_list_of(config.layers, dict) or not config.layers:
+        raise ConversionError("the generic config has no list of layers")
+    if len(config.layers) > MAX_GRAPH_LAYERS:
+        raise ConversionError(f"the generic config has over {MAX_GRAPH_LAYERS:,} layers")
+    for layer in config.layers:
+        problem = _layer_problem(layer)
+        if problem:
+            raise ConversionError(f"the generic config: {problem}")
+    if len({layer["name"] for layer in config.layers}) != len(config.layers):
+        raise ConversionError("the generic config lists a layer name twice")
+    if not _is_list_of(config.inputs, list) or not _is_list_of(config.outputs, list):
+        raise ConversionError("the generic config's inputs/outputs are not lists of refs")
+    calls = {layer["name"]: _call_refs(layer) for layer in config.layers}
+    evaluation_order(calls, config.inputs, config.outputs, whole=True)
 
 
 # --- from a parsed Keras graph ------------------------------------------------------------------

@@ -129,13 +129,12 @@ def parallel_directions(n_dir: int) -> bool:
 def applies(x: Tensor, h: Tensor, c: Tensor, gate: str, activation: str) -> bool:
     """CPU float32 inference with tails the C++ pass knows (the activation table's ``cpp``; the
     activation's input is not folded, so it must have no affine part), the extension loaded."""
-    gate_form, act_form = ACTIVATIONS[gate].fused, ACTIVATIONS[activation].fused
     return (
         x.device.type == "cpu"
         and x.dtype == h.dtype == c.dtype == torch.float32
-        and gate_form is not None
-        and act_form is not None
-        and not act_form.affine
+        and ACTIVATIONS[gate].fused is not None
+        and ACTIVATIONS[activation].fused is not None
+        and not ACTIVATIONS[activation].fused.affine
         and not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c)))
         and available()
     )

@@ -49,16 +49,14 @@ def applies(x: Tensor, gate: str, activation: str) -> bool:
     """Whether the Triton kernels can run this layer: tails they know (the activation table's
     ``triton``; after fold() a hard sigmoid gate is a clamp, but the activation's inputs are not
     folded, so it must have no affine part)."""
-    on_device = x.is_cuda or (INTERPRET and x.device.type == "cpu")
-    gate_form, act_form = ACTIVATIONS[gate].fused, ACTIVATIONS[activation].fused
     return (
         triton is not None
-        and on_device
+        and (x.is_cuda or (INTERPRET and x.device.type == "cpu"))
         and x.numel() > 0
         and x.dtype == torch.float32
-        and gate_form is not None
-        and act_form is not None
-        and not act_form.affine
+        and ACTIVATIONS[gate].fused is not None
+        and ACTIVATIONS[activation].fused is not None
+        and not ACTIVATIONS[activation].fused.affine
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
@@ -27,7 +27,8 @@ from parity.layers.activations import ActivationSlot
 #: Parameter-name suffix per direction: forward, backward (torch's names).
 DIRECTION_SUFFIXES = ("", "_reverse")
 
-State = tuple[Tensor, ...]
+#: The recurrent state: (h, c) for an LSTM, (h,) otherwise; returned to the caller as a tuple.
+State = Sequence[Tensor]
 #: Runs one layer: (x, state, mask, layer) -> (output, final state); see ``_run_layer``.
 LayerRunner = Callable[[Tensor, State, Tensor | None, int], tuple[Tensor, State]]
 
@@ -255,9 +256,9 @@ class KerasRNNBase(nn.Module):
             if layer > 0:
                 x = F.dropout(x, self.dropout, self.training)
             states = slice(layer * n_dir, (layer + 1) * n_dir)
-            x, layer_state = run_layer(x, tuple(t[states] for t in state), m, layer)
+            x, layer_state = run_layer(x, [t[states] for t in state], m, layer)
             finals.append(layer_state)
-        return x, tuple(torch.cat(parts) for parts in zip(*finals, strict=True))
+        return x, tuple([torch.cat(parts) for parts in zip(*finals, strict=True)])
 
     def _layer_runner(self, x: Tensor, state: State) -> LayerRunner:
         """The function that runs each layer of this forward; LSTM picks among its loops."""
@@ -315,6 +316,6 @@ class KerasRNNBase(nn.Module):
         Returns (state, output, next fill)."""
         if m is None:
             return new, new[0], fill
-        state = tuple(torch.where(m, n, o) for n, o in zip(new, old, strict=True))
+        state = [torch.where(m, n, o) for n, o in zip(new, old, strict=True)]
         out = torch.where(m, new[0], fill)
         return state, out, fill if zero_output_for_mask else out
