@@ -228,8 +228,6 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> nn.Mod
             # that declares sizes the tensors do not have fails here, before anything is filled.
             model = build_empty(lambda: arch.build(config), target)
             model.load_state_dict(tensors, strict=True, assign=True)
-        except ConversionError as exc:
-            raise ConversionError(f"{path}: unusable {arch.name} config: {exc}") from exc
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise ConversionError(
                 f"{path}: weights do not fit {arch.name}: {first_line(exc)}"

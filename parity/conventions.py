@@ -145,3 +145,9 @@ MAX_GRAPH_CALLS = 100_000
 # The longest chain of layer calls from an input to an output; the graph is walked without
 # recursion, so this only keeps a crafted config from building an absurd model.
 MAX_GRAPH_DEPTH = 100_000
+
+#: A file's structure is walked in a forked child first (parity.keras.isolate): the HDF5 C library
+#: loops forever or crashes on some malformed files. The child's deadline, and the memory it may
+#: take beyond the parent's current size (the walk reads no weight data, so little is needed).
+ISOLATED_READ_SECONDS = 10
+ISOLATED_READ_EXTRA_BYTES = 2 * 2**30

@@ -23,7 +23,7 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -44,6 +44,7 @@ from parity.conventions import (
     MAX_ZIP_MEMBER_BYTES,
 )
 from parity.errors import ConversionError
+from parity.keras import isolate
 from parity.keras.limits import load_json
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -164,8 +165,13 @@ def read_keras_file(
     readers = {HDF5_SIGNATURE: _read_hdf5, ZIP_SIGNATURE: _read_keras_v3}
     for signature, reader in readers.items():
         if head.startswith(signature):
-            with _as_conversion_error(path, "unreadable or malformed file"):
-                return reader(path, model_config, training_state)
+
+            def read(reader: Callable[..., KerasFile] = reader) -> KerasFile:
+                with _as_conversion_error(path, "unreadable or malformed file"):
+                    return reader(path, model_config, training_state)
+
+            isolate.walk_isolated(path, read)  # the C library's crashes and hangs stay there
+            return read()
     raise ConversionError(f"{path}: not a Keras file (neither HDF5 nor a .keras zip archive)")
 
 
@@ -368,6 +374,8 @@ def read_dataset(
             f"{path}: weight {name!r} declares shape {shape} ({nbytes:,} bytes) but the "
             f"file stores {stored:,} bytes of it"
         )
+    if isolate.STRUCTURE_ONLY:  # the isolated walk: checked, not read (no memory taken)
+        return np.broadcast_to(np.zeros((), dtype=dtype.newbyteorder("=")), shape)
     # HDF5 converts to the memory type, so a big-endian file reads into a native array.
     array = np.empty(shape, dtype=dtype.newbyteorder("="))
     if array.size:
@@ -686,14 +694,14 @@ ZIP_FLAG_ENCRYPTED = 0x1
 ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
 
 
-def _member_data_offset(handle: BinaryIO, info: zipfile.ZipInfo) -> int:
+def _member_data_offset(handle: BinaryIO, info: zipfile.ZipInfo, path: Path) -> int:
     handle.seek(info.header_offset)
     header = handle.read(ZIP_LOCAL_HEADER.size)
     if len(header) < ZIP_LOCAL_HEADER.size:
-        raise ConversionError(f"truncated zip local header for {info.filename}")
+        raise ConversionError(f"{path}: truncated zip local header for {info.filename}")
     signature, name_length, extra_length = ZIP_LOCAL_HEADER.unpack(header)
     if signature != ZIP_SIGNATURE:
-        raise ConversionError(f"bad zip local header for {info.filename}")
+        raise ConversionError(f"{path}: bad zip local header for {info.filename}")
     return info.header_offset + ZIP_LOCAL_HEADER.size + name_length + extra_length
 
 
@@ -743,7 +751,7 @@ def _read_keras_v3(
         metadata = _dict_or_empty(metadata)
         info = _zip_info(archive, KERAS_V3_WEIGHTS, path)
         if info.compress_type == zipfile.ZIP_STORED:  # what Keras writes
-            start = _member_data_offset(handle, info)
+            start = _member_data_offset(handle, info, path)
             if start + info.file_size > path.stat().st_size:
                 raise ConversionError(f"{path}: {KERAS_V3_WEIGHTS} is truncated")
             source: Any = _StoredMember(handle, start, info.file_size)
@@ -757,6 +765,13 @@ def _read_keras_v3(
             )
     kfile.backend = _str_or_none(metadata.get("backend"))
     return kfile
+
+
+def _hdf5_model_config(path: Path) -> Any:
+    with _as_conversion_error(path, "no readable model config"), h5py.File(path, "r") as h5:
+        if "model_config" not in h5.attrs:
+            raise ConversionError(f"{path}: HDF5 file without a model config")
+        return _attr_json(h5.attrs, "model_config", path, "/")
 
 
 def read_model_config(path: str | Path) -> dict[str, Any]:
@@ -780,10 +795,8 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
                     f"{path}: {KERAS_V3_CONFIG}",
                 )
         elif head.startswith(HDF5_SIGNATURE):
-            with h5py.File(path, "r") as h5:
-                if "model_config" not in h5.attrs:
-                    raise ConversionError(f"{path}: HDF5 file without a model config")
-                config = _attr_json(h5.attrs, "model_config", path, "/")
+            isolate.walk_isolated(path, lambda: _hdf5_model_config(path))
+            config = _hdf5_model_config(path)
         else:
             with path.open("rb") as handle:
                 config = load_json(handle.read(MAX_JSON_BYTES + 1), str(path))

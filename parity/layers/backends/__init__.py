@@ -52,11 +52,11 @@ def fusable(gate: str, activation: str) -> bool:
     return gate_form is not None and act_form is not None and not act_form.affine
 
 
-def records_grad(tensors: Iterable[Tensor], parameters: Iterable[Tensor]) -> bool:
+def records_grad(tensors: Iterable[Tensor], parameters: Callable[[], Iterable[Tensor]]) -> bool:
     """Whether autograd would record this forward (then the in-place loops will not do)."""
     if not torch.is_grad_enabled():
         return False
-    return any(t.requires_grad for t in tensors) or any(p.requires_grad for p in parameters)
+    return any(t.requires_grad for t in tensors) or any(p.requires_grad for p in parameters())
 
 
 def select(
@@ -72,7 +72,7 @@ def select(
     ``parameters`` yields the LSTM's parameters (asked only when the answer depends on them)."""
     if impl != "fast" or not fusable(gate, activation):
         return Loop.REFERENCE
-    grad = records_grad((x, h, c), parameters())
+    grad = records_grad((x, h, c), parameters)
     if triton.applies(x, gate, activation):
         return Loop.TRITON_AUTOGRAD if grad else Loop.TRITON
     if not grad:
