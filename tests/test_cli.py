@@ -417,3 +417,58 @@ def test_compressed_keras_archive_reads_like_a_stored_one(tmp_path: Path) -> Non
     torch.testing.assert_close(
         parity.load_keras(path)(ids), parity.load_keras(ZOO_GOOD)(ids), rtol=0, atol=0
     )
+
+
+def test_convert_to_an_unwritable_place_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("convert", GOOD, tmp_path / "missing" / "m.safetensors")
+    assert result.returncode == 1
+    assert "cannot write" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_save_keeps_the_permission_bits_of_the_file_it_replaces(tmp_path: Path) -> None:
+    dst = tmp_path / "m.safetensors"
+    dst.write_bytes(b"old")
+    dst.chmod(0o640)
+    parity.save(parity.load_keras(GOOD), dst)
+    assert dst.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_internal_error_is_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    from parity import cli
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug\nsecond line")
+
+    monkeypatch.setattr(cli, "load_keras", broken)
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    assert cli.main(["convert", str(GOOD), str(tmp_path / "m.safetensors")]) == cli.EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert err == f"parity: internal error on {GOOD}: RuntimeError: a bug\n"
+
+
+def test_generic_safetensors_with_a_cyclic_graph_is_refused(tmp_path: Path) -> None:
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    good = tmp_path / "good.safetensors"
+    parity.save(parity.load_keras(ZOO_GOOD), good)
+    with safe_open(str(good), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    config = json.loads(metadata["config"])
+    first = next(layer for layer in config["layers"] if layer["inbound"])
+    first["inbound"][0]["args"] = [[config["outputs"][0][0], 0, 0]]
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), metadata={**metadata, "config": json.dumps(config)})
+    with pytest.raises(parity.ConversionError, match="cycle"):
+        parity.load(bad)
+    config["inputs"] = "junk"
+    save_file(tensors, str(bad), metadata={**metadata, "config": json.dumps(config)})
+    with pytest.raises(parity.ConversionError, match="generic config"):
+        parity.load(bad)

@@ -431,3 +431,18 @@ def test_the_walk_reads_no_weight_data_and_passes_its_errors_on(tmp_path: Path) 
         isolate.walk_isolated(tmp_path, refuse)
     assert not isolate.STRUCTURE_ONLY
     isolate.walk_isolated(tmp_path, lambda: None)  # a clean walk lets the parent read
+
+
+def test_a_mutant_that_hangs_hdf5_is_one_conversion_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A saved fuzz mutant (zeroed bytes in embedding_dense.h5) on which h5py's attribute read
+    never returns: the isolated walk's deadline turns it into a refusal."""
+    from parity.keras import isolate
+    from tests.test_fuzz_files import mutate
+
+    monkeypatch.setattr(isolate, "ISOLATED_READ_SECONDS", 2)
+    path = tmp_path / "hang.h5"
+    path.write_bytes(mutate("embedding_dense.h5", 100)[0])
+    with pytest.raises(ConversionError, match="took longer than 2 s"):
+        parity.load_keras(path)
