@@ -233,10 +233,16 @@ def test_training_dispatch_by_batch_size(batch, monkeypatch):
     assert bool(calls) == (batch >= LSTM_FAST_AUTOGRAD_MIN_BATCH)
 
 
+@pytest.mark.parametrize("without_cpp", [False, True], ids=["any", "python-loop"])
 @pytest.mark.parametrize("activation", sorted(n for n, a in ACTIVATIONS.items() if a.fused))
-def test_every_activation_fast_equals_reference(activation, device):
+def test_every_activation_fast_equals_reference(activation, without_cpp, device, monkeypatch):
     """Any ``activation`` (the g rows and the cell), hard sigmoids included, whose affine part
-    the fast loops do not fold: outputs and gradients as the reference loop's."""
+    the fast loops do not fold: outputs and gradients as the reference loop's. ``python-loop``:
+    inference through the Python loop, as where the C++ extension cannot be built."""
+    if without_cpp:
+        from parity.layers.backends import cpp
+
+        monkeypatch.setattr(cpp, "applies", lambda *args: False)
     torch.manual_seed(0)
     lstm = LSTM(5, 7, bidirectional=True, gate_activation="hard_sigmoid_keras2",
                 activation=activation).to(device)  # fmt: skip

@@ -15,6 +15,8 @@ readable definition; these must pass the same tests. What they change, and why:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -71,18 +73,25 @@ def run_layer(
             slot = out[t, :, d]
             if full[t]:
                 c_d.mul_(f).addcmul_(i, g)
-                h_d = act(c_d).mul_(o)
+                h_d = _output(act, c_d, o)
                 slot.copy_(h_d)
             else:
                 m = mask[t]  # (B, 1)
                 c_new = torch.addcmul(f * c_d, i, g)
-                h_new = act(c_new).mul_(o)
+                h_new = _output(act, c_new, o)
                 c_d = torch.where(m, c_new, c_d)
                 h_d = torch.where(m, h_new, h_d)
                 torch.where(m, h_new, zeros if zero_output_for_mask else prev, out=slot)
             prev = slot
         hs[d], cs[d] = h_d, c_d
     return out.view(seq_len, batch, n_dir * hidden), torch.stack(hs), torch.stack(cs)
+
+
+def _output(act: Callable[[Tensor], Tensor], c: Tensor, o: Tensor) -> Tensor:
+    """o * act(c), in place on act's result unless act returned c itself (linear): the cell
+    state must survive the step."""
+    h = act(c)
+    return h * o if h is c else h.mul_(o)
 
 
 def run_layer_autograd(

@@ -90,6 +90,7 @@ class LSTM(KerasRNNBase):
     # --- choosing the loop -----------------------------------------------------------------------
 
     def _layer_runner(self, x: Tensor, state: State) -> LayerRunner:
+        """The loop every layer of this forward runs, as backends.select picks it."""
         h0, c0 = state
         loop = backends.select(
             self.impl, self.gate_activation, self.activation, x, h0, c0, self.parameters
