@@ -25,12 +25,13 @@ from torch import nn
 
 from parity import __version__
 from parity.arch import arch_of, get_arch
+from parity.arch.base import Plan
 from parity.convert.gates import check_variant
 from parity.convert.mapping import build_empty
 from parity.convert.match import plan_conversion
 from parity.errors import ConversionError
 from parity.keras.limits import load_json
-from parity.keras.read import read_keras_file, read_model_config
+from parity.keras.read import KerasFile, read_keras_file, read_model_config
 
 #: safetensors metadata keys written by save() and required by load().
 META_FORMAT = "format"
@@ -98,6 +99,37 @@ class ParityWarning(UserWarning):
     """Conversion had to assume something the file does not say (e.g. the hard sigmoid)."""
 
 
+@dataclasses.dataclass
+class Conversion:
+    """One conversion's steps, each done once: the file read, its plan, the model built."""
+
+    kfile: KerasFile
+    plan: Plan
+    model: nn.Module
+
+
+def convert_keras(
+    path: str | os.PathLike,
+    arch: str | None = None,
+    hard_sigmoid: str | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    config: str | os.PathLike | None = None,
+) -> Conversion:
+    """load_keras, keeping what it read and decided (for `parity check`, which compares layer by
+    layer against the file it read). Notes are issued as ParityWarning."""
+    check_variant(hard_sigmoid)
+    with malformed_file(config if config is not None else path):
+        companion = read_model_config(config) if config is not None else None
+    with malformed_file(path):
+        kfile = read_keras_file(path, model_config=companion)
+        plan = plan_conversion(kfile, arch, hard_sigmoid)
+        model = plan.build(dtype)
+    for note in plan.notes:
+        warnings.warn(note, ParityWarning, stacklevel=3)
+    return Conversion(kfile, plan, model)
+
+
 def load_keras(
     path: str | os.PathLike,
     arch: str | None = None,
@@ -116,16 +148,7 @@ def load_keras(
     model config describes a weights-only ``path`` (.weights.h5, save_weights .h5). Assumptions
     the file cannot settle are issued as ParityWarning.
     """
-    check_variant(hard_sigmoid)
-    with malformed_file(config if config is not None else path):
-        companion = read_model_config(config) if config is not None else None
-    with malformed_file(path):
-        kfile = read_keras_file(path, model_config=companion)
-        plan = plan_conversion(kfile, arch, hard_sigmoid)
-        model = plan.build(dtype)
-    for note in plan.notes:
-        warnings.warn(note, ParityWarning, stacklevel=2)
-    return model
+    return convert_keras(path, arch, hard_sigmoid, dtype=dtype, config=config).model
 
 
 @contextmanager

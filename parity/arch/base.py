@@ -58,6 +58,8 @@ class Plan:
     mapping: Sequence[Row]
     notes: list[str] = field(default_factory=list)
     source: str = ""
+    #: The file's parsed model config, when it has a usable one.
+    graph: KerasGraph | None = None
 
     def build(self, dtype: torch.dtype = torch.float32) -> nn.Module:
         """The module, filled strictly from the plan's weights (no random init, no copy)."""

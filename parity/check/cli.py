@@ -19,13 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from parity.api import ParityWarning, load_keras, malformed_file
+from parity.api import ParityWarning, convert_keras, malformed_file
 from parity.arch import PAIRS, arch_names
 from parity.check.harness import golden_meta, load_golden
 from parity.check.keras_side import import_keras, keras_reference, write_golden
 from parity.check.run import DTYPES, check, check_inputs, subject_for
 from parity.errors import ConversionError
-from parity.keras.read import read_keras_file
 
 EXIT_FAILURE = 1
 PROG = "parity"
@@ -36,14 +35,15 @@ NO_KERAS = (
 )
 
 
-def _convert(args: argparse.Namespace) -> tuple[Any, list[str]]:
+def _convert(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
+    """(model, the file as read, notes): the file is read once, for both."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ParityWarning)
-        model = load_keras(
+        done = convert_keras(
             args.src, arch=args.arch, hard_sigmoid=args.hard_sigmoid, dtype=DTYPES[args.dtype]
         )
     notes = [str(w.message) for w in caught if issubclass(w.category, ParityWarning)]
-    return model, notes
+    return done.model, done.kfile, notes
 
 
 def _keras_side(args: argparse.Namespace, model: Any, kfile: Any, keras_args: dict) -> dict:
@@ -102,9 +102,8 @@ def _header(args: argparse.Namespace, model: Any, golden: dict) -> str:
 
 def _check(args: argparse.Namespace) -> int:
     try:
-        model, notes = _convert(args)
+        model, kfile, notes = _convert(args)
         with malformed_file(args.src):
-            kfile = read_keras_file(args.src)
             subject, keras_args = subject_for(model, kfile)
         if args.golden:
             golden, more = _golden_for(args, subject)
@@ -124,9 +123,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def _golden(args: argparse.Namespace) -> int:
     try:
-        model, notes = _convert(args)
+        model, kfile, notes = _convert(args)
         with malformed_file(args.src):
-            kfile = read_keras_file(args.src)
             subject, keras_args = subject_for(model, kfile)
         golden = _keras_side(args, model, kfile, {"pair": subject.pair, **keras_args})
     except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:

@@ -26,7 +26,6 @@ from parity.check.harness import (
 from parity.check.inputs import DEFAULT_SEQ_LEN, generate_ids, load_ids
 from parity.check.points import point_names, points_from_meta, resolve_points
 from parity.check.report import Report
-from parity.convert.match import graph_of
 from parity.errors import ConversionError
 from parity.keras.read import KerasFile
 
@@ -83,15 +82,6 @@ def subject_for(model: nn.Module, kfile: KerasFile | None = None) -> tuple[Subje
     return subject, {"layer_names": roles, "weights": weights, "activation_points": names}
 
 
-def input_length(model: nn.Module, kfile: KerasFile | None) -> int | None:
-    """The fixed sequence length the model takes, or None when any length goes."""
-    fixed = getattr(getattr(model, "config", None), "seq_len", None)
-    if isinstance(fixed, int):
-        return fixed
-    graph = graph_of(kfile)[0] if kfile is not None else None
-    return graph.input_length() if graph is not None else None
-
-
 def vocab_size(model: nn.Module) -> int:
     embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
     if not embeddings:
@@ -101,7 +91,7 @@ def vocab_size(model: nn.Module) -> int:
 
 def check_inputs(model: nn.Module, kfile: KerasFile | None, path: str | None = None) -> np.ndarray:
     """The user's ids (``path``), checked against the model, or generated ones that fit it."""
-    fixed = input_length(model, kfile)
+    fixed = arch_of(model).input_length(model)
     if path is not None:
         return load_ids(path, vocab_size(model), fixed)
     return generate_ids(vocab_size(model), fixed or DEFAULT_SEQ_LEN)

@@ -36,8 +36,11 @@ def plan_conversion(
         chosen = get_arch(arch)
         if graph is None and problem is not None and chosen is GENERIC:
             raise ConversionError(f"{kfile.path}: unusable model config: {problem}")
-        return chosen.plan(kfile, graph, hard_sigmoid)
-    return match(kfile, graph, hard_sigmoid)
+        plan = chosen.plan(kfile, graph, hard_sigmoid)
+    else:
+        plan = match(kfile, graph, hard_sigmoid)
+    plan.graph = graph
+    return plan
 
 
 def match(kfile: KerasFile, graph: KerasGraph | None, hard_sigmoid: str | None = None) -> Plan:
