@@ -22,6 +22,7 @@ from torch import nn
 
 import parity
 from parity.arch.deepmoji import MAPPING, DeepMoji, DeepMojiConfig
+from parity.arch.generic import CONVERTERS, default_rows
 from parity.convert.transforms import CONSTANT_FILLS, TRANSFORMS
 from parity.init import KERAS_FAN_AXES, PRESETS, keras_init_, variance_scaling_
 from parity.layers import (
@@ -35,11 +36,6 @@ from parity.layers import (
     SimpleRNN,
 )
 from tests.conftest import needs_keras
-
-try:
-    from parity.arch.generic import CONVERTERS
-except ImportError:
-    from parity.models.generic import CONVERTERS
 
 IN, UNITS, STEPS, KERNEL, VOCAB, EMBED = 24, 48, 5, 3, 1000, 16
 #: DeepMoji's attention has one weight per feature: wide enough for stable moments.
@@ -67,25 +63,13 @@ class Example:
     redraw: dict[str, str] = field(default_factory=dict)
 
 
-def _rnn_rows(cell: str, prefix: str = "", suffix: str = "") -> tuple[Row, ...]:
-    """One direction of parity's SimpleRNN/LSTM (Keras bias -> bias_ih, bias_hh fixed at zero)
-    or GRU (Keras (2, 3u) or (3u,) bias -> bias_l0), as the generic converters map them."""
-    kernel = "gru_kernel" if cell == "GRU" else "transpose"
-    rows: tuple[Row, ...] = (
-        (f"{prefix}kernel", f"weight_ih_l0{suffix}", kernel),
-        (f"{prefix}recurrent_kernel", f"weight_hh_l0{suffix}", kernel),
+def _converter_rows(cls: str) -> tuple[Row, ...]:
+    """The rows the generic converter maps a default ``cls`` layer with ("LSTM",
+    "Bidirectional(GRU)"), relative to the layer and its module: the project's own table."""
+    return tuple(
+        (keras.split("/", 1)[1] if keras else None, torch_name.split(".", 1)[1], how)
+        for keras, torch_name, how in default_rows("layer", cls)
     )
-    if cell == "GRU":
-        return (*rows, (f"{prefix}bias", f"bias_l0{suffix}", "gru_bias"))
-    return (
-        *rows,
-        (f"{prefix}bias", f"bias_ih_l0{suffix}", "identity"),
-        (None, f"bias_hh_l0{suffix}", "zeros"),
-    )
-
-
-def _bidirectional_rows(cell: str) -> tuple[Row, ...]:
-    return _rnn_rows(cell, "forward_", "") + _rnn_rows(cell, "backward_", "_reverse")
 
 
 def _nn_gru_bias(row: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -93,12 +77,7 @@ def _nn_gru_bias(row: int) -> Callable[[np.ndarray], np.ndarray]:
     return lambda a: TRANSFORMS["gru_bias"].to_torch(a)[row]
 
 
-_BN_ROWS: tuple[Row, ...] = (
-    ("gamma", "weight", "identity"),
-    ("beta", "bias", "identity"),
-    ("moving_mean", "running_mean", "identity"),
-    ("moving_variance", "running_var", "identity"),
-)
+_BN_ROWS = _converter_rows("BatchNormalization")
 _RNN_INPUT = (None, STEPS, IN)
 
 #: Keras class name -> its examples: parity's module (what the converter builds) and, where
@@ -110,7 +89,7 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
             {"input_dim": VOCAB, "output_dim": EMBED},
             (None, STEPS),
             lambda: nn.Embedding(VOCAB, EMBED),
-            (("embeddings", "weight", "identity"),),
+            _converter_rows("Embedding"),
         ),
     ),
     "Dense": (
@@ -119,7 +98,7 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
             {"units": UNITS},
             (None, 8 * IN),
             lambda: Dense(8 * IN, UNITS),
-            (("kernel", "weight", "transpose"), ("bias", "bias", "identity")),
+            _converter_rows("Dense"),
         ),
     ),
     "Conv1D": (
@@ -128,7 +107,7 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
             {"filters": UNITS, "kernel_size": KERNEL},
             (None, 20, IN),
             lambda: Conv1D(IN, UNITS, KERNEL),
-            (("kernel", "weight", "conv1d_kernel"), ("bias", "bias", "identity")),
+            _converter_rows("Conv1D"),
         ),
     ),
     "BatchNormalization": (
@@ -141,7 +120,7 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
             {},
             (None, UNITS),
             lambda: LayerNormalization(UNITS),
-            (("gamma", "weight", "identity"), ("beta", "bias", "identity")),
+            _converter_rows("LayerNormalization"),
         ),
     ),
     "SimpleRNN": (
@@ -150,14 +129,14 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
             {"units": UNITS},
             _RNN_INPUT,
             lambda: SimpleRNN(IN, UNITS),
-            _rnn_rows("SimpleRNN"),
+            _converter_rows("SimpleRNN"),
         ),
         Example(
             "nn.RNN",
             {"units": UNITS},
             _RNN_INPUT,
             lambda: nn.RNN(IN, UNITS),
-            _rnn_rows("SimpleRNN"),
+            _converter_rows("SimpleRNN"),
         ),
     ),
     "LSTM": (
@@ -166,10 +145,14 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
             {"units": UNITS},
             _RNN_INPUT,
             lambda: LSTM(IN, UNITS, batch_first=True),
-            _rnn_rows("LSTM"),
+            _converter_rows("LSTM"),
         ),
         Example(
-            "nn.LSTM", {"units": UNITS}, _RNN_INPUT, lambda: nn.LSTM(IN, UNITS), _rnn_rows("LSTM")
+            "nn.LSTM",
+            {"units": UNITS},
+            _RNN_INPUT,
+            lambda: nn.LSTM(IN, UNITS),
+            _converter_rows("LSTM"),
         ),
     ),
     "GRU": (
@@ -178,14 +161,14 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
             {"units": UNITS, "reset_after": True},
             _RNN_INPUT,
             lambda: GRU(IN, UNITS, reset_after=True),
-            _rnn_rows("GRU"),
+            _converter_rows("GRU"),
         ),
         Example(
             "parity-reset_before",
             {"units": UNITS, "reset_after": False},
             _RNN_INPUT,
             lambda: GRU(IN, UNITS, reset_after=False),
-            _rnn_rows("GRU"),
+            _converter_rows("GRU"),
         ),
         Example(
             "nn.GRU",
@@ -206,28 +189,28 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
             {"layer": ("SimpleRNN", {"units": UNITS})},
             _RNN_INPUT,
             lambda: SimpleRNN(IN, UNITS, bidirectional=True),
-            _bidirectional_rows("SimpleRNN"),
+            _converter_rows("Bidirectional(SimpleRNN)"),
         ),
         Example(
             "LSTM",
             {"layer": ("LSTM", {"units": UNITS})},
             _RNN_INPUT,
             lambda: LSTM(IN, UNITS, batch_first=True, bidirectional=True),
-            _bidirectional_rows("LSTM"),
+            _converter_rows("Bidirectional(LSTM)"),
         ),
         Example(
             "GRU-reset_after",
             {"layer": ("GRU", {"units": UNITS, "reset_after": True})},
             _RNN_INPUT,
             lambda: GRU(IN, UNITS, bidirectional=True, reset_after=True),
-            _bidirectional_rows("GRU"),
+            _converter_rows("Bidirectional(GRU)"),
         ),
         Example(
             "GRU-reset_before",
             {"layer": ("GRU", {"units": UNITS, "reset_after": False})},
             _RNN_INPUT,
             lambda: GRU(IN, UNITS, bidirectional=True, reset_after=False),
-            _bidirectional_rows("GRU"),
+            _converter_rows("Bidirectional(GRU)"),
         ),
     ),
     "AttentionWeightedAverage": (
