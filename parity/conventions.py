@@ -125,6 +125,10 @@ MAX_JSON_DEPTH = 64
 # A zip member (model.weights.h5 when compressed) is read at most this far, whatever its header
 # says; the same budget as the weights it holds plus headroom for HDF5 metadata.
 MAX_ZIP_MEMBER_BYTES = MAX_FILE_WEIGHT_BYTES + 64 * 2**20
+# Trained float weights barely compress (~1.1x); a compressed dataset or zip member that expands
+# more than this, past a size where it matters, is a decompression bomb, not a model.
+MAX_COMPRESSION_RATIO = 100
+COMPRESSION_CHECK_FROM_BYTES = 16 * 2**20
 # layer_names / weight_names attribute lengths: a model with more layers is not a Keras text model.
 MAX_NAME_LIST_LENGTH = 100_000
 # Group nesting in a Keras 3 weight file: layers/<name>/<sub>/.../vars/<i> is a handful of levels.

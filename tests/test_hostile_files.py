@@ -341,6 +341,29 @@ def test_compressed_huge_dataset_is_refused_before_allocation(tmp_path: Path) ->
             read_keras_file(path)
 
 
+def test_decompression_bomb_under_the_budget_is_refused(tmp_path: Path) -> None:
+    """64 MiB declared, nothing stored: within the budget, but no trained weights expand so."""
+
+    def fill(group: h5py.Group, name: str) -> None:
+        group.create_dataset(
+            name, shape=(4096, 4096), dtype="float32", chunks=(512, 512), compression="gzip"
+        )
+
+    for layout in LAYOUTS:
+        path = LAYOUTS[layout](tmp_path, fill)
+        with pytest.raises(ConversionError, match="decompression bomb"):
+            read_keras_file(path)
+
+
+def test_compressed_archive_member_bomb_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", b" " * (64 * 2**20))  # 64 MiB of spaces deflates ~1000x
+        archive.writestr("model.weights.h5", b"")
+    with pytest.raises(ConversionError, match="decompression bomb"):
+        read_keras_file(path)
+
+
 def test_huge_name_list_is_refused(tmp_path: Path) -> None:
     names = np.array([b"x"] * 200_000)
     path = _legacy(tmp_path / "m.h5", lambda g: _plain(g, "kernel:0"), names=names)

@@ -13,6 +13,7 @@ Where fork is missing (Windows) or PARITY_NO_ISOLATION=1 is set, the walk is not
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import resource
 import select
@@ -49,6 +50,7 @@ def _child(write_fd: int, walk: Callable[[], object]) -> None:
     global STRUCTURE_ONLY
     code = 0
     try:
+        faulthandler.disable()  # a crash here is reported by the parent, in one line
         signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the deadline kills, whatever the parent had
         signal.alarm(ISOLATED_READ_SECONDS)
         size = _address_space()

@@ -32,9 +32,11 @@ import h5py
 import numpy as np
 
 from parity.conventions import (
+    COMPRESSION_CHECK_FROM_BYTES,
     KERAS_V3_CONFIG,
     KERAS_V3_METADATA,
     KERAS_V3_WEIGHTS,
+    MAX_COMPRESSION_RATIO,
     MAX_FILE_WEIGHT_BYTES,
     MAX_GROUP_DEPTH,
     MAX_HDF5_OBJECTS,
@@ -369,6 +371,7 @@ def read_dataset(
         )
     (budget or _Budget(path)).take(nbytes, name)
     stored = dataset.id.get_storage_size()
+    _check_expansion(path, f"weight {name!r}", nbytes, stored, compressed=dcpl.get_nfilters() > 0)
     if dcpl.get_nfilters() == 0 and stored < nbytes:
         raise ConversionError(
             f"{path}: weight {name!r} declares shape {shape} ({nbytes:,} bytes) but the "
@@ -718,9 +721,29 @@ def _zip_info(archive: zipfile.ZipFile, name: str, path: Path) -> zipfile.ZipInf
     return info
 
 
+def _check_expansion(path: Path, what: str, nbytes: int, stored: int, *, compressed: bool) -> None:
+    """Refuse a decompression bomb before inflating it (see MAX_COMPRESSION_RATIO)."""
+    if (
+        compressed
+        and nbytes >= COMPRESSION_CHECK_FROM_BYTES
+        and nbytes > MAX_COMPRESSION_RATIO * stored
+    ):
+        raise ConversionError(
+            f"{path}: {what} expands {stored:,} stored bytes to {nbytes:,} (over "
+            f"{MAX_COMPRESSION_RATIO}x): a decompression bomb, not model weights; refusing it"
+        )
+
+
 def _read_member(archive: zipfile.ZipFile, name: str, path: Path, cap: int) -> bytes:
     """A member's bytes, reading at most cap + 1 of them whatever its header declares."""
     info = _zip_info(archive, name, path)
+    _check_expansion(
+        path,
+        f"archive member {name}",
+        info.file_size,
+        info.compress_size,
+        compressed=info.compress_type != zipfile.ZIP_STORED,
+    )
     with archive.open(info) as member:
         data = member.read(cap + 1)
     if len(data) > cap:
