@@ -96,7 +96,7 @@ def _show(kfile: KerasFile, graph: KerasGraph | None, problem: str | None) -> in
     if unsupported:
         print(f"unsupported:   {', '.join(sorted(unsupported))}")
     try:
-        arch = match(kfile, graph).arch
+        arch = match(kfile, graph, problem=problem).arch
     except ConversionError as exc:
         print(f"converts as:   nothing without help ({exc})")
         return 0

@@ -429,3 +429,19 @@ def test_bn_trains_like_keras() -> None:
     ):
         row = compare(name, "output", a, b, tol)
         assert row.passed, str(row)
+
+
+@pytest.mark.parametrize("writer", ["keras", "tf_keras"])
+def test_initial_state_is_refused_never_dropped(writer: str, tmp_path: Path) -> None:
+    """An LSTM fed initial states (a seq2seq decoder) must not run on its first input alone: the
+    file is refused, naming the layer and what it is given."""
+    import importlib
+
+    k = importlib.import_module(writer)
+    ids, h0, c0 = k.Input((5,), dtype="int32"), k.Input((3,)), k.Input((3,))
+    out = k.layers.LSTM(3, name="decoder")(k.layers.Embedding(20, 4)(ids), initial_state=[h0, c0])
+    path = tmp_path / ("m.keras" if writer == "keras" else "m.h5")
+    k.Model([ids, h0, c0], out).save(str(path))
+    with pytest.raises(parity.ConversionError, match=r"initial_state|initial states") as info:
+        parity.load_keras(path)
+    assert "decoder" in str(info.value)

@@ -38,13 +38,20 @@ def plan_conversion(
             raise ConversionError(f"{kfile.path}: unusable model config: {problem}")
         plan = chosen.plan(kfile, graph, hard_sigmoid)
     else:
-        plan = match(kfile, graph, hard_sigmoid)
+        plan = match(kfile, graph, hard_sigmoid, problem=problem)
     plan.graph = graph
     return plan
 
 
-def match(kfile: KerasFile, graph: KerasGraph | None, hard_sigmoid: str | None = None) -> Plan:
-    """arch=None: the plan of the architecture that fits the file (see module docstring)."""
+def match(
+    kfile: KerasFile,
+    graph: KerasGraph | None,
+    hard_sigmoid: str | None = None,
+    *,
+    problem: str | None = None,
+) -> Plan:
+    """arch=None: the plan of the architecture that fits the file (see module docstring).
+    ``problem``: why the file's model config could not be parsed, when it has one."""
     unsupported = unsupported_layers(graph) if graph is not None else []
     if graph is not None and not unsupported:
         for pair in PAIRS.values():
@@ -74,6 +81,8 @@ def match(kfile: KerasFile, graph: KerasGraph | None, hard_sigmoid: str | None =
             f"; the generic path cannot convert it either: unsupported layer(s) "
             f"{', '.join(unsupported)}"
         )
+    elif problem is not None:
+        message += f"; the generic path cannot rebuild it from its model config: {problem}"
     elif graph is None:
         message += (
             f"; the file has no model config ({kfile.format} stores weights only), so the "

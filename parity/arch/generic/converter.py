@@ -41,6 +41,10 @@ class LayerConverter:
     activations: tuple[str, ...] = ()
     #: Activation defaults where the config omits a key (Keras' class defaults).
     activation_defaults: tuple[tuple[str, str], ...] = (("activation", "linear"),)
+    #: How many tensors one call reads (None: any number, as Concatenate). A call that passes
+    #: more (an RNN given initial_state as extra inbound tensors) is refused, never run on its
+    #: first input alone: dropping a tensor would silently change the answer.
+    inputs: int | None = 1
     #: Small Keras configs of this class with the input each takes (an ``INPUT_KINDS`` key):
     #: the test suite builds each in live Keras and checks the conversion's outputs and
     #: gradients, so a new converter is tested by its own entry.

@@ -65,7 +65,11 @@ CONVERTERS: dict[str, LayerConverter] = {
         no_module,
         no_rows,
         _call_concatenate,
+        inputs=None,
         examples=(Example({"axis": -1}, "two_sequences"),),
     ),
-    **{f"{OP_PREFIX}{op}": LayerConverter(no_weights, no_module, no_rows, _call_op) for op in OPS},
+    **{
+        f"{OP_PREFIX}{op}": LayerConverter(no_weights, no_module, no_rows, _call_op, inputs=None)
+        for op in OPS
+    },
 }

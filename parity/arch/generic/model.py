@@ -293,6 +293,13 @@ def config_from_graph(
     for node in graph.nodes:
         config, activation_source, inner_source = _layer_config(node)
         converter = CONVERTERS[node.class_name]
+        for call in node.calls:
+            if converter.inputs is not None and len(call.args) > converter.inputs:
+                problems.append(
+                    f"layer {node.name!r} ({node.label}) is called with {len(call.args)} "
+                    f"tensors; it takes {converter.inputs} (initial states or other extra "
+                    "inputs are not supported)"
+                )
         activations = _resolve_activations(kfile, node, activation_source, hard_sigmoid, notes)
         names = converter.weights(config)
         layer = stored.get(node.name, KerasLayer(node.name))
