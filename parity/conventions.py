@@ -155,3 +155,14 @@ MAX_GRAPH_DEPTH = 100_000
 #: take beyond the parent's current size (the walk reads no weight data, so little is needed).
 ISOLATED_READ_SECONDS = 10
 ISOLATED_READ_EXTRA_BYTES = 2 * 2**30
+
+# --- merge, structure and activation layers (parity.arch.generic merge/structure/activations) ---
+#: Config key the generic converter stores the writing Keras major version under: merge masks
+#: differ (Keras 2 ANDs the masks present; Keras 3 ORs them, None if any input has none).
+KERAS_MAJOR_KEY = "_keras_major"
+#: Keras 3 Dot(normalize=True): x * min(rsqrt(sum x^2), 1 / epsilon) = x * rsqrt(max(sum, eps^2)).
+DOT_NORMALIZE_FLOOR_KERAS3 = KERAS_EPSILON**2
+#: Keras 2 Dot(normalize=True): tf.linalg.l2_normalize's default epsilon on the squared sum.
+DOT_NORMALIZE_FLOOR_KERAS2 = 1e-12
+#: keras.layers.LeakyReLU's default slope (Keras 2 and 3); the "leaky_relu" activation's is 0.2.
+KERAS_LEAKY_RELU_LAYER_SLOPE = 0.3

@@ -39,7 +39,9 @@ from parity.conventions import (
     TRUNCATED_NORMAL_STDDEV_CORRECTION,
 )
 from parity.layers import GRU, LSTM, BatchNormalization, SimpleRNN
+from parity.layers.activation_layers import PReLU
 from parity.layers.attention import AttentionWeightedAverage
+from parity.layers.conv2d import DepthwiseConv2D
 
 #: Axes of (fan_in, fan_out) in torch's layout: weight (out, in, *kernel).
 TORCH_FAN_AXES = (1, 0)
@@ -176,6 +178,17 @@ def _init_linear(m: nn.Module) -> None:
     _zeros_(m.bias)
 
 
+#: Axes of (fan_in, fan_out) of parity's DepthwiseConv2D weight (in, depth_multiplier, kh, kw):
+#: Keras computes fans on its (kh, kw, in, depth_multiplier) kernel, i.e. in * k and mult * k.
+DEPTHWISE_FAN_AXES = (0, 1)
+
+
+@torch.no_grad()
+def _init_depthwise(m: nn.Module) -> None:
+    glorot_uniform_(m.weight, DEPTHWISE_FAN_AXES)
+    _zeros_(m.bias)
+
+
 @torch.no_grad()
 def _init_embedding(m: nn.Module) -> None:
     nn.init.uniform_(m.weight, -EMBEDDING_UNIFORM_LIMIT, EMBEDDING_UNIFORM_LIMIT)
@@ -250,6 +263,9 @@ RULES: dict[type, Callable[[nn.Module], None]] = {
     nn.Conv1d: _init_linear,
     nn.Conv2d: _init_linear,
     nn.Conv3d: _init_linear,
+    # torch (in, out, kh, kw) = Keras' (kh, kw, out, in) reordered: the same fans on its axes
+    nn.ConvTranspose2d: _init_linear,
+    DepthwiseConv2D: _init_depthwise,
     nn.Embedding: _init_embedding,
     nn.modules.batchnorm._BatchNorm: _init_batchnorm,
     BatchNormalization: _init_batchnorm,
@@ -261,6 +277,7 @@ RULES: dict[type, Callable[[nn.Module], None]] = {
     GRU: _recurrent_init(forget_bias=False),
     LSTM: _recurrent_init(forget_bias=True),
     AttentionWeightedAverage: _init_attention,
+    PReLU: lambda m: _zeros_(m.alpha),  # Keras PReLU: alpha_initializer "zeros"
 }
 
 

@@ -207,7 +207,7 @@ def _set_units(cfg: dict) -> None:
 
 
 def _unsupported_class(cfg: dict) -> None:
-    _layer_entry(cfg, "pool")["class_name"] = "MaxPooling2D"
+    _layer_entry(cfg, "pool")["class_name"] = "Lambda"
 
 
 def _nan(h5: h5py.File) -> None:
@@ -313,7 +313,7 @@ GENERIC_BAD_FILES = {
     ),
     "unsupported-layer": (
         lambda tmp: _rewrite(tmp, "unsupported.keras", config=_unsupported_class),
-        "unsupported layer(s) pool (MaxPooling2D)",
+        "unsupported layer(s) pool (Lambda)",
     ),
     "weights-only-without-config": (
         lambda tmp: _weights_only(tmp),

@@ -29,6 +29,8 @@ pytestmark = [needs_keras, pytest.mark.keras]
 VOCAB, T, B = 30, 9, 5
 IDS = ragged_ids(VOCAB, [9, 1, 4, 7, 2], T, seed=21, pre=[True, False, True, False, False])
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: (H, W, C) of the "image" input kind: odd and even sides, so "same" padding is asymmetric.
+IMAGE = (9, 8, 3)
 
 
 def _floats(k: Any, shape: tuple[int, ...]) -> tuple[Any, np.ndarray]:
@@ -138,6 +140,207 @@ def _dropouts(k: Any) -> tuple:
     return inp, k.layers.GlobalAveragePooling1D()(h), x
 
 
+def _broadcast_merge(cls: str) -> Callable[[Any], tuple]:
+    """A (B, T, 3) sequence merged with a (B, 3) vector: Keras inserts the time axis."""
+
+    def build(k: Any) -> tuple:
+        inp, x = _floats(k, (7, 5))
+        seq = k.layers.Dense(3)(inp)
+        vec = k.layers.Dense(3)(k.layers.GlobalAveragePooling1D()(inp))
+        return inp, getattr(k.layers, cls)()([seq, vec]), x
+
+    return build
+
+
+def _masked_merge(cls: str, **kwargs: Any) -> Callable[[Any], tuple]:
+    """Two masked branches merged, then an LSTM that must see the merged mask."""
+
+    def build(k: Any) -> tuple:
+        inp, h, x = _embedded(k)
+        left = k.layers.Dense(4)(h)
+        right = k.layers.Embedding(VOCAB, 4, mask_zero=True)(inp)
+        merged = getattr(k.layers, cls)(**kwargs)([left, right])
+        return inp, k.layers.LSTM(3, return_sequences=True)(merged), x
+
+    return build
+
+
+def _dot(axes: Any, normalize: bool, vector: bool) -> Callable[[Any], tuple]:
+    """Dot of a (B, T, 3) sequence with a (B, T, 4) sequence, or with a (B, 3) vector."""
+
+    def build(k: Any) -> tuple:
+        inp, x = _floats(k, (7, 5))
+        a = k.layers.Dense(3)(inp)
+        b = k.layers.Dense(3)(k.layers.Flatten()(inp)) if vector else k.layers.Dense(4)(inp)
+        return inp, k.layers.Dot(axes=axes, normalize=normalize)([a, b]), x
+
+    return build
+
+
+def _masking_lstm(k: Any) -> tuple:
+    """Masking on a float input with whole steps at mask_value, feeding an LSTM."""
+    inp, x = _floats(k, (7, 3))
+    x[:, 4:] = 0.0
+    x[1, :2] = 0.0
+    out = k.layers.LSTM(3, return_sequences=True)(k.layers.Masking(0.0)(inp))
+    return inp, out, x
+
+
+def _structure(k: Any) -> tuple:
+    """Permute, Reshape with -1, RepeatVector in a row."""
+    inp, x = _floats(k, (7, 3))
+    h = k.layers.Permute((2, 1))(k.layers.Dense(4)(inp))
+    h = k.layers.Dense(2)(k.layers.Reshape((-1, 14))(h))
+    return inp, k.layers.RepeatVector(3)(k.layers.Flatten()(h)), x
+
+
+def _image(*layers: tuple[str, dict[str, Any]]) -> Callable[[Any], tuple]:
+    """A (B, H, W, C) image through a Dense (so weightless layers get gradients), then
+    ``layers`` as (Keras class, kwargs) in order."""
+
+    def build(k: Any) -> tuple:
+        inp, x = _floats(k, IMAGE)
+        h = k.layers.Dense(3)(inp)
+        for cls, kwargs in layers:
+            h = getattr(k.layers, cls)(**kwargs)(h)
+        return inp, h, x
+
+    return build
+
+
+#: 2-D cases: TF's asymmetric "same" padding (even kernels, strides), dilation, groups, depth
+#: multipliers, transposed-convolution output sizes, "same" average pooling, keepdims.
+VISION_CASES: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
+    "conv2d-same-k2-s2": (
+        ("Conv2D", {"filters": 4, "kernel_size": 2, "strides": 2, "padding": "same"}),
+    ),
+    "conv2d-same-k4x3-s2x3": (
+        ("Conv2D", {"filters": 4, "kernel_size": (4, 3), "strides": (2, 3), "padding": "same"}),
+    ),
+    "conv2d-valid-s2-nobias": (
+        ("Conv2D", {"filters": 4, "kernel_size": 3, "strides": 2, "use_bias": False}),
+    ),
+    "conv2d-same-d2-softmax": (
+        (
+            "Conv2D",
+            {
+                "filters": 4,
+                "kernel_size": 3,
+                "dilation_rate": 2,
+                "padding": "same",
+                "activation": "softmax",
+            },
+        ),
+    ),
+    "conv2d-groups3": (
+        ("Dense", {"units": 6}),
+        ("Conv2D", {"filters": 9, "kernel_size": 2, "groups": 3, "padding": "same"}),
+    ),
+    "depthwise-k2-s2-same-m3": (
+        (
+            "DepthwiseConv2D",
+            {"kernel_size": 2, "strides": 2, "padding": "same", "depth_multiplier": 3},
+        ),
+    ),
+    "depthwise-d2-m2-relu": (
+        (
+            "DepthwiseConv2D",
+            {"kernel_size": 3, "dilation_rate": 2, "depth_multiplier": 2, "activation": "relu"},
+        ),
+    ),
+    "separable-k2-s2-same-m2": (
+        (
+            "SeparableConv2D",
+            {
+                "filters": 5,
+                "kernel_size": 2,
+                "strides": 2,
+                "padding": "same",
+                "depth_multiplier": 2,
+                "activation": "tanh",
+            },
+        ),
+    ),
+    "separable-d2-nobias": (
+        (
+            "SeparableConv2D",
+            {"filters": 5, "kernel_size": 3, "dilation_rate": 2, "use_bias": False},
+        ),
+    ),
+    "transpose-valid-k3-s2": (("Conv2DTranspose", {"filters": 4, "kernel_size": 3, "strides": 2}),),
+    "transpose-valid-k2-s3": (("Conv2DTranspose", {"filters": 4, "kernel_size": 2, "strides": 3}),),
+    "transpose-same-k4-s2": (
+        ("Conv2DTranspose", {"filters": 4, "kernel_size": 4, "strides": 2, "padding": "same"}),
+    ),
+    "transpose-same-k3-s2-op1": (
+        (
+            "Conv2DTranspose",
+            {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same", "output_padding": 1},
+        ),
+    ),
+    "transpose-valid-k3x2-s2-op1x0": (
+        (
+            "Conv2DTranspose",
+            {"filters": 4, "kernel_size": (3, 2), "strides": 2, "output_padding": (1, 0)},
+        ),
+    ),
+    "transpose-same-k3-d2": (
+        (
+            "Conv2DTranspose",
+            {"filters": 4, "kernel_size": 3, "dilation_rate": 2, "padding": "same"},
+        ),
+    ),
+    "maxpool2d-valid-3-2": (("MaxPooling2D", {"pool_size": 3, "strides": 2}),),
+    "maxpool2d-same-2-1": (("MaxPooling2D", {"pool_size": 2, "strides": 1, "padding": "same"}),),
+    "avgpool2d-same-3-2": (
+        ("AveragePooling2D", {"pool_size": 3, "strides": 2, "padding": "same"}),
+    ),
+    "avgpool2d-same-2x3-s2x1": (
+        ("AveragePooling2D", {"pool_size": (2, 3), "strides": (2, 1), "padding": "same"}),
+    ),
+    "avgpool2d-valid-2": (("AveragePooling2D", {"pool_size": 2}),),
+    "gap2d-keepdims-conv": (
+        ("GlobalAveragePooling2D", {"keepdims": True}),
+        ("Conv2D", {"filters": 2, "kernel_size": 1}),
+    ),
+    "gmp2d": (("GlobalMaxPooling2D", {}),),
+    "zeropad-crop": (("ZeroPadding2D", {"padding": 2}), ("Cropping2D", {"cropping": (1, 3)})),
+    "upsampling-bilinear-2x3": (("UpSampling2D", {"size": (2, 3), "interpolation": "bilinear"}),),
+    "batch_norm-image-axis1": (("BatchNormalization", {"axis": 1}),),
+    "flatten-image": (
+        ("Conv2D", {"filters": 2, "kernel_size": 3}),
+        ("Flatten", {}),
+        ("Dense", {"units": 3}),
+    ),
+    "cnn": (
+        ("Conv2D", {"filters": 6, "kernel_size": 3, "padding": "same", "activation": "relu"}),
+        ("BatchNormalization", {}),
+        ("MaxPooling2D", {"padding": "same"}),
+        ("SeparableConv2D", {"filters": 4, "kernel_size": 2, "padding": "same"}),
+        ("UpSampling2D", {}),
+        ("Conv2DTranspose", {"filters": 3, "kernel_size": 2, "strides": 2}),
+        ("GlobalAveragePooling2D", {}),
+        ("Dense", {"units": 2, "activation": "softmax"}),
+    ),
+}
+
+
+def _activation_layer(cls: str, **kwargs: Any) -> Callable[[Any], tuple]:
+    """An activation layer on a (B, T, 3) Dense output, then an LSTM (the mask passes)."""
+
+    def build(k: Any) -> tuple:
+        # Keras' Softmax applies a mask it is given to the logits: fed unmasked floats instead
+        if cls == "Softmax":
+            inp, x = _floats(k, (7, 3))
+            h = inp
+        else:
+            inp, h, x = _embedded(k)
+        h = getattr(k.layers, cls)(**kwargs)(k.layers.Dense(3)(h))
+        return inp, k.layers.LSTM(2, return_sequences=True)(h), x
+
+    return build
+
+
 ACTIVATIONS = (
     "linear", "relu", "sigmoid", "hard_sigmoid", "tanh", "softmax", "softplus", "softsign", "elu",
     "selu", "exponential", "gelu", "swish", "silu", "relu6", "leaky_relu", "log_softmax", "mish",
@@ -212,6 +415,27 @@ CASES: dict[str, Callable[[Any], tuple]] = {
     "concatenate-mixed-masks": _concatenate(False),
     "concatenate-masked": _concatenate(True),
     "dropouts-activation": _dropouts,
+    **{f"vision-{name}": _image(*layers) for name, layers in VISION_CASES.items()},
+    **{f"broadcast-{cls}": _broadcast_merge(cls) for cls in ("Add", "Multiply", "Maximum")},
+    **{
+        f"masked-{cls}-lstm": _masked_merge(cls)
+        for cls in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+    },
+    "masked-concatenate-axis1-lstm": _masked_merge("Concatenate", axis=1),
+    "dot-normalize-axes-1-1": _dot([1, 1], True, False),
+    "dot-axes-2-1-vector": _dot([2, 1], False, True),
+    "dot-normalize-axes-2-neg1-vector": _dot([2, -1], True, True),
+    "masking-lstm": _masking_lstm,
+    "permute-reshape-repeat": _structure,
+    "relu-max-threshold-slope": _activation_layer(
+        "ReLU", max_value=0.5, threshold=0.2, negative_slope=0.2
+    ),
+    "relu-threshold-slope": _activation_layer("ReLU", threshold=0.3, negative_slope=0.1),
+    "relu6-slope": _activation_layer("ReLU", max_value=6.0, negative_slope=0.1),
+    "prelu-shared_axes": _activation_layer("PReLU", shared_axes=[1]),
+    "prelu": _activation_layer("PReLU"),
+    "leaky_relu-default": _activation_layer("LeakyReLU"),
+    "softmax-axes": _activation_layer("Softmax", axis=[1, 2]),
 }
 #: Cases also run in float64 (every layer family once).
 #: Not here: dense-hard_sigmoid and dense-gelu, where Keras 3 itself is off the exact float64
@@ -221,7 +445,11 @@ FLOAT64 = (
     "AveragePooling1D-same-3-2", "flatten", "GlobalAveragePooling1D-maskTrue",
     "SimpleRNN-return_sequences-go_backwards", "LSTM-return_state", "GRU-reset_before",
     "GRU-last", "bidirectional-GRU-ave-last", "bidirectional-LSTM-mul-last", "batch_norm",
-    "layer_norm", "concatenate-mixed-masks",
+    "layer_norm", "concatenate-mixed-masks", "vision-conv2d-same-k2-s2",
+    "vision-depthwise-k2-s2-same-m3", "vision-transpose-same-k3-s2-op1",
+    "vision-avgpool2d-same-3-2", "vision-cnn", "broadcast-Multiply", "masked-Maximum-lstm",
+    "masked-concatenate-axis1-lstm", "dot-normalize-axes-1-1", "masking-lstm",
+    "relu-max-threshold-slope", "prelu-shared_axes",
 )  # fmt: skip
 
 
@@ -237,6 +465,8 @@ def _randomise(model: Any, seed: int = 23) -> None:
             values.append(value)
         if values:
             layer.set_weights(values)
+            if hasattr(layer, "finalize_state"):  # Normalization derives mean/variance from them
+                layer.finalize_state()
 
 
 def keras_reference(model: Any, x: np.ndarray, converted: GenericModel) -> dict[str, np.ndarray]:
@@ -333,10 +563,23 @@ def _example_case(cls: str, example: Example) -> Callable[[Any], tuple]:
             inp, x = _floats(k, (7, 5))
             left, right = k.layers.Dense(3)(inp), k.layers.Dense(2)(inp)
             return inp, layer([left, right]), x
+        pairs: dict[str, Callable[[], tuple]] = {
+            "paired_sequences": lambda: (*_floats(k, (7, 5)), 3),
+            "two_vectors": lambda: (*_floats(k, (6,)), 4),
+        }
+        if example.input in pairs:
+            inp, x, width = pairs[example.input]()
+            left, right = k.layers.Dense(width)(inp), k.layers.Dense(width)(inp)
+            return inp, layer([left, right]), x
+        if example.input == "masked_pair":  # one input masked, the other not
+            inp, h, x = _embedded(k)
+            plain = k.layers.Embedding(VOCAB, 4)(inp)
+            return inp, layer([k.layers.Dense(4)(h), plain]), x
         inputs: dict[str, Callable[[], tuple]] = {
             "ids": lambda: _ids(k),
             "sequence": lambda: _floats(k, (11, 3)),
             "vector": lambda: _floats(k, (6,)),
+            "image": lambda: _floats(k, IMAGE),
         }
         inp, x = inputs[example.input]()
         if example.input == "ids":
@@ -393,6 +636,21 @@ KERAS2_CASES: dict[str, Callable[[Any], tuple]] = {
     "bidirectional-gru-ave": _bidirectional("GRU", "ave", return_sequences=True),
     "batch_norm": _batch_norm,
     "conv1d-causal": _conv("causal", 1, 2),
+    **{
+        f"vision-{name}": _image(*VISION_CASES[name])
+        for name in ("cnn", "depthwise-k2-s2-same-m3", "transpose-same-k3-s2-op1")
+    },
+    "masked-multiply-lstm": _masked_merge("Multiply"),
+    "masked-maximum-lstm": _masked_merge("Maximum"),
+    "masked-concatenate-axis1-lstm": _masked_merge("Concatenate", axis=1),
+    "dot-normalize-axes-1-1": _dot([1, 1], True, False),
+    "masking-lstm": _masking_lstm,
+    "permute-reshape-repeat": _structure,
+    "relu-max-threshold-slope": _activation_layer(
+        "ReLU", max_value=0.5, threshold=0.2, negative_slope=0.2
+    ),
+    "leaky_relu-alpha": _activation_layer("LeakyReLU", alpha=0.1),
+    "prelu-shared_axes": _activation_layer("PReLU", shared_axes=[1]),
 }
 
 
@@ -429,6 +687,53 @@ def test_bn_trains_like_keras() -> None:
     ):
         row = compare(name, "output", a, b, tol)
         assert row.passed, str(row)
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((6, 5, 4, 3), -1), ((6, 5, 4, 3), 1), ((6, 3, 4), 1)])
+def test_bn_trains_like_keras_on_any_axis(shape: tuple[int, ...], axis: int) -> None:
+    """A training step of BatchNormalization over a channels-last image axis or a channels-first
+    axis: moments over every other axis, as keras.layers.BatchNormalization(axis=...)."""
+    import keras
+
+    from parity.layers import BatchNormalization
+
+    x = np.random.default_rng(28).standard_normal(shape).astype("float32")
+    layer = keras.layers.BatchNormalization(axis=axis, momentum=0.8, epsilon=0.01)
+    expected = np.asarray(layer(x, training=True))
+    ours = BatchNormalization(shape[axis], eps=0.01, momentum=0.8, axis=axis).train()
+    got = ours(torch.from_numpy(x))
+    tol = tolerance_for(torch.float32, "cpu", "output")
+    for name, a, b in (
+        ("output", got.detach().numpy(), expected),
+        ("moving_mean", ours.running_mean.numpy(), np.asarray(layer.moving_mean)),
+        ("moving_variance", ours.running_var.numpy(), np.asarray(layer.moving_variance)),
+    ):
+        row = compare(name, "output", a, b, tol)
+        assert row.passed, str(row)
+
+
+def test_keras1_convolution2d_converts_and_th_layout_is_refused() -> None:
+    """Keras 1's Convolution2D (nb_filter, nb_row, nb_col, border_mode, subsample) becomes Conv2D
+    with its strides and padding; dim_ordering 'th' and channels_first are refused by name."""
+    from parity.keras.graph import normalise_layer
+
+    keras1 = {
+        **{"nb_filter": 4, "nb_row": 2, "nb_col": 3, "border_mode": "same", "subsample": [2, 1]},
+        **{"dim_ordering": "tf", "bias": True, "activation": "relu"},
+    }
+    cls, config = normalise_layer("Convolution2D", keras1)
+    shapes = {"kernel": (2, 3, 5, 4), "bias": (4,)}
+    module = CONVERTERS[cls].build(config, shapes, {"activation": "relu"})
+    assert (module.stride, module.keras_padding, module.kernel_size) == ((2, 1), "same", (2, 3))
+    refused = (
+        ({"dim_ordering": "th"}, "dim_ordering='th'"),
+        ({"data_format": "channels_first"}, "channels_first"),
+    )
+    for bad, match in refused:
+        with pytest.raises(parity.ConversionError, match=match):
+            CONVERTERS[cls].build({**config, **bad}, shapes, {"activation": "relu"})
+    with pytest.raises(parity.ConversionError, match="nb_row"):
+        CONVERTERS[cls].build({**config, "nb_row": 3}, shapes, {"activation": "relu"})
 
 
 @pytest.mark.parametrize("writer", ["keras", "tf_keras"])

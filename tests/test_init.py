@@ -35,6 +35,9 @@ from parity.layers import (
     LayerNormalization,
     SimpleRNN,
 )
+from parity.layers.activation_layers import PReLU
+from parity.layers.conv2d import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
+from parity.layers.preprocessing import Normalization
 from tests.conftest import needs_keras
 
 IN, UNITS, STEPS, KERNEL, VOCAB, EMBED = 24, 48, 5, 3, 1000, 16
@@ -78,11 +81,22 @@ def _nn_gru_bias(row: int) -> Callable[[np.ndarray], np.ndarray]:
 
 
 _BN_ROWS = _converter_rows("BatchNormalization")
+#: (B, H, W, C) of the 2-D examples; depth multiplier large enough for stable depthwise moments.
+_IMAGE_INPUT, MULTIPLIER = (None, 10, 10, IN), 8
 _RNN_INPUT = (None, STEPS, IN)
 
 #: Keras class name -> its examples: parity's module (what the converter builds) and, where
 #: keras_init_ has a rule for it, torch's own module too.
 EXAMPLES: dict[str, tuple[Example, ...]] = {
+    "PReLU": (
+        Example(
+            "parity",
+            {"shared_axes": [1]},
+            (None, STEPS, UNITS),
+            lambda: PReLU((1, UNITS)),
+            _converter_rows("PReLU"),
+        ),
+    ),
     "Embedding": (
         Example(
             "nn.Embedding",
@@ -110,9 +124,56 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
             _converter_rows("Conv1D"),
         ),
     ),
+    "Conv2D": (
+        Example(
+            "parity",
+            {"filters": UNITS, "kernel_size": KERNEL},
+            _IMAGE_INPUT,
+            lambda: Conv2D(IN, UNITS, KERNEL),
+            _converter_rows("Conv2D"),
+        ),
+    ),
+    "DepthwiseConv2D": (
+        Example(
+            "parity",
+            {"kernel_size": KERNEL, "depth_multiplier": MULTIPLIER},
+            _IMAGE_INPUT,
+            lambda: DepthwiseConv2D(IN, KERNEL, depth_multiplier=MULTIPLIER),
+            _converter_rows("DepthwiseConv2D"),
+        ),
+    ),
+    "SeparableConv2D": (
+        Example(
+            "parity",
+            {"filters": UNITS, "kernel_size": KERNEL, "depth_multiplier": MULTIPLIER},
+            _IMAGE_INPUT,
+            lambda: SeparableConv2D(IN, UNITS, KERNEL, depth_multiplier=MULTIPLIER),
+            _converter_rows("SeparableConv2D"),
+        ),
+    ),
+    "Conv2DTranspose": (
+        Example(
+            "parity",
+            {"filters": UNITS, "kernel_size": KERNEL},
+            _IMAGE_INPUT,
+            lambda: Conv2DTranspose(IN, UNITS, KERNEL),
+            _converter_rows("Conv2DTranspose"),
+        ),
+    ),
     "BatchNormalization": (
         Example("parity", {}, (None, UNITS), lambda: BatchNormalization(UNITS), _BN_ROWS),
         Example("nn.BatchNorm1d", {}, (None, UNITS), lambda: nn.BatchNorm1d(UNITS), _BN_ROWS),
+    ),
+    # Normalization's statistics are not trained: before adapt, Keras holds mean 0, variance 1
+    # and count 0, which the converted module must start from too.
+    "Normalization": (
+        Example(
+            "parity",
+            {"axis": -1},
+            (None, STEPS, IN),
+            lambda: Normalization(IN),
+            _converter_rows("Normalization"),
+        ),
     ),
     "LayerNormalization": (
         Example(
@@ -232,8 +293,9 @@ CASES = [
     for i, example in enumerate(examples)
 ]
 #: Classes whose only weights are constants torch's modules start from too (gamma 1, beta 0,
-#: moving mean 0, moving variance 1), so torch's defaults rightly pass the check.
-SAME_AS_TORCH_DEFAULTS = {"BatchNormalization", "LayerNormalization"}
+#: moving mean 0, moving variance 1; PReLU's alpha 0, which parity's module starts from), so
+#: torch's defaults rightly pass the check.
+SAME_AS_TORCH_DEFAULTS = {"BatchNormalization", "LayerNormalization", "PReLU", "Normalization"}
 #: Negative controls other than "the module as constructed": parity's attention draws DeepMoji's
 #: U(-0.05, 0.05) in its own constructor (torch has no default for it), so the check is shown to
 #: fail on torchMoji's N(0, 0.05) instead.

@@ -77,6 +77,32 @@ TRANSFORMS.update(
 )
 
 
+def _conv2d_kernel_to_torch(array: np.ndarray) -> np.ndarray:
+    # Keras Conv2D kernel (kh, kw, in, out) -> torch Conv2d weight (out, in, kh, kw). The same
+    # permutation takes Conv2DTranspose's (kh, kw, out, in) to ConvTranspose2d's (in, out, kh, kw).
+    return np.ascontiguousarray(array.transpose(3, 2, 0, 1))
+
+
+def _conv2d_kernel_to_keras(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array.transpose(2, 3, 1, 0))
+
+
+def _depthwise2d_kernel(array: np.ndarray) -> np.ndarray:
+    # Keras DepthwiseConv2D kernel (kh, kw, in, mult) <-> parity's DepthwiseConv2D weight
+    # (in, mult, kh, kw) (torch's grouped (in * mult, 1, kh, kw) before flattening, so the
+    # inverse needs no sizes): swap the two pairs of axes, its own inverse.
+    return np.ascontiguousarray(array.transpose(2, 3, 0, 1))
+
+
+TRANSFORMS.update(
+    {
+        "conv2d_kernel": Transform(_conv2d_kernel_to_torch, _conv2d_kernel_to_keras),
+        "conv2d_transpose_kernel": Transform(_conv2d_kernel_to_torch, _conv2d_kernel_to_keras),
+        "depthwise2d_kernel": Transform(_depthwise2d_kernel, _depthwise2d_kernel),
+    }
+)
+
+
 # --- normalisations: old layouts of a whole layer's weights -> the Keras 2+ layout ------------
 # They run before mapping, on the arrays one layer saved, so the mapping table only ever sees
 # kernel / recurrent_kernel / bias in Keras 2+ layout. Each consumes every array it is given.

@@ -38,11 +38,12 @@ KERAS1_CONFIG_KEYS: dict[str, str] = {
     "subsample_length": "strides",
     "pool_length": "pool_size",
     "stride": "strides",
+    "subsample": "strides",
 }
 #: Keras 1 "output_dim" is "units" everywhere except Embedding, where it kept its name.
 KERAS1_UNITS_KEY = "output_dim"
 #: Keras 1 class names -> Keras 2+ names.
-KERAS1_CLASS_NAMES: dict[str, str] = {"Convolution1D": "Conv1D"}
+KERAS1_CLASS_NAMES: dict[str, str] = {"Convolution1D": "Conv1D", "Convolution2D": "Conv2D"}
 #: cuDNN's recurrent layers are the standard ones with sigmoid gates and tanh; their weights are
 #: normalised to the standard layout by parity.convert.transforms.
 CUDNN_AS: dict[str, str] = {"CuDNNLSTM": "LSTM", "CuDNNGRU": "GRU"}

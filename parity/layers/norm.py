@@ -15,8 +15,9 @@ from parity.conventions import BATCH_NORM_EPSILON, BATCH_NORM_MOMENTUM, LAYER_NO
 
 
 class BatchNormalization(nn.Module):
-    """Keras BatchNormalization over the last axis; parameters and buffers named as nn.BatchNorm1d
-    (weight = gamma, bias = beta, running_mean, running_var)."""
+    """Keras BatchNormalization over feature ``axis`` (Keras' meaning: an axis of the whole
+    input, batch included; -1 by default, 1 for channels-first); parameters and buffers named as
+    nn.BatchNorm1d (weight = gamma, bias = beta, running_mean, running_var)."""
 
     def __init__(
         self,
@@ -27,10 +28,13 @@ class BatchNormalization(nn.Module):
         center: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        axis: int = -1,
     ) -> None:
         super().__init__()
         factory = {"device": device, "dtype": dtype}
         self.num_features = num_features
+        self.axis = axis
         self.eps = eps
         self.momentum = momentum  # Keras' meaning: weight of the old moving statistic
         self.weight = nn.Parameter(torch.ones(num_features, **factory)) if scale else None
@@ -39,9 +43,11 @@ class BatchNormalization(nn.Module):
         self.register_buffer("running_var", torch.ones(num_features, **factory))
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (..., C). Training uses (and folds into the moving stats) the batch moments."""
+        """x: (..., C, ...) with C at ``axis``. Training uses (and folds into the moving stats)
+        the batch moments over every other axis."""
+        axis = self.axis % x.dim()
         if self.training:
-            dims = tuple(range(x.dim() - 1))
+            dims = tuple(d for d in range(x.dim()) if d != axis)
             mean = x.mean(dim=dims)
             var = x.var(dim=dims, unbiased=False)  # Keras: biased variance, also for the update
             with torch.no_grad():
@@ -56,10 +62,15 @@ class BatchNormalization(nn.Module):
         shift = -mean * inv
         if self.bias is not None:
             shift = shift + self.bias
-        return x * inv + shift
+        # (C,) statistics broadcast along ``axis``: (C, 1, ..., 1) with one 1 per later axis
+        trailing = (1,) * (x.dim() - 1 - axis)
+        return x * inv.reshape(-1, *trailing) + shift.reshape(-1, *trailing)
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum} (Keras convention)"
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum} (Keras convention), "
+            f"axis={self.axis}"
+        )
 
 
 class LayerNormalization(nn.LayerNorm):

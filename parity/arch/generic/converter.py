@@ -49,6 +49,10 @@ class LayerConverter:
     #: the test suite builds each in live Keras and checks the conversion's outputs and
     #: gradients, so a new converter is tested by its own entry.
     examples: tuple[Example, ...] = ()
+    #: Whether the call rule depends on the Keras major version that wrote the file (merge
+    #: masks differ between Keras 2 and 3): conversion stores it in the config under
+    #: parity.conventions.KERAS_MAJOR_KEY (None when the file does not say).
+    versioned: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,21 @@ class Example:
 
 #: What an example's layer is applied to (the test suite builds these in Keras):
 #: ids (int token ids), embedded (a masked Embedding's output), sequence (float (B, T, C)),
-#: vector (float (B, C)), two_sequences (two float (B, T, C) tensors).
-INPUT_KINDS = ("ids", "embedded", "sequence", "vector", "two_sequences")
+#: vector (float (B, C)), two_sequences (two float (B, T, C) tensors, 3 and 2 channels),
+#: paired_sequences (two float (B, T, 3)), two_vectors (two float (B, 4)), masked_pair (two
+#: (B, T, 4) from ids: a masked Embedding through a Dense, and an unmasked Embedding),
+#: image (float channels-last (B, H, W, C)).
+INPUT_KINDS = (
+    "ids",
+    "embedded",
+    "sequence",
+    "vector",
+    "two_sequences",
+    "paired_sequences",
+    "two_vectors",
+    "masked_pair",
+    "image",
+)
 
 
 def no_weights(config: Config) -> tuple[str, ...]:

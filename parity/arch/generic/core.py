@@ -102,6 +102,6 @@ CONVERTERS: dict[str, LayerConverter] = {
         lambda c, s, a: Flatten(),
         no_rows,
         call_drop_mask,
-        examples=(Example({}, "sequence"),),
+        examples=(Example({}, "sequence"), Example({}, "image")),
     ),
 }

@@ -31,7 +31,7 @@ from parity.arch.base import Architecture, Plan, Point
 from parity.arch.generic.converter import Masks
 from parity.arch.generic.recurrent import RNN_CLASSES
 from parity.arch.generic.table import CONVERTERS
-from parity.conventions import MAX_GRAPH_LAYERS
+from parity.conventions import KERAS_MAJOR_KEY, MAX_GRAPH_LAYERS
 from parity.convert.gates import activation_name, resolve_gate
 from parity.convert.mapping import Row
 from parity.convert.transforms import normalise_layer_weights
@@ -293,6 +293,8 @@ def config_from_graph(
     for node in graph.nodes:
         config, activation_source, inner_source = _layer_config(node)
         converter = CONVERTERS[node.class_name]
+        if converter.versioned:
+            config[KERAS_MAJOR_KEY] = kfile.keras_major
         for call in node.calls:
             if converter.inputs is not None and len(call.args) > converter.inputs:
                 problems.append(

@@ -31,12 +31,19 @@ def _ln_weights(config: Config) -> tuple[str, ...]:
 
 def _build_batch_norm(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
     (features,) = shapes["moving_mean"]
+    axis = config.get("axis", -1)
+    # tf.keras writes one axis as an int and several as a list; axis 0 would be the batch.
+    if isinstance(axis, list) and len(axis) == 1:
+        axis = axis[0]
+    if not isinstance(axis, int) or axis == 0:
+        raise ConversionError(f"BatchNormalization over axis {axis!r} is not supported")
     return BatchNormalization(
         features,
         eps=config.get("epsilon", BATCH_NORM_EPSILON),
         momentum=config.get("momentum", BATCH_NORM_MOMENTUM),
         scale=config.get("scale", True),
         center=config.get("center", True),
+        axis=axis,
     )
 
 
@@ -65,7 +72,11 @@ CONVERTERS: dict[str, LayerConverter] = {
             ("moving_variance", "running_var", "identity"),
         ),
         call_keep_mask,
-        examples=(Example({"epsilon": 0.01}, "embedded"),),
+        examples=(
+            Example({"epsilon": 0.01}, "embedded"),
+            Example({"axis": -1}, "image"),
+            Example({"axis": 1}, "sequence"),  # channels-first style: (B, C, T)
+        ),
     ),
     "LayerNormalization": LayerConverter(
         _ln_weights,

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from parity.arch.generic import conv, core, merge, norm, pooling, recurrent
+from parity.arch.generic import (
+    activations,
+    conv,
+    core,
+    merge,
+    norm,
+    pooling,
+    preprocessing,
+    recurrent,
+    structure,
+    vision,
+)
 from parity.arch.generic.converter import LayerConverter
 
 #: Keras class name (normalised by parity.keras.graph) -> converter.
@@ -13,4 +24,8 @@ CONVERTERS: dict[str, LayerConverter] = {
     **norm.CONVERTERS,
     **recurrent.CONVERTERS,
     **merge.CONVERTERS,
+    **structure.CONVERTERS,
+    **activations.CONVERTERS,
+    **vision.CONVERTERS,
+    **preprocessing.CONVERTERS,
 }
