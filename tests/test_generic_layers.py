@@ -750,3 +750,26 @@ def test_initial_state_is_refused_never_dropped(writer: str, tmp_path: Path) -> 
     with pytest.raises(parity.ConversionError, match=r"initial_state|initial states") as info:
         parity.load_keras(path)
     assert "decoder" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("cls", "config"),
+    [
+        ("GaussianNoise", {"stddev": 0.5}),
+        ("GaussianDropout", {"rate": 0.3}),
+        ("AlphaDropout", {"rate": 0.2}),
+    ],
+)
+def test_noise_layers_train_like_keras(cls: str, config: dict[str, Any]) -> None:
+    """In training mode the converted noise layers draw what Keras' draw: the same mean and
+    spread over 100k samples (the draws themselves are each framework's own)."""
+    import keras
+
+    x = np.full((200, 500), 0.7, dtype="float32")
+    layer = keras.layers.deserialize(_with_module({"class_name": cls, "config": config}))
+    theirs = np.asarray(layer(x, training=True))
+    module = CONVERTERS[cls].build(config, {}, {})
+    ours = module.train()(torch.from_numpy(x)).numpy()
+    assert abs(ours.mean() - theirs.mean()) < 0.01
+    assert abs(ours.std() / theirs.std() - 1) < 0.02
+    assert np.array_equal(module.eval()(torch.from_numpy(x)).numpy(), x)  # identity at inference

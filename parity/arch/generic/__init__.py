@@ -1,7 +1,8 @@
 """The generic architecture: any Keras model of supported layers, rebuilt from its config.
 
 converter.py  what one layer class needs (LayerConverter) and shared helpers
-core.py conv.py pooling.py norm.py recurrent.py merge.py   converters by layer family
+core.py conv.py pooling.py norm.py recurrent.py merge.py vision.py structure.py
+activations.py preprocessing.py noise.py    converters by layer family
 table.py      every family's converters in one CONVERTERS table
 model.py      GenericConfig, GenericModel (runs the Keras graph), GenericArch
 """

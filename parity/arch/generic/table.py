@@ -7,6 +7,7 @@ from parity.arch.generic import (
     conv,
     core,
     merge,
+    noise,
     norm,
     pooling,
     preprocessing,
@@ -28,4 +29,5 @@ CONVERTERS: dict[str, LayerConverter] = {
     **activations.CONVERTERS,
     **vision.CONVERTERS,
     **preprocessing.CONVERTERS,
+    **noise.CONVERTERS,
 }
