@@ -773,3 +773,26 @@ def test_noise_layers_train_like_keras(cls: str, config: dict[str, Any]) -> None
     assert abs(ours.mean() - theirs.mean()) < 0.01
     assert abs(ours.std() / theirs.std() - 1) < 0.02
     assert np.array_equal(module.eval()(torch.from_numpy(x)).numpy(), x)  # identity at inference
+
+
+def test_a_layer_called_with_constant_arguments_is_refused(tmp_path: Path) -> None:
+    """Keras 3 records positional non-tensor arguments of a call; only op nodes use them, so a
+    layer given one is refused rather than run without it."""
+    import json
+    import zipfile
+
+    import keras
+
+    inp = keras.Input((4,))
+    keras.Model(inp, keras.layers.Dense(2, name="head")(inp)).save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    head = next(e for e in config["config"]["layers"] if e["name"] == "head")
+    head["inbound_nodes"][0]["args"].append(0.5)
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "bad.keras", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(parity.ConversionError, match=r"'head'.*non-tensor arguments"):
+        parity.load_keras(tmp_path / "bad.keras")

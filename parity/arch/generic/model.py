@@ -302,6 +302,11 @@ def config_from_graph(
                     f"tensors; it takes {converter.inputs} (initial states or other extra "
                     "inputs are not supported)"
                 )
+            if call.constants and not node.moduleless:  # only recorded ops take constants
+                problems.append(
+                    f"layer {node.name!r} ({node.label}) is called with non-tensor arguments "
+                    f"{call.constants!r}; not supported"
+                )
         activations = _resolve_activations(kfile, node, activation_source, hard_sigmoid, notes)
         names = converter.weights(config)
         layer = stored.get(node.name, KerasLayer(node.name))
