@@ -138,15 +138,17 @@ def load_keras(
     dtype: torch.dtype = torch.float32,
     config: str | os.PathLike | None = None,
 ) -> nn.Module:
-    """Convert a Keras file (.keras, .weights.h5, legacy .h5) to a PyTorch module in eval mode.
+    """Convert a Keras file (.keras, .weights.h5, legacy .h5), a tf-keras SavedModel directory
+    or a TF checkpoint (prefix, .index or its directory) to a PyTorch module in eval mode.
 
-    Reads the weights with h5py alone (no TensorFlow). ``arch`` names a registered pair,
-    "generic" (rebuild from the file's model config) or a seed-zoo model; None decides from the
-    file (parity.convert.match): a config of supported layers converts generically unless a
-    registered pair is exactly that model; a weights-only file is matched to a pair. Sizes come
-    from the file. ``config`` names a companion file (.keras, full-model .h5, or model JSON) whose
-    model config describes a weights-only ``path`` (.weights.h5, save_weights .h5). Assumptions
-    the file cannot settle are issued as ParityWarning.
+    Reads the weights with h5py or parity's own TF checkpoint reader (no TensorFlow). ``arch``
+    names a registered pair, "generic" (rebuild from the file's model config) or a seed-zoo
+    model; None decides from the file (parity.convert.match): a config of supported layers
+    converts generically unless a registered pair is exactly that model; a weights-only file is
+    matched to a pair. Sizes come from the file. ``config`` names a companion file (.keras,
+    full-model .h5, model JSON or a tf-keras SavedModel) whose model config describes a
+    weights-only ``path`` (.weights.h5, save_weights .h5, TF checkpoint). Assumptions the file
+    cannot settle are issued as ParityWarning.
     """
     return convert_keras(path, arch, hard_sigmoid, dtype=dtype, config=config).model
 

@@ -23,6 +23,7 @@ from parity.convert.match import graph_of, match
 from parity.errors import ConversionError
 from parity.keras.graph import KerasGraph, normalise_layer
 from parity.keras.read import KerasFile, read_keras_file
+from parity.plugins import load_plugins
 
 EXIT_FAILURE = 1
 #: Exit status when parity itself failed (a bug, not a bad file): one line, no traceback.
@@ -38,6 +39,9 @@ EXTRA_OF_MODULE = {
     "tf_keras": "keras",
     "tqdm": "finetune",
     "matplotlib": "finetune",
+    "onnx": "export",
+    "onnxruntime": "export",
+    "onnxscript": "export",
 }
 PROG = "parity"
 
@@ -78,10 +82,19 @@ def _show(kfile: KerasFile, graph: KerasGraph | None, problem: str | None) -> in
     print(f"model config:  {config_state}")
     unsupported = unsupported_layers(graph) if graph is not None else []
     print("layers:")
+    inlined: dict[str, list[str]] = {}
+    for node in graph.nodes if graph is not None else []:
+        if node.scope and not node.moduleless:
+            inlined.setdefault(node.scope[0], []).append(node.name)
     for layer in kfile.layers:
         cls = layer.class_name or (f"~{layer.class_key}" if layer.class_key else "?")
         if layer.class_name is None or graph is None:
             support = ""
+        elif layer.name in inlined:
+            inside = [e for e in unsupported if e.startswith(f"{layer.name}/")]
+            support = f"  [nested model: {len(inlined[layer.name])} layers inlined" + (
+                f"; not supported: {', '.join(inside)}]" if inside else "]"
+            )
         elif any(entry.startswith(f"{layer.name} (") for entry in unsupported):
             support = "  [not supported by the generic path]"
         elif normalise_layer(layer.class_name, {})[0] in CONVERTERS:
@@ -112,7 +125,11 @@ def _show(kfile: KerasFile, graph: KerasGraph | None, problem: str | None) -> in
 
 def add_convert(commands: argparse._SubParsersAction) -> None:
     convert = commands.add_parser("convert", help="convert a Keras file to safetensors")
-    convert.add_argument("src", help="Keras file: .keras, .weights.h5 or legacy .h5")
+    convert.add_argument(
+        "src",
+        help="Keras file (.keras, .weights.h5, legacy .h5), TF SavedModel directory or TF "
+        "checkpoint (PREFIX, PREFIX.index or its directory)",
+    )
     convert.add_argument("dst", help="output .safetensors file (written atomically)")
     convert.add_argument(
         "--arch",
@@ -122,8 +139,8 @@ def add_convert(commands: argparse._SubParsersAction) -> None:
     )
     convert.add_argument(
         "--config",
-        help="for a weights-only SRC (.weights.h5, save_weights .h5): a .keras, full-model .h5 "
-        "or model JSON file whose model config describes it",
+        help="for a weights-only SRC (.weights.h5, save_weights .h5, TF checkpoint): a .keras, "
+        "full-model .h5, model JSON file or tf-keras SavedModel whose model config describes it",
     )
     add_hard_sigmoid_option(convert)
     convert.set_defaults(run=_convert)
@@ -131,7 +148,7 @@ def add_convert(commands: argparse._SubParsersAction) -> None:
 
 def add_inspect(commands: argparse._SubParsersAction) -> None:
     inspect = commands.add_parser("inspect", help="show a Keras file's layers and weights")
-    inspect.add_argument("src", help="Keras file")
+    inspect.add_argument("src", help="Keras file, TF SavedModel directory or TF checkpoint")
     inspect.set_defaults(run=_inspect)
 
 
@@ -159,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Convert Keras models to PyTorch and prove they match."
     )
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first: it registers custom layers (parity.plugins.register_layer); "
+        "repeatable",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for target in COMMANDS.values():
         module, function = target.split(":")
@@ -169,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        load_plugins(args.plugin)
+    except ImportError as exc:
+        print(f"{PROG}: error: {first_line(exc)}", file=sys.stderr)
+        return 1
     try:
         return run(args)
     except (ConversionError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:

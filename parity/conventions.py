@@ -166,3 +166,28 @@ DOT_NORMALIZE_FLOOR_KERAS3 = KERAS_EPSILON**2
 DOT_NORMALIZE_FLOOR_KERAS2 = 1e-12
 #: keras.layers.LeakyReLU's default slope (Keras 2 and 3); the "leaky_relu" activation's is 0.2.
 KERAS_LEAKY_RELU_LAYER_SLOPE = 0.3
+
+# --- attention layers (parity.layers.keras_attention) ---
+#: keras.layers.Attention / AdditiveAttention (Keras 2 and 3, _apply_scores): a score at a
+#: masked value step has this subtracted before the softmax (65504 for float16, not supported).
+ATTENTION_MASK_PENALTY = 1.0e9
+#: keras.layers.Softmax given a mask (Keras 3 _large_negative_number, tf-keras
+#: _large_compatible_negative): masked logits become, or have added, -1e9. MultiHeadAttention
+#: masks its scores through it in tf-keras, and in Keras 3 when dropout > 0.
+SOFTMAX_MASK_FILL = -1.0e9
+#: Keras 3's TensorFlow backend dot_product_attention (_get_large_negative): masked logits are
+#: set to 0.7 * -3.38953e38. Keras 3 MultiHeadAttention uses it when dropout == 0.
+DOT_PRODUCT_ATTENTION_MASK_FILL = 3.38953e38 * -0.7
+
+# --- TensorFlow checkpoints and SavedModels (parity.keras.tensor_bundle, tf_checkpoint) ---
+#: A checkpoint's .index (one entry per tensor, ~100 bytes each) and a SavedModel's
+#: keras_metadata.pb (one JSON config per layer): larger ones are not a Keras text model's.
+MAX_TF_INDEX_BYTES = 64 * 2**20
+#: Data shards a bundle header may declare (TF writes one per device or sharding policy slot).
+MAX_TF_SHARDS = 10_000
+#: TensorFlow's own rank limit is 254; no Keras weight has more than a handful of dimensions.
+MAX_TF_RANK = 32
+#: A string tensor (the object graph _CHECKPOINTABLE_OBJECT_GRAPH is the only one read).
+MAX_TF_STRING_BYTES = 64 * 2**20
+#: Nodes of a checkpoint's object graph (layers, variables, optimizer slots, SavedModel extras).
+MAX_TF_OBJECTS = 1_000_000

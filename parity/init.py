@@ -15,6 +15,8 @@ the Keras layer it mirrors gets:
 - Embedding U(-0.05, 0.05); BatchNorm gamma 1, beta 0, moving mean 0, moving variance 1;
   LayerNorm gamma 1, beta 0.
 - DeepMoji's attention vector U(-0.05, 0.05) (deepmoji/attlayer.py asks for 'uniform').
+- MultiHeadAttention's projections glorot_uniform with Keras 3's EinsumDense fans (dim and
+  heads * size), biases zero; Attention's scalars 1; AdditiveAttention's scale glorot_uniform.
 
 Everything is built on one ``variance_scaling_`` (Keras' VarianceScaling) with named presets.
 """
@@ -42,6 +44,7 @@ from parity.layers import GRU, LSTM, BatchNormalization, SimpleRNN
 from parity.layers.activation_layers import PReLU
 from parity.layers.attention import AttentionWeightedAverage
 from parity.layers.conv2d import DepthwiseConv2D
+from parity.layers.keras_attention import AdditiveAttention, Attention, HeadProjection
 
 #: Axes of (fan_in, fan_out) in torch's layout: weight (out, in, *kernel).
 TORCH_FAN_AXES = (1, 0)
@@ -224,6 +227,31 @@ def _init_attention(m: nn.Module) -> None:
     nn.init.uniform_(m.weight, -ATTENTION_UNIFORM_LIMIT, ATTENTION_UNIFORM_LIMIT)
 
 
+@torch.no_grad()
+def _init_head_projection(m: nn.Module) -> None:
+    # Keras 3's EinsumDense gives its initializer the equation's input and output axes: fans
+    # (dim, heads * size) for a (dim, heads, size) kernel, (heads * size, out) for the output
+    # projection's (heads, size, out). (tf.keras computed conv-style fans on the 3-D shape.)
+    w = m.weight
+    fans = (w.shape[0], -1) if m.direction == "in" else (-1, w.shape[-1])
+    glorot_uniform_(w.view(*fans), KERAS_FAN_AXES)
+    _zeros_(m.bias)
+
+
+@torch.no_grad()
+def _init_luong_attention(m: nn.Module) -> None:
+    # keras.layers.Attention: scale and concat_score_weight start at 1.
+    _fill_(m.scale, 1.0)
+    _fill_(m.concat_score_weight, 1.0)
+
+
+@torch.no_grad()
+def _init_additive_attention(m: nn.Module) -> None:
+    # keras.layers.AdditiveAttention: scale (dim,) glorot_uniform (a 1-D fan is dim both ways).
+    if m.scale is not None:
+        glorot_uniform_(m.scale)
+
+
 def _recurrent_init(forget_bias: bool) -> Callable[[nn.Module], None]:
     """Kernel glorot_uniform, recurrent orthogonal, biases zero (LSTM: forget block 1), for every
     layer and direction of a module whose parameters are named as nn.RNN/GRU/LSTM's.
@@ -278,6 +306,9 @@ RULES: dict[type, Callable[[nn.Module], None]] = {
     LSTM: _recurrent_init(forget_bias=True),
     AttentionWeightedAverage: _init_attention,
     PReLU: lambda m: _zeros_(m.alpha),  # Keras PReLU: alpha_initializer "zeros"
+    HeadProjection: _init_head_projection,
+    Attention: _init_luong_attention,
+    AdditiveAttention: _init_additive_attention,
 }
 
 

@@ -23,6 +23,7 @@ from torch import nn
 import parity
 from parity.arch.deepmoji import MAPPING, DeepMoji, DeepMojiConfig
 from parity.arch.generic import CONVERTERS, default_rows
+from parity.arch.generic.attention import MHA_PROJECTIONS
 from parity.convert.transforms import CONSTANT_FILLS, TRANSFORMS
 from parity.init import KERAS_FAN_AXES, PRESETS, keras_init_, variance_scaling_
 from parity.layers import (
@@ -37,7 +38,9 @@ from parity.layers import (
 )
 from parity.layers.activation_layers import PReLU
 from parity.layers.conv2d import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
+from parity.layers.keras_attention import AdditiveAttention, Attention, MultiHeadAttention
 from parity.layers.preprocessing import Normalization
+from parity.layers.structure import TimeDistributed
 from tests.conftest import needs_keras
 
 IN, UNITS, STEPS, KERNEL, VOCAB, EMBED = 24, 48, 5, 3, 1000, 16
@@ -274,6 +277,47 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
             _converter_rows("Bidirectional(GRU)"),
         ),
     ),
+    "TimeDistributed": (
+        Example(
+            "Dense",
+            {"layer": ("Dense", {"units": UNITS})},
+            (None, STEPS, 8 * IN),
+            lambda: TimeDistributed(Dense(8 * IN, UNITS)),
+            _converter_rows("TimeDistributed(Dense)"),
+        ),
+    ),
+    # Attention layers: input_shape is [query, value] shapes (Attention's build takes the list)
+    # or a tuple of them (MultiHeadAttention's build takes each shape as an argument).
+    "Attention": (
+        Example(
+            "parity-scale-concat",
+            {"use_scale": True, "score_mode": "concat"},
+            [(None, STEPS, IN), (None, STEPS, IN)],
+            lambda: Attention(use_scale=True, score_mode="concat"),
+            (
+                ("scale", "scale", "identity"),
+                ("concat_score_weight", "concat_score_weight", "identity"),
+            ),
+        ),
+    ),
+    "AdditiveAttention": (
+        Example(
+            "parity",
+            {},
+            [(None, STEPS, ATT_DIM), (None, STEPS, ATT_DIM)],
+            lambda: AdditiveAttention(ATT_DIM),
+            _converter_rows("AdditiveAttention"),
+        ),
+    ),
+    "MultiHeadAttention": (
+        Example(
+            "parity",
+            {"num_heads": 4, "key_dim": 16, "value_dim": 12},
+            ((None, STEPS, IN), (None, STEPS, EMBED)),
+            lambda: MultiHeadAttention(IN, EMBED, EMBED, 4, 16, 12, IN),
+            _converter_rows("MultiHeadAttention"),
+        ),
+    ),
     "AttentionWeightedAverage": (
         Example(
             "deepmoji",
@@ -295,7 +339,10 @@ CASES = [
 #: Classes whose only weights are constants torch's modules start from too (gamma 1, beta 0,
 #: moving mean 0, moving variance 1; PReLU's alpha 0, which parity's module starts from), so
 #: torch's defaults rightly pass the check.
-SAME_AS_TORCH_DEFAULTS = {"BatchNormalization", "LayerNormalization", "PReLU", "Normalization"}
+SAME_AS_TORCH_DEFAULTS = {
+    *("BatchNormalization", "LayerNormalization", "PReLU", "Normalization"),
+    "Attention",  # scale and concat_score_weight 1, which parity's module starts from
+}
 #: Negative controls other than "the module as constructed": parity's attention draws DeepMoji's
 #: U(-0.05, 0.05) in its own constructor (torch has no default for it), so the check is shown to
 #: fail on torchMoji's N(0, 0.05) instead.
@@ -353,6 +400,8 @@ def _keras_name(path: str) -> str:
     """A Keras variable path as the converters name the weight: 'bidirectional/forward_gru/
     gru_cell/kernel' -> 'forward_kernel', 'dense/kernel' -> 'kernel'."""
     parts = path.split("/")
+    if len(parts) == 3 and parts[1] in MHA_PROJECTIONS:  # 'mha/query/kernel' -> 'query/kernel'
+        return "/".join(parts[1:])
     direction = [p.split("_")[0] for p in parts[1:-1] if p.startswith(("forward_", "backward_"))]
     return "_".join([*direction, parts[-1]])
 
@@ -363,7 +412,9 @@ def _keras_weights(cls: str, example: Example, seed: int) -> dict[str, np.ndarra
 
     keras.utils.set_random_seed(seed)
     layer = _keras_layer(keras, cls, example.kwargs)
-    layer.build(example.input_shape)
+    shape = example.input_shape
+    several = isinstance(shape, tuple) and bool(shape) and isinstance(shape[0], tuple)
+    layer.build(*shape) if several else layer.build(shape)
     weights = {_keras_name(w.path): np.asarray(w) for w in layer.weights}
     for name, initializer in example.redraw.items():
         weights[name] = np.asarray(keras.initializers.get(initializer)(weights[name].shape))
@@ -440,7 +491,7 @@ def _owns_weights(cls: str) -> bool:
     config = {"_class": cls, "layer": {"class_name": "LSTM", "config": {}}}  # Bidirectional's
     try:
         return bool(CONVERTERS[cls].weights(config))
-    except (KeyError, TypeError):  # a config this minimal cannot describe it: demand a row
+    except (KeyError, TypeError, parity.ConversionError):  # too minimal a config: demand a row
         return True
 
 

@@ -131,7 +131,7 @@ def compare(
     # Relative difference where Keras' value is not zero (a ratio to 0 says nothing).
     nonzero = keras != 0
     rel = diff[nonzero] / np.abs(keras[nonzero]) if nonzero.any() else np.zeros(1)
-    bound = tol.atol + tol.rtol * np.abs(keras)
+    bound = tol.atol + tol.rtol * np.abs(keras) + tol.scale_rtol * float(np.abs(keras).max())
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = float(np.max(np.where(diff == 0, 0.0, diff / bound)))
     passed = bool(np.all(diff <= bound))

@@ -19,7 +19,7 @@ import hashlib
 import importlib
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,21 @@ CUSTOM_OBJECT_MODULES: dict[str, str] = {
     "AttentionWeightedAverage": "reference_keras.deepmoji",
     "hard_sigmoid_keras2": "reference_keras.deepmoji",
 }
+
+
+#: custom_objects that plug-ins register (parity.plugins.register_layer), for Keras 3 and
+#: tf_keras: registered class -> a mapping, or a function returning one (called only when a live
+#: check loads a file, so that converting never imports Keras).
+PluginObjects = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
+PLUGIN_OBJECTS: dict[str, PluginObjects] = {}
+PLUGIN_OBJECTS_KERAS2: dict[str, PluginObjects] = {}
+
+
+def _plugin_objects(keras2: bool) -> dict[str, Any]:
+    objects: dict[str, Any] = {}
+    for provided in (PLUGIN_OBJECTS_KERAS2 if keras2 else PLUGIN_OBJECTS).values():
+        objects.update(provided() if callable(provided) else provided)
+    return objects
 
 
 @functools.cache
@@ -211,7 +226,14 @@ def write_golden(path: str | Path, golden: dict[str, np.ndarray]) -> None:
 
 
 def sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """The file's digest; a SavedModel directory's is its Keras metadata's and variables'."""
+    path = Path(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for part in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(part.relative_to(path).as_posix().encode() + b"\0" + part.read_bytes())
+        return digest.hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _strings(config: Any) -> Iterator[str]:
@@ -233,9 +255,10 @@ def custom_objects(path: str | Path, *, keras2: bool = False) -> dict[str, Any]:
         config = read_model_config(path)
     except (ValueError, OSError):
         return {}  # no readable config: Keras' own load says what is wrong with the file
-    named = {text.rpartition(">")[2] for text in _strings(config)}
+    strings = set(_strings(config))
+    named = {text.rpartition(">")[2] for text in strings}
     modules = sorted({CUSTOM_OBJECT_MODULES[name] for name in named & CUSTOM_OBJECT_MODULES.keys()})
-    objects: dict[str, Any] = {}
+    objects = _plugin_objects(keras2)
     for name in modules:
         try:
             module = importlib.import_module(name)
@@ -245,6 +268,12 @@ def custom_objects(path: str | Path, *, keras2: bool = False) -> dict[str, Any]:
                 f"({exc}); install keras-parity with its reference_keras package"
             ) from exc
         objects.update(module.keras2_custom_objects() if keras2 else module.CUSTOM_OBJECTS)
+    # A file whose custom classes were registered under the user's own package names them
+    # "their_package>AttentionWeightedAverage": the class part decides.
+    for text in strings:
+        package, sep, name = text.rpartition(">")
+        if sep and package and name in objects:
+            objects.setdefault(text, objects[name])
     return objects
 
 
@@ -268,8 +297,9 @@ def _first_line(exc: Exception) -> str:
 
 
 def _load_tf_keras(path: str | Path) -> Any:
-    """A legacy HDF5 model through tf_keras (Keras 2): Keras 3 cannot rebuild many Keras 2
-    files with RNNs (e.g. LSTM's removed time_major argument)."""
+    """A legacy HDF5 model (or a tf-keras SavedModel directory) through tf_keras (Keras 2):
+    Keras 3 cannot rebuild many Keras 2 files with RNNs (e.g. LSTM's removed time_major
+    argument), nor read SavedModels."""
     import tf_keras
 
     objects = custom_objects(path, keras2=True)
@@ -290,7 +320,8 @@ def load_model(path: str | Path, dtype: str = "float32") -> Any:
     except Exception as exc:  # Keras raises many types for files it cannot rebuild
         problems = [f"Keras {keras.__version__}: {_first_line(exc)}"]
         model = None
-        if Path(path).read_bytes()[:8] == HDF5_SIGNATURE:
+        source = Path(path)
+        if source.is_dir() or (source.is_file() and source.read_bytes()[:8] == HDF5_SIGNATURE):
             try:
                 model = _load_tf_keras(path)
             except Exception as exc2:  # tf_keras absent, or it cannot rebuild the file either

@@ -1,6 +1,7 @@
 """The one tolerance table, keyed by dtype, device and quantity (output, gradient).
 
-A comparison passes when |ours - keras| <= atol + rtol * |keras| everywhere (numpy.allclose).
+A comparison passes when |ours - keras| <= atol + rtol * |keras| + scale_rtol * max|keras|
+everywhere (numpy.allclose, plus a term for rounding that scales with the whole tensor).
 Entries are the tightest bounds the pairs meet; a looser override must carry its reason.
 """
 
@@ -16,7 +17,17 @@ class Tolerance:
     atol: float
     rtol: float
     reason: str = ""
+    #: Bound relative to the largest |keras| in the tensor (0: none).
+    scale_rtol: float = 0.0
 
+
+#: A weight's gradient entry is a sum over the batch and every position the weight touches
+#: (a convolution kernel's: every output pixel); float32 rounding of such a sum grows with the
+#: largest terms, not with the entry, so a small entry next to large ones can differ by more
+#: than rtol * itself. Measured on Conv2DTranspose/Conv2D cases: torch float32 vs float64 up to
+#: 5e-7 x max|grad|, TensorFlow's float32 similar; both sides' float64 agree to 1e-12.
+FLOAT32_SUMS = "float32 rounding of long gradient sums scales with the tensor's largest values"
+FLOAT32_SUMS_SCALE = 1e-6
 
 #: (dtype, device type, quantity) -> tolerance. Quantities: "output" (model outputs and
 #: attention weights), "gradient" (loss w.r.t. every weight and named activations).
@@ -24,11 +35,16 @@ TOLERANCES: dict[tuple[torch.dtype, str, str], Tolerance] = {
     (torch.float64, "cpu", "output"): Tolerance(1e-12, 1e-10),
     (torch.float64, "cpu", "gradient"): Tolerance(1e-12, 1e-10),
     (torch.float32, "cpu", "output"): Tolerance(1e-6, 1e-5),
-    (torch.float32, "cpu", "gradient"): Tolerance(1e-5, 1e-5),
+    (torch.float32, "cpu", "gradient"): Tolerance(1e-5, 1e-5, FLOAT32_SUMS, FLOAT32_SUMS_SCALE),
     (torch.float64, "cuda", "output"): Tolerance(1e-12, 1e-10),
     (torch.float64, "cuda", "gradient"): Tolerance(1e-12, 1e-10),
     (torch.float32, "cuda", "output"): Tolerance(1e-6, 1e-5),
-    (torch.float32, "cuda", "gradient"): Tolerance(1e-5, 1e-5),
+    (torch.float32, "cuda", "gradient"): Tolerance(1e-5, 1e-5, FLOAT32_SUMS, FLOAT32_SUMS_SCALE),
+    # Weights after data-parallel fine-tuning vs one process on the same global batches
+    # (tests/test_distributed.py): every step's gradient is summed over ranks in another order,
+    # so each update moves by float32 rounding; measured 3e-8 after 72 Adam steps (tiny DeepMoji).
+    (torch.float32, "cpu", "trained"): Tolerance(1e-6, 1e-5, "float32 summation order per step"),
+    (torch.float32, "cuda", "trained"): Tolerance(1e-6, 1e-5, "float32 summation order per step"),
 }
 
 

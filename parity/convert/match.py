@@ -12,6 +12,7 @@ from __future__ import annotations
 from parity.arch import GENERIC, PAIRS, get_arch
 from parity.arch.base import Plan
 from parity.arch.generic import unsupported_layers
+from parity.arch.generic.model import unsupported_message
 from parity.errors import ConversionError
 from parity.keras.graph import KerasGraph, parse_graph
 from parity.keras.read import KerasFile
@@ -70,22 +71,26 @@ def match(
             why.append(str(exc))
     if len(plans) == 1:
         return plans[0]
-    found = ", ".join(layer.name for layer in kfile.weighted_layers) or "none"
-    which = "none" if not plans else " and ".join(p.arch.name for p in plans)
-    message = (
-        f"{kfile.path}: cannot tell the architecture (layers with weights: {found}; "
-        f"registered architectures matching: {which}); pass arch= one of {', '.join(PAIRS)}"
-    )
+    # The reason leads; the registered architectures are named only where they could help.
+    if len(plans) > 1:
+        which = " and ".join(p.arch.name for p in plans)
+        raise ConversionError(
+            f"{kfile.path}: the weights fit several architectures ({which}); pass arch= one of them"
+        )
     if unsupported:
-        message += (
-            f"; the generic path cannot convert it either: unsupported layer(s) "
-            f"{', '.join(unsupported)}"
+        raise ConversionError(
+            unsupported_message(kfile, unsupported) + "; no registered architecture matches it"
         )
-    elif problem is not None:
-        message += f"; the generic path cannot rebuild it from its model config: {problem}"
-    elif graph is None:
-        message += (
-            f"; the file has no model config ({kfile.format} stores weights only), so the "
-            "generic path cannot rebuild it: pass arch=, or convert the full-model file"
+    if problem is not None:
+        raise ConversionError(
+            f"{kfile.path}: the model config cannot be rebuilt: {problem}; no registered "
+            f"architecture ({', '.join(PAIRS)}) matches its weights either"
         )
-    raise ConversionError(message)
+    found = ", ".join(layer.name for layer in kfile.weighted_layers) or "none"
+    raise ConversionError(
+        f"{kfile.path}: no model config ({kfile.format} stores weights only: layers with "
+        f"weights {found}) and they match no registered architecture ({', '.join(PAIRS)}); "
+        "give the model's architecture with config= (--config): the full-model file (.keras, "
+        "or .h5 from model.save), Keras' model.to_json() output, or a .keras archive's "
+        "config.json"
+    )

@@ -2,6 +2,7 @@
 
 read       file -> KerasFile (named arrays in saved order, config, version); knows file formats
 graph      model config (Keras 1, 2, tf.keras, 3) -> one normalised KerasGraph, parsed once
+tensor_bundle, tf_checkpoint   TF checkpoints and SavedModels -> the same KerasFile, without TF
 """
 
 from parity.keras.graph import KerasGraph, parse_graph

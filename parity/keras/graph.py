@@ -12,6 +12,10 @@ Keras versions are handled here and nowhere else:
   "kwargs"}`` dicts) become calls: the tensors a layer reads, an explicit mask, constant args.
 - Keras 3 records functional mask arithmetic as op nodes (module keras.src.ops); their class
   names get ``OP_PREFIX`` so the op "Concatenate" is not the layer "Concatenate".
+- A model used as a layer (a Sequential block, a Keras application base) is inlined: its layers
+  join the graph named "outer/inner", one call of theirs per call of the nested model, and
+  reads of the nested model's outputs become reads of its inner layers. Each inlined node keeps
+  where Keras stored its weights (``Node.scope``, ``Node.storage``).
 
 Nothing here knows about torch or weights.
 """
@@ -27,6 +31,7 @@ from typing import Any
 
 from parity.conventions import MAX_GRAPH_CALLS, MAX_GRAPH_DEPTH, MAX_GRAPH_LAYERS, MAX_JSON_DEPTH
 from parity.errors import ConversionError
+from parity.keras.read import snake_case
 
 #: Config keys renamed between Keras 1 and Keras 2+.
 KERAS1_CONFIG_KEYS: dict[str, str] = {
@@ -44,6 +49,20 @@ KERAS1_CONFIG_KEYS: dict[str, str] = {
 KERAS1_UNITS_KEY = "output_dim"
 #: Keras 1 class names -> Keras 2+ names.
 KERAS1_CLASS_NAMES: dict[str, str] = {"Convolution1D": "Conv1D", "Convolution2D": "Conv2D"}
+#: Keras 1's Merge layer, by mode -> the Keras 2+ merge layer computing the same (values and
+#: masks: Keras 1 ANDs the masks of elementwise merges, as Keras 2 does). Modes not listed
+#: ("cos", a Python function) keep the class "Merge" and are refused by name.
+KERAS1_MERGE = "Merge"
+KERAS1_MERGE_MODES: dict[str, str] = {
+    "concat": "Concatenate",
+    "sum": "Add",
+    "mul": "Multiply",
+    "ave": "Average",
+    "max": "Maximum",
+    "dot": "Dot",
+}
+#: Keras 1 Merge config keys -> the Keras 2+ layer's.
+KERAS1_MERGE_KEYS: dict[str, str] = {"concat_axis": "axis", "dot_axes": "axes"}
 #: cuDNN's recurrent layers are the standard ones with sigmoid gates and tanh; their weights are
 #: normalised to the standard layout by parity.convert.transforms.
 CUDNN_AS: dict[str, str] = {"CuDNNLSTM": "LSTM", "CuDNNGRU": "GRU"}
@@ -62,20 +81,49 @@ SEQUENTIAL_INPUT = "__input__"
 #: Config keys giving an input's fixed shape (Keras 3 InputLayer; Keras 1/2 first layer).
 INPUT_SHAPE_KEYS = ("batch_shape", "batch_input_shape")
 
+#: Model classes whose config lists layers; used as a layer, such a model is inlined.
+NESTED_MODEL_CLASSES = ("Sequential", "Functional", "Model")
+#: Class of an inlined nested model's input: the tensor a call of the model was given, with the
+#: mask that came with it or the one the call passed explicitly (an op: no module, no weights).
+NESTED_INPUT = f"{OP_PREFIX}nested_input"
+#: Separator of a nested model's name and its layer's name in inlined node names ("block/d1");
+#: Keras forbids it in layer names.
+SCOPE_SEPARATOR = "/"
+#: Where Keras 3 files store a container's layers ("layers/<auto name>/...").
+KERAS3_LAYERS_GROUP = "layers"
+
 #: A reference to a tensor: [layer name, node index, tensor index].
 Ref = list[Any]
 
 
+#: Tensors a call may pass by keyword, appended to the positional tensors in this order
+#: (keras.layers.MultiHeadAttention(query, value, key)), so a converter reads them by position.
+TENSOR_KWARGS = ("query", "value", "key")
+#: A recurrent layer's initial states, passed by keyword in Keras 3 (a list of tensors); they
+#: follow the input among the call's tensors, where Keras 1/2 configs list them.
+INITIAL_STATE = "initial_state"
+#: Non-tensor keyword arguments recorded for the converters (Call.options): they change what
+#: the attention layers compute. Keras 1/2 calls with any other keyword are refused.
+CALL_OPTIONS = ("use_causal_mask", "return_attention_scores")
+
+
 @dataclass
 class Call:
-    """One call of a layer: the tensors it reads, an explicitly passed mask, constant args."""
+    """One call of a layer: the tensors it reads (positional, then TENSOR_KWARGS in order), an
+    explicitly passed mask, constant args, and the CALL_OPTIONS it was given."""
 
     args: list[Ref]
     mask: Ref | None = None
     constants: list[Any] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"args": self.args, "mask": self.mask, "constants": self.constants}
+        return {
+            "args": self.args,
+            "mask": self.mask,
+            "constants": self.constants,
+            "options": self.options,
+        }
 
 
 @dataclass
@@ -89,6 +137,18 @@ class Node:
     source_class: str
     config: dict[str, Any]
     calls: list[Call] = field(default_factory=list)
+    #: The nested models holding an inlined node, outermost first (() at the top level); the
+    #: file stores its weights inside the outermost one's entry.
+    scope: tuple[str, ...] = ()
+    #: Keras 3 auto names from the top container down to this layer: ("sequential",
+    #: "functional", "dense_1") = weights at "layers/functional/layers/dense_1/..." inside the
+    #: top-level "sequential" group.
+    storage: tuple[str, ...] = ()
+
+    @property
+    def local_name(self) -> str:
+        """The layer's own name, without the nested models' names."""
+        return self.name.rsplit(SCOPE_SEPARATOR, 1)[-1] if self.scope else self.name
 
     @property
     def inner(self) -> Node | None:
@@ -142,6 +202,8 @@ def input_length(configs: Iterable[dict[str, Any]]) -> int | None:
 def normalise_layer(class_name: str, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Keras 1 class and config key names -> Keras 2+ names; cuDNN layers -> standard ones."""
     class_name = KERAS1_CLASS_NAMES.get(class_name, class_name)
+    if class_name == KERAS1_MERGE:
+        return _keras1_merge(config)
     config = {KERAS1_CONFIG_KEYS.get(k, k): v for k, v in config.items()}
     if KERAS1_UNITS_KEY in config and class_name != "Embedding" and "units" not in config:
         config["units"] = config.pop(KERAS1_UNITS_KEY)
@@ -153,9 +215,42 @@ def normalise_layer(class_name: str, config: dict[str, Any]) -> tuple[str, dict[
     return class_name, config
 
 
+def _keras1_merge(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A Keras 1 Merge as the Keras 2+ layer of its mode. A Sequential Merge of branch models
+    (config "layers") or a mode given as Python code stays "Merge": refused by name."""
+    mode = config.get("mode", "sum")
+    if (
+        not isinstance(mode, str)
+        or mode not in KERAS1_MERGE_MODES
+        or config.get("mode_type", "raw") != "raw"
+        or config.get("layers")
+    ):
+        return KERAS1_MERGE, config
+    renamed = {KERAS1_MERGE_KEYS.get(k, k): v for k, v in config.items()}
+    keep = ("name", "trainable", *KERAS1_MERGE_KEYS.values())
+    return KERAS1_MERGE_MODES[mode], {k: v for k, v in renamed.items() if k in keep}
+
+
 def _entry_class(entry: dict[str, Any]) -> str:
     cls = entry["class_name"]
-    return f"{OP_PREFIX}{cls}" if str(entry.get("module", "")).startswith("keras.src.ops") else cls
+    return f"{OP_PREFIX}{cls}" if _is_op(entry) else cls
+
+
+def _is_op(entry: dict[str, Any]) -> bool:
+    """A Keras 3 op node: its module says so (.keras); Keras 3's legacy .h5 writer drops the
+    module, and there an op is told by a Keras 3 call (a dict) and a config without the
+    "trainable" key every Keras 3 layer config has (InputLayer's excepted)."""
+    if "module" in entry:
+        return str(entry["module"]).startswith("keras.src.ops")
+    calls, config = entry.get("inbound_nodes"), entry.get("config")
+    return (
+        entry["class_name"] != INPUT_LAYER
+        and isinstance(calls, list)
+        and bool(calls)
+        and all(isinstance(call, dict) for call in calls)
+        and isinstance(config, dict)
+        and "trainable" not in config
+    )
 
 
 def _show(value: Any) -> str:
@@ -182,6 +277,8 @@ def _node(entry: Any, fallback_name: str = "?") -> Node:
     where = "a layer entry of the model config"
     if isinstance(entry, dict) and isinstance(entry.get("name"), str):
         where = f"layer {entry['name']!r}"
+    if isinstance(entry, dict) and entry.get("class_name") in NESTED_MODEL_CLASSES:
+        return _model_node(entry, where, fallback_name)
     _checked_entry(entry, where)
     source = _entry_class(entry)
     name = entry.get("name")
@@ -196,6 +293,21 @@ def _node(entry: Any, fallback_name: str = "?") -> Node:
         inner_cls, inner = normalise_layer(inner_source, inner_raw)
         config["layer"] = {"class_name": inner_cls, "source_class": inner_source, "config": inner}
     return Node(name, cls, source, json_safe(config))
+
+
+def _model_node(entry: dict[str, Any], where: str, fallback_name: str) -> Node:
+    """A model used as a layer: its config (a Keras 1 Sequential's is a list) is kept whole, to
+    be parsed as a graph of its own and inlined."""
+    config = entry.get("config")
+    if not isinstance(config, dict | list):
+        raise ConversionError(f"{where} ({entry['class_name']}) has no model config")
+    name = entry.get("name")
+    if name is None and isinstance(config, dict):
+        name = config.get("name")
+    if not isinstance(name, str):
+        name = fallback_name
+    cls = entry["class_name"]
+    return Node(name, cls, cls, {"model": json_safe(config)})
 
 
 def _ref(value: Any, where: str) -> Ref:
@@ -257,22 +369,41 @@ def _calls(entry: dict[str, Any], name: str) -> list[Call]:
                 call.args += found
                 if not found:
                     call.constants.append(json_safe(arg))
+            named: dict[str, Ref] = {}
+            states: list[Ref] = []
             for key, val in kwargs.items():
                 found = []
                 _collect_tensors(val, found, where)
-                if found and key == "mask" and len(found) == 1:
+                single = len(found) == 1 and isinstance(val, dict)  # a tensor, not a list
+                if found and key == INITIAL_STATE:
+                    states = found  # after the input, as Keras 2 lists them
+                elif not found and key in CALL_OPTIONS:
+                    call.options[key] = json_safe(val)
+                elif single and key == "mask":
                     call.mask = found[0]
+                elif single and key in TENSOR_KWARGS:
+                    named[key] = found[0]
                 elif found:
                     raise ConversionError(
                         f"{where} is called with tensor argument {key!r}; not supported"
                     )
+            call.args += [named[key] for key in TENSOR_KWARGS if key in named] + states
         elif isinstance(node, list):  # Keras 1/2: [[name, node, tensor, kwargs], ...]
+            named = {}
             for ref in node:
                 if isinstance(ref, list) and len(ref) > 3 and isinstance(ref[3], dict):
-                    extra = [k for k in ref[3] if k not in ("training", "mask")]
+                    extra = []
+                    for key, val in ref[3].items():
+                        if key in TENSOR_KWARGS:  # tf.keras writes them as [name, node, tensor]
+                            named[key] = _ref(val, where)
+                        elif key in CALL_OPTIONS and not isinstance(val, list | dict):
+                            call.options[key] = json_safe(val)
+                        elif key not in ("training", "mask") and val is not None:
+                            extra.append(key)  # None: tf.keras' record of an unused argument
                     if extra:
                         raise ConversionError(f"{where} is called with {extra}; not supported")
                 call.args.append(_ref(ref, where))
+            call.args += [named[key] for key in TENSOR_KWARGS if key in named]
         else:
             raise ConversionError(f"{where} has a malformed inbound node")
         calls.append(call)
@@ -391,6 +522,9 @@ def parse_graph(model_config: dict[str, Any]) -> KerasGraph:
         )
     sequential = cls == "Sequential" or isinstance(config, list)
     nodes = [_node(entry) for entry in layers]
+    stored = [node for node in nodes if not node.class_name.startswith(OP_PREFIX)]
+    for node, auto in zip(stored, keras3_auto_names([n.source_class for n in stored]), strict=True):
+        node.storage = (auto,)
     if not sequential:
         for node, entry in zip(nodes, layers, strict=True):
             node.calls = _calls(entry, node.name)
@@ -409,8 +543,179 @@ def parse_graph(model_config: dict[str, Any]) -> KerasGraph:
         graph = KerasGraph(
             nodes, [[nodes[0].name, 0, 0]], [[nodes[-1].name, 0, 0]], sequential=True
         )
+    if any(node.class_name in NESTED_MODEL_CLASSES for node in graph.nodes):
+        legacy_refs = not sequential and any(
+            isinstance(call, list)
+            for entry in layers
+            for call in (entry.get("inbound_nodes") or [])
+        )
+        graph = inline_nested(graph, legacy_refs)
     check_graph(graph)
     return graph
+
+
+def keras3_auto_names(classes: Sequence[str]) -> list[str]:
+    """The names Keras 3 gives a container's layers in its weight files: the snake_case class,
+    then _1, _2, ... for later layers of the same class."""
+    counts: dict[str, int] = {}
+    names = []
+    for cls in classes:
+        key = snake_case(cls)
+        names.append(key if key not in counts else f"{key}_{counts[key]}")
+        counts[key] = counts.get(key, 0) + 1
+    return names
+
+
+def inline_nested(graph: KerasGraph, legacy_refs: bool = False) -> KerasGraph:
+    """The graph with every model-as-a-layer replaced by its own layers (see module docstring).
+
+    Call j of inner layer L in call i of nested model N becomes call i * len(L.calls) + j of
+    node "N/L"; the nested model's inputs are the tensors that call passed, its outputs what its
+    inner graph outputs. Nested models inside nested models were inlined when their own config
+    was parsed. ``legacy_refs``: the config is Keras 1/2's, whose reads of a nested model count
+    its construction as call 0 (``first_call_index``). ConversionError when a call passes the
+    wrong number of tensors or a read points at a call the nested model never made.
+    """
+    inner: dict[str, KerasGraph] = {}
+    for node in graph.nodes:
+        if node.class_name in NESTED_MODEL_CLASSES:
+            sub = parse_graph({"class_name": node.class_name, "config": node.config["model"]})
+            for call in node.calls:
+                if len(call.args) != len(sub.inputs):
+                    raise ConversionError(
+                        f"nested model {node.name!r} ({node.class_name}) is called with "
+                        f"{len(call.args)} tensors; it takes {len(sub.inputs)}"
+                    )
+            inner[node.name] = sub
+    # Bounded before anything is built: a nested model called n times multiplies its calls by n.
+    total = sum(len(node.calls) for node in graph.nodes if node.name not in inner) + sum(
+        len(by_call.calls) * (len(sub.inputs) + sum(len(n.calls) for n in sub.nodes))
+        for by_call in graph.nodes
+        if (sub := inner.get(by_call.name)) is not None
+    )
+    layers = len(graph.nodes) + sum(len(sub.nodes) for sub in inner.values())
+    if total > MAX_GRAPH_CALLS or layers > MAX_GRAPH_LAYERS:
+        raise ConversionError(
+            f"inlining the nested models gives {layers:,} layers and {total:,} layer calls, over "
+            f"{MAX_GRAPH_LAYERS:,} / {MAX_GRAPH_CALLS:,}"
+        )
+    calls_of = {name: {n.name: len(n.calls) for n in sub.nodes} for name, sub in inner.items()}
+    by_name = {node.name: node for node in graph.nodes}
+    reads = [
+        ref
+        for node in graph.nodes
+        for call in node.calls
+        for ref in call.args + ([call.mask] if call.mask is not None else [])
+    ] + list(graph.outputs)
+    first = {
+        name: first_call_index(by_name[name], [r[1] for r in reads if r[0] == name], legacy_refs)
+        for name in inner
+    }
+
+    def outer_ref(ref: Ref, where: str) -> Ref:
+        """A ref of the outer graph, with reads of nested models' outputs resolved."""
+        name, index, tensor = ref
+        sub = inner.get(name)
+        if sub is None:
+            return list(ref)
+        index -= first[name]
+        if not 0 <= index < len(by_name[name].calls) or tensor >= len(sub.outputs):
+            raise ConversionError(
+                f"{where} reads output {tensor} of call {index} of nested model {name!r}, "
+                f"which has {len(by_name[name].calls)} calls and {len(sub.outputs)} outputs"
+            )
+        return inner_ref(name, index, sub.outputs[tensor])
+
+    def inner_ref(name: str, index: int, ref: Ref) -> Ref:
+        """A ref inside nested model ``name``'s graph, as read in that model's call ``index``
+        (its inputs are NESTED_INPUT nodes, one call per call of the model)."""
+        inputs = {input_ref[0] for input_ref in inner[name].inputs}
+        count = 1 if ref[0] in inputs else calls_of[name][ref[0]]
+        node = 0 if ref[0] in inputs else ref[1]
+        return [f"{name}{SCOPE_SEPARATOR}{ref[0]}", index * count + node, ref[2]]
+
+    nodes: list[Node] = []
+    for node in graph.nodes:
+        sub = inner.get(node.name)
+        where = f"layer {node.name!r}"
+        if sub is None:
+            node.calls = [_mapped_call(call, outer_ref, where) for call in node.calls]
+            nodes.append(node)
+            continue
+        for position, (input_name, _, _) in enumerate(sub.inputs):
+            calls = [
+                Call(
+                    args=[outer_ref(call.args[position], where)],
+                    mask=outer_ref(call.mask, where)
+                    if call.mask is not None and position == 0
+                    else None,
+                )
+                for call in node.calls
+            ]
+            name = f"{node.name}{SCOPE_SEPARATOR}{input_name}"
+            nodes.append(Node(name, NESTED_INPUT, INPUT_LAYER, {}, calls, scope=(node.name,)))
+        input_names = {ref[0] for ref in sub.inputs}
+        for member in sub.nodes:
+            if member.name in input_names:
+                continue
+            calls = [
+                _mapped_call(call, lambda ref, _, i=i, n=node.name: inner_ref(n, i, ref), where)
+                for i in range(len(node.calls))
+                for call in member.calls
+            ]
+            nodes.append(
+                Node(
+                    f"{node.name}{SCOPE_SEPARATOR}{member.name}",
+                    member.class_name,
+                    member.source_class,
+                    member.config,
+                    calls,
+                    scope=(node.name, *member.scope),
+                    storage=node.storage + member.storage,
+                )
+            )
+    inputs = [outer_ref(ref, "the model inputs") for ref in graph.inputs]
+    outputs = [outer_ref(ref, "the model outputs") for ref in graph.outputs]
+    return KerasGraph(nodes, inputs, outputs, graph.sequential)
+
+
+def first_call_index(node: Node, read: Sequence[int], legacy_refs: bool) -> int:
+    """The node index by which a config reads a nested model's first call.
+
+    Keras 3 counts calls from 0. Keras 1/2 count the nested model's own construction as node 0,
+    so their reads start at 1: always for a functional model and for a Sequential whose config
+    lists its InputLayer (tf.keras), and in standalone Keras 1/2 for a Sequential too. A
+    Sequential built without an input shape in tf.keras has no construction node: its reads
+    start at 0. Where the config does not say, the reads decide; ConversionError when they fit
+    both or neither, rather than reading the wrong call.
+    """
+    if not legacy_refs:
+        return 0
+    layers = node.config["model"]
+    if isinstance(layers, dict):
+        layers = layers.get("layers") if node.class_name == "Sequential" else None
+    if layers is None or (
+        isinstance(layers, list)
+        and layers
+        and isinstance(layers[0], dict)
+        and layers[0].get("class_name") == INPUT_LAYER
+    ):
+        return 1
+    fits = [start for start in (0, 1) if all(start <= i < start + len(node.calls) for i in read)]
+    if len(fits) != 1:
+        raise ConversionError(
+            f"nested model {node.name!r} ({node.class_name}) is read as calls {sorted(set(read))} "
+            f"of its {len(node.calls)}; which call each read means cannot be told"
+        )
+    return fits[0]
+
+
+def _mapped_call(call: Call, resolve: Any, where: str) -> Call:
+    return Call(
+        args=[resolve(ref, where) for ref in call.args],
+        mask=None if call.mask is None else resolve(call.mask, where),
+        constants=list(call.constants),
+    )
 
 
 def check_graph(graph: KerasGraph) -> None:

@@ -10,6 +10,8 @@ Formats (detected from the bytes, never from the file name):
 - legacy HDF5 (Keras 1/2, tf.keras, Keras 3's legacy writer), full model or ``save_weights``:
   ``layer_names`` / ``weight_names`` attributes give the order (h5py lists datasets
   alphabetically, so that order is never used).
+- TensorFlow SavedModel directories and checkpoints (from the directory layout and the index's
+  magic number): parity.keras.tf_checkpoint, which returns the same KerasFile.
 
 Nothing here knows about torch or about any model: mapping is parity.convert.mapping's job.
 """
@@ -70,7 +72,13 @@ LEGACY_TRAINING_STATE = (LEGACY_OPTIMIZER,)
 #: Order of sub-objects inside a Keras 3 layer group. Keras saves a layer's own variables under
 #: vars/, then tracked sub-layers by attribute name; h5py lists them alphabetically, which would
 #: put backward_layer before forward_layer. Unlisted names sort after these, alphabetically.
-KERAS_V3_SUBGROUP_ORDER = ("vars", "cell", "layer", "forward_layer", "backward_layer")
+#: MultiHeadAttention's projections come in Keras' order (query, key, value, output), as Keras 3
+#: and tf.keras (with a leading "_") name them.
+KERAS_V3_SUBGROUP_ORDER = (
+    *("vars", "cell", "layer", "forward_layer", "backward_layer"),
+    *("query_dense", "key_dense", "value_dense", "output_dense"),
+    *("_query_dense", "_key_dense", "_value_dense", "_output_dense"),
+)
 
 #: Keras 3 model classes whose config lists the model's layers.
 MODEL_CLASSES = ("Functional", "Sequential", "Model")
@@ -156,10 +164,18 @@ def read_keras_file(
     leaves them out, so they are not read unless asked for).
     """
     path = Path(path)
+    from parity.keras import tf_checkpoint  # imports this module: TF formats build KerasFiles
+
+    source = tf_checkpoint.locate(path)  # SavedModel dir, checkpoint prefix/.index/directory
+    if source is not None:
+        with _as_conversion_error(path, "unreadable or malformed TensorFlow checkpoint"):
+            return tf_checkpoint.read_tf(source, path, model_config, training_state)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
-        raise ConversionError(f"{path}: is a directory, not a Keras file")
+        raise ConversionError(
+            f"{path}: is a directory, not a Keras file (nor a SavedModel or TF checkpoint)"
+        )
     with path.open("rb") as handle:
         head = handle.read(8)
     if not head:
@@ -805,7 +821,16 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
-        raise ConversionError(f"{path}: is a directory, not a model config")
+        from parity.keras import tf_checkpoint
+
+        with _as_conversion_error(path, "no readable model config"):
+            config = tf_checkpoint.saved_model_config(path)
+        if config is None:
+            raise ConversionError(
+                f"{path}: is a directory, not a model config (nor a tf-keras "
+                "SavedModel with keras_metadata.pb)"
+            )
+        return config
     with path.open("rb") as handle:
         head = handle.read(8)
     with _as_conversion_error(path, "no readable model config"):

@@ -71,3 +71,33 @@ class Masking(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mask_value={self.mask_value}"
+
+
+class TimeDistributed(nn.Module):
+    """keras.layers.TimeDistributed: ``layer`` applied to every step of (B, T, ...) alike.
+
+    The steps are folded into the batch, (B * T, ...), which is what Keras' per-step loop
+    computes for any layer whose samples do not interact. A BatchNormalization in training is the
+    exception (Keras takes batch moments and updates the moving statistics once per step), so
+    training such a layer is refused rather than done differently.
+    """
+
+    def __init__(self, layer: nn.Module, per_step_statistics: bool = False) -> None:
+        super().__init__()
+        self.layer = layer
+        self.per_step_statistics = per_step_statistics
+
+    def fold(self, x: Tensor) -> Tensor:
+        if self.training and self.per_step_statistics:
+            raise RuntimeError(
+                "TimeDistributed(BatchNormalization) in training: Keras takes batch moments per "
+                "step; run it in eval mode or freeze it"
+            )
+        return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+    @staticmethod
+    def unfold(y: Tensor, like: Tensor) -> Tensor:
+        return y.reshape(like.shape[0], like.shape[1], *y.shape[1:])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.unfold(self.layer(self.fold(x)), x)

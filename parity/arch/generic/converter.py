@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from parity.conventions import KERAS_MAJOR_KEY
 from parity.convert.mapping import Row
 from parity.errors import ConversionError
 
@@ -20,6 +21,13 @@ Config = dict[str, Any]
 Shapes = dict[str, tuple[int, ...]]
 #: (module, config, inputs, input masks) -> (outputs, output masks).
 CallRule = Callable[[nn.Module, Config, list[Tensor], Masks], tuple[list[Tensor], Masks]]
+
+#: The Keras major version assumed when a file does not say: only Keras 1/2 writers omit it.
+UNVERSIONED_KERAS_MAJOR = 2
+
+#: Key in the config a call rule receives: True when the call passed mask= explicitly (Keras 3
+#: records it), rather than carrying its input's.
+MASK_PASSED_KEY = "_mask_passed"
 
 #: Bound on any size a config declares before it is compared with the weights.
 MAX_DECLARED_SIZE = 2**31
@@ -69,6 +77,11 @@ class Example:
 #: paired_sequences (two float (B, T, 3)), two_vectors (two float (B, 4)), masked_pair (two
 #: (B, T, 4) from ids: a masked Embedding through a Dense, and an unmasked Embedding),
 #: image (float channels-last (B, H, W, C)).
+#: Attention inputs, all from ids, "masked" = carrying the Embedding's mask: masked_value_pair
+#: ([unmasked query, masked value]), masked_triple ([masked query, masked value, unmasked
+#: key]), and called as layer(query, value, key=...): query_value (masked query,
+#: unmasked 5-feature value), query_value_key (query=unmasked, value=masked, key=unmasked with
+#: 5 features, all keywords), masked_query_value (both masked).
 INPUT_KINDS = (
     "ids",
     "embedded",
@@ -79,6 +92,11 @@ INPUT_KINDS = (
     "two_vectors",
     "masked_pair",
     "image",
+    "masked_value_pair",
+    "masked_triple",
+    "query_value",
+    "query_value_key",
+    "masked_query_value",
 )
 
 
@@ -139,3 +157,8 @@ def call_keep_mask(module: nn.Module, config: Config, xs: list[Tensor], masks: M
 def call_drop_mask(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
     """Layers that do not support masking drop it, as Keras 3 does."""
     return [module(xs[0])], [None]
+
+
+def written_by_keras3(config: Config) -> bool:
+    """Whether a versioned converter's layer comes from a Keras 3 file (see ``versioned``)."""
+    return (config.get(KERAS_MAJOR_KEY) or UNVERSIONED_KERAS_MAJOR) >= 3

@@ -33,17 +33,11 @@ from parity.arch.generic.converter import (
     no_module,
     no_rows,
     no_weights,
+    written_by_keras3,
 )
-from parity.conventions import (
-    DOT_NORMALIZE_FLOOR_KERAS2,
-    DOT_NORMALIZE_FLOOR_KERAS3,
-    KERAS_MAJOR_KEY,
-)
+from parity.conventions import DOT_NORMALIZE_FLOOR_KERAS2, DOT_NORMALIZE_FLOOR_KERAS3
 from parity.errors import ConversionError
 from parity.keras.graph import OP_PREFIX
-
-#: The Keras major version assumed when a file does not say: only Keras 1/2 writers omit it.
-UNVERSIONED_KERAS_MAJOR = 2
 
 OPS: dict[str, Callable[[Config, list[Any]], Tensor]] = {
     "NotEqual": lambda c, a: torch.ne(a[0], a[1]),
@@ -57,10 +51,6 @@ OPS: dict[str, Callable[[Config, list[Any]], Tensor]] = {
     "Any": lambda c, a: a[0].bool().any(dim=c.get("axis", -1), keepdim=bool(c.get("keepdims"))),
     "All": lambda c, a: a[0].bool().all(dim=c.get("axis", -1), keepdim=bool(c.get("keepdims"))),
 }
-
-
-def _keras3(config: Config) -> bool:
-    return (config.get(KERAS_MAJOR_KEY) or UNVERSIONED_KERAS_MAJOR) >= 3
 
 
 def _mask_like(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -79,7 +69,7 @@ def _call_concatenate(module: nn.Module, config: Config, xs: list[Tensor], masks
     if all(m is None for m in masks):
         return [out], [None]
     full = torch.cat([_mask_like(x, m) for x, m in zip(xs, masks, strict=True)], dim=axis)
-    reduce = torch.any if _keras3(config) else torch.all
+    reduce = torch.any if written_by_keras3(config) else torch.all
     return [out], [reduce(full, dim=-1)]
 
 
@@ -91,7 +81,7 @@ def _aligned(xs: list[Tensor]) -> list[Tensor]:
 
 def _merged_mask(config: Config, masks: Masks) -> Tensor | None:
     present = [m for m in masks if m is not None]
-    if _keras3(config):
+    if written_by_keras3(config):
         if len(present) < len(masks):
             return None
         return functools.reduce(torch.logical_or, present)
@@ -157,7 +147,7 @@ def _elementwise(cls: str) -> Callable[..., tuple[list[Tensor], Masks]]:
             raise ConversionError(f"{cls} merges two or more tensors, got {len(xs)}")
         rank = max(x.dim() for x in xs)
         aligned = _aligned(xs)
-        if _keras3(config):
+        if written_by_keras3(config):
             # Keras 3 reads the mask of a tensor it did not reshape (a reshape drops it).
             seen = [m if x.dim() == rank else None for x, m in zip(xs, masks, strict=True)]
             out = keras3_merge(aligned, seen)
@@ -194,7 +184,8 @@ def _call_dot(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks)
     ax, ay = _dot_axes(config, xs)
     x, y = xs
     if config.get("normalize"):
-        floor = DOT_NORMALIZE_FLOOR_KERAS3 if _keras3(config) else DOT_NORMALIZE_FLOOR_KERAS2
+        keras3 = written_by_keras3(config)
+        floor = DOT_NORMALIZE_FLOOR_KERAS3 if keras3 else DOT_NORMALIZE_FLOOR_KERAS2
         x, y = _l2_normalize(x, ax, floor), _l2_normalize(y, ay, floor)
     x, y = x.movedim(ax, -1), y.movedim(ay, 1)
     rest_x, rest_y = x.shape[1:-1], y.shape[2:]

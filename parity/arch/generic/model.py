@@ -28,12 +28,14 @@ import numpy as np
 from torch import Tensor, nn
 
 from parity.arch.base import Architecture, Plan, Point
-from parity.arch.generic.converter import Masks
+from parity.arch.generic.converter import MASK_PASSED_KEY, LayerConverter, Masks
 from parity.arch.generic.recurrent import RNN_CLASSES
 from parity.arch.generic.table import CONVERTERS
+from parity.arch.generic.wrappers import TIME_DISTRIBUTED, inner_class
 from parity.conventions import KERAS_MAJOR_KEY, MAX_GRAPH_LAYERS
 from parity.convert.gates import activation_name, resolve_gate
 from parity.convert.mapping import Row
+from parity.convert.stored import node_weights
 from parity.convert.transforms import normalise_layer_weights
 from parity.errors import ConversionError
 from parity.keras.graph import (
@@ -44,7 +46,7 @@ from parity.keras.graph import (
     evaluation_order,
     input_length,
 )
-from parity.keras.read import KerasFile, KerasLayer
+from parity.keras.read import KerasFile
 from parity.layers import KERAS_ACTIVATIONS
 
 #: Layers a classifier head may be followed by on its way to the model output.
@@ -156,7 +158,12 @@ class GenericModel(nn.Module):
                 masks[0] = value(call["mask"])[0]
             converter = CONVERTERS[layer["config"]["_class"]]
             module = getattr(self, self._paths[name], None)
-            config = {**layer["config"], "_constants": call["constants"]}
+            config = {
+                **layer["config"],
+                "_constants": call["constants"],
+                "_options": call.get("options", {}),  # graph.CALL_OPTIONS (attention layers)
+                MASK_PASSED_KEY: call["mask"] is not None,
+            }
             cache[(name, node)] = converter.call(module, config, [a[0] for a in args], masks)
         results = tuple(value(ref)[0] for ref in self.config.outputs)
         return results[0] if len(results) == 1 else results
@@ -233,13 +240,45 @@ def unsupported_layers(graph: KerasGraph) -> list[str]:
             inner = node.inner
             if inner is None or inner.class_name not in RNN_CLASSES:
                 out.append(f"{node.name} ({node.label})")
+        elif node.class_name == TIME_DISTRIBUTED and inner_class(node.config) is None:
+            out.append(f"{node.name} ({node.label})")
     return out
+
+
+#: Classes that hold Python code saved with the model: never run, refused with the plug-in route.
+CODE_LAYERS = ("Lambda",)
+
+
+def unsupported_message(kfile: KerasFile, bad: Sequence[str]) -> str:
+    """Why a file with these unsupported layers ('name (Class)') is refused, and what to do."""
+    message = f"{kfile.path}: unsupported layer(s) {', '.join(bad)}"
+    if any(entry.endswith(f"({cls})") for entry in bad for cls in CODE_LAYERS):
+        message += (
+            "; a Lambda layer is Python code saved in the file and is never executed here: "
+            "register a converter for it (parity.plugins.register_layer, see the README's "
+            "'Custom layers') or rebuild the model without it"
+        )
+    else:
+        message += (
+            "; a class parity does not convert can be added with "
+            "parity.plugins.register_layer (see the README's 'Custom layers')"
+        )
+    return message
+
+
+def _activation_converter(node: Node) -> LayerConverter:
+    """The converter whose activation keys a layer's config holds (a wrapper's: the wrapped
+    layer's)."""
+    inner = node.inner
+    if node.class_name == TIME_DISTRIBUTED and inner is not None:
+        return CONVERTERS[inner.class_name]
+    return CONVERTERS[node.class_name]
 
 
 def _resolve_activations(
     kfile: KerasFile, node: Node, source: dict[str, Any], hard_sigmoid: str | None, notes: list[str]
 ) -> dict[str, str]:
-    converter = CONVERTERS[node.class_name]
+    converter = _activation_converter(node)
     defaults = dict(converter.activation_defaults)
     resolved: dict[str, str] = {}
     for key in converter.activations:
@@ -267,6 +306,8 @@ def _layer_config(node: Node) -> tuple[dict[str, Any], dict[str, Any], str | Non
         config["layer"] = {"class_name": inner.class_name, "config": inner.config}
         config["_rnn_class"] = inner.class_name
         return config, inner.config, node.config["layer"].get("source_class", inner.class_name)
+    if node.class_name == TIME_DISTRIBUTED and inner is not None:
+        return config, inner.config, node.config["layer"].get("source_class", inner.class_name)
     if node.class_name in RNN_CLASSES:
         config["_rnn_class"] = node.class_name
     if node.class_name.startswith(OP_PREFIX):
@@ -280,16 +321,11 @@ def config_from_graph(
     """(graph config, Keras weights named "layer/weight" in canonical layout, notes)."""
     bad = unsupported_layers(graph)
     if bad:
-        supported = [c for c in CONVERTERS if not _moduleless(c)]
-        raise ConversionError(
-            f"{kfile.path}: unsupported layer(s) {', '.join(bad)}; supported classes: "
-            f"{', '.join(supported)}"
-        )
-    stored = {layer.name: layer for layer in kfile.layers}
+        raise ConversionError(unsupported_message(kfile, bad))
+    stored, problems = node_weights(kfile, graph)
     notes: list[str] = []
     layers: list[dict[str, Any]] = []
     weights: dict[str, np.ndarray] = {}
-    problems: list[str] = []
     for node in graph.nodes:
         config, activation_source, inner_source = _layer_config(node)
         converter = CONVERTERS[node.class_name]
@@ -309,19 +345,18 @@ def config_from_graph(
                 )
         activations = _resolve_activations(kfile, node, activation_source, hard_sigmoid, notes)
         names = converter.weights(config)
-        layer = stored.get(node.name, KerasLayer(node.name))
+        found = stored[node.name]
         try:
             arrays = normalise_layer_weights(
-                node.source_class, inner_source, [w.array for w in layer.weights], len(names)
+                node.source_class, inner_source, [w.array for w in found], len(names)
             )
         except ConversionError as exc:
             problems.append(f"layer {node.name!r} ({node.source_class}): {exc}")
             arrays = None
         if arrays is not None and len(arrays) != len(names):
-            found = [w.name for w in layer.weights]
             problems.append(
                 f"layer {node.name!r} ({node.source_class}): expected {len(names)} weights "
-                f"{list(names)}, found {len(found)} {found}"
+                f"{list(names)}, found {len(found)} {[w.name for w in found]}"
             )
             arrays = None
         shapes = {}
@@ -338,7 +373,7 @@ def config_from_graph(
                 "activations": activations,
             }
         )
-    known = {node.name for node in graph.nodes}
+    known = {node.scope[0] if node.scope else node.name for node in graph.nodes}
     for layer in kfile.layers:  # weights of layers the config does not list: reported unused
         if layer.name not in known:
             for weight in layer.weights:
@@ -346,7 +381,7 @@ def config_from_graph(
     for key, array in weights.items():
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             bad_count = int(array.size - np.isfinite(array).sum())
-            layer_name, weight_name = key.split("/", 1)
+            layer_name, weight_name = key.rsplit("/", 1)
             problems.append(
                 f"layer {layer_name!r}: weight {weight_name!r} has {bad_count} NaN/Inf values"
             )
@@ -362,7 +397,8 @@ def default_rows(layer: str, cls: str) -> list[Row]:
     outer, _, inner = cls.partition("(")
     config: dict[str, Any] = {"_class": outer}
     if inner:
-        config |= {"_rnn_class": inner.rstrip(")"), "layer": {"config": {}}}
+        inner = inner.rstrip(")")
+        config |= {"_rnn_class": inner, "layer": {"class_name": inner, "config": {}}}
     elif outer in RNN_CLASSES:
         config["_rnn_class"] = outer
     return CONVERTERS[outer].rows(layer, module_name(layer), config)

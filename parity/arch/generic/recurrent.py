@@ -4,6 +4,9 @@ Parity notes:
 - Masked steps carry the state; a plain RNN outputs its previous output at masked steps, inside
   Bidirectional zeros. ``go_backwards`` returns the sequence in processing (reversed) order, as
   Keras does; Bidirectional flips it back.
+- initial_state (Keras 1/2: extra inbound tensors after the input; Keras 3: the keyword)
+  starts the recurrence; Bidirectional takes the forward layer's states, then the backward's.
+  Plain RNNs' outputs at masked steps before the first real one are the initial h, as Keras'.
 - Keras 1 per-gate arrays and cuDNN layouts arrive here already normalised to the Keras 2 layout
   (parity.convert.transforms), so one set of rows serves every version.
 """
@@ -16,18 +19,22 @@ import torch
 from torch import Tensor, nn
 
 from parity.arch.generic.converter import (
+    MASK_PASSED_KEY,
     Config,
     Example,
     LayerConverter,
     Masks,
     Shapes,
     declared,
+    written_by_keras3,
 )
 from parity.convert.mapping import Row
 from parity.errors import ConversionError
 from parity.layers import GRU, LSTM, SimpleRNN
 
 RNN_CLASSES = ("SimpleRNN", "LSTM", "GRU")
+#: State tensors per direction (an initial_state passes this many per direction).
+STATE_COUNT = {"SimpleRNN": 1, "LSTM": 2, "GRU": 1}
 RNN_WEIGHTS = ("kernel", "recurrent_kernel", "bias")
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 #: Config flags with no torch counterpart here: refused by name.
@@ -129,29 +136,60 @@ def _build_bidirectional(config: Config, shapes: Shapes, acts: dict[str, str]) -
     return _build_rnn(merged, shapes, acts, bidirectional=True)
 
 
-def run_rnn(module: nn.Module, x: Tensor, mask: Tensor | None) -> tuple[Tensor, list[Tensor]]:
-    """(sequence output, final states as Keras returns them: [h] or [h, c])."""
-    out, state = module(x, mask=mask)
+def run_rnn(
+    module: nn.Module, x: Tensor, mask: Tensor | None, initial: list[Tensor] | None = None
+) -> tuple[Tensor, list[Tensor]]:
+    """(sequence output, final states as Keras returns them: [h] or [h, c]); ``initial``: the
+    initial states as torch takes them, each (directions, B, units)."""
+    hx = None if not initial else (initial[0] if len(initial) == 1 else tuple(initial))
+    out, state = module(x, hx, mask=mask)
     return out, list(state) if isinstance(state, tuple) else [state]
 
 
+def _initial_states(config: Config, states: list[Tensor], directions: int) -> list[Tensor] | None:
+    """Keras' initial_state tensors (each (B, units); Bidirectional: the forward layer's, then
+    the backward layer's) as torch's per-state (directions, B, units); None when none given."""
+    if not states:
+        return None
+    per_direction = STATE_COUNT[config["_rnn_class"]]
+    if len(states) != per_direction * directions:
+        raise ValueError(
+            f"{config['_rnn_class']} is given {len(states)} initial states; it takes "
+            f"{per_direction * directions}"
+        )
+    return [
+        torch.stack([states[d * per_direction + i] for d in range(directions)])
+        for i in range(per_direction)
+    ]
+
+
+def _run_mask(config: Config, xs: list[Tensor], masks: Masks) -> Tensor | None:
+    """The mask the recurrence runs under. Keras 3 hands a layer its input's mask only when the
+    call passes one tensor argument: an RNN given initial_state runs unmasked unless the call
+    passed mask= (its output still carries the input's mask); Keras 1/2 use the input's."""
+    if len(xs) > 1 and written_by_keras3(config) and not config.get(MASK_PASSED_KEY):
+        return None
+    return masks[0]
+
+
 def _call_rnn(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
-    x, mask = xs[0], masks[0]
+    x, mask = xs[0], _run_mask(config, xs, masks)
     if config.get("go_backwards"):  # Keras reverses the input and keeps the output in that order
         x = x.flip(1)
         mask = None if mask is None else mask.flip(1)
-    seq, states = run_rnn(module, x, mask)
+    seq, states = run_rnn(module, x, mask, _initial_states(config, xs[1:], 1))
     out = seq if config.get("return_sequences") else states[0][0]
     outputs = [out]
     if config.get("return_state"):
         outputs += [state[0] for state in states]
-    out_mask = mask if config.get("return_sequences") else None
+    out_mask = masks[0] if config.get("return_sequences") else None
     return outputs, [out_mask] + [None] * (len(outputs) - 1)
 
 
 def _call_bidirectional(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
     inner = inner_config(config)
-    seq, states = run_rnn(module, xs[0], masks[0])
+    mask = _run_mask(config, xs, masks)
+    seq, states = run_rnn(module, xs[0], mask, _initial_states(config, xs[1:], 2))
     hidden = seq.shape[-1] // 2
     if inner.get("return_sequences"):
         forward, backward = seq[..., :hidden], seq[..., hidden:]
@@ -174,6 +212,8 @@ CONVERTERS: dict[str, LayerConverter] = {
             # SimpleRNN has no gates, so no recurrent_activation
             activations=("activation",) if cls == "SimpleRNN" else GATED_ACTIVATIONS,
             activation_defaults=RNN_ACTIVATION_DEFAULTS,
+            inputs=1 + STATE_COUNT[cls],  # the input, then initial_state
+            versioned=True,
             examples=(
                 Example({"units": 3, "return_sequences": True}, "embedded"),
                 Example({"units": 3, "go_backwards": True}, "embedded"),
@@ -188,6 +228,8 @@ CONVERTERS: dict[str, LayerConverter] = {
         _call_bidirectional,
         activations=GATED_ACTIVATIONS,
         activation_defaults=RNN_ACTIVATION_DEFAULTS,
+        inputs=1 + 2 * max(STATE_COUNT.values()),
+        versioned=True,
         examples=tuple(
             Example(
                 {"layer": {"class_name": cls, "config": {"units": 3}}, "merge_mode": m}, "embedded"

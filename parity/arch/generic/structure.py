@@ -1,9 +1,13 @@
-"""Shape layers: Reshape, Permute, RepeatVector, Masking (Flatten is in core).
+"""Shape layers: Reshape, Permute, RepeatVector, Masking (Flatten is in core), and the inputs
+of inlined nested models.
 
 Parity notes:
 - Reshape, Permute and RepeatVector do not support masking in Keras: a mask stops there.
 - Masking starts a mask (any feature != mask_value) and zeroes the masked steps; a mask that
   arrives is replaced, as Keras' Masking.compute_mask ignores it.
+- A nested model's input passes the tensor its call was given, with the mask that came with
+  it or the one the call passed explicitly: Keras 2 and 3 both run a nested model's layers
+  under its input's mask.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from parity.arch.generic.converter import (
     LayerConverter,
     Masks,
     call_drop_mask,
+    no_module,
     no_rows,
     no_weights,
     single,
 )
 from parity.errors import ConversionError
+from parity.keras.graph import NESTED_INPUT
 from parity.layers.structure import Masking, Permute, RepeatVector, Reshape
 
 
@@ -42,7 +48,12 @@ def _call_masking(module: nn.Module, config: Config, xs: list[Tensor], masks: Ma
     return [module(xs[0])], [module.mask(xs[0])]
 
 
+def _call_nested_input(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
+    return [xs[0]], [masks[0]]
+
+
 CONVERTERS: dict[str, LayerConverter] = {
+    NESTED_INPUT: LayerConverter(no_weights, no_module, no_rows, _call_nested_input),
     "Reshape": LayerConverter(
         no_weights,
         lambda c, s, a: Reshape(_ints(c, "target_shape")),

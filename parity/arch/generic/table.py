@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from parity.arch.generic import (
     activations,
+    attention,
     conv,
     core,
     merge,
@@ -14,6 +15,7 @@ from parity.arch.generic import (
     recurrent,
     structure,
     vision,
+    wrappers,
 )
 from parity.arch.generic.converter import LayerConverter
 
@@ -30,4 +32,6 @@ CONVERTERS: dict[str, LayerConverter] = {
     **vision.CONVERTERS,
     **preprocessing.CONVERTERS,
     **noise.CONVERTERS,
+    **attention.CONVERTERS,
+    **wrappers.CONVERTERS,
 }
