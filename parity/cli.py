@@ -169,6 +169,7 @@ COMMANDS: dict[str, str] = {
     "check": "parity.check.cli:add_check",
     "golden": "parity.check.cli:add_golden",
     "finetune": "parity.train.cli:add_parser",
+    "deepmoji": "parity.deepmoji_cli:add_parser",
 }
 
 

@@ -24,7 +24,7 @@ import torch
 
 import parity
 from parity.cli import main as parity_cli
-from parity.text import encode, load_vocabulary
+from parity.text.simple import encode, load_vocabulary
 from reference_keras.deepmoji import CUSTOM_OBJECTS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@
 
 Why real models: random weights hide layout bugs (a transposed kernel of a near-symmetric random
 matrix, a swapped gate with near-equal biases); trained weights are saturated, skewed and make
-such bugs visible in the outputs. Texts go through ``parity.text.encode`` (pre-padding,
+such bugs visible in the outputs. Texts go through ``parity.text.simple.encode`` (pre-padding,
 pre-truncation), the same encoding the product side uses.
 
 Writes: embedding_dense.keras, embedding_dense.h5 (Keras 3's legacy HDF5 writer),
@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
 import numpy as np
 
-from parity.text import UNKNOWN_ID, encode, load_vocabulary, tokenize, tokens_to_ids
+from parity.text.simple import UNKNOWN_ID, encode, load_vocabulary, tokenize, tokens_to_ids
 from reference_keras import deepmoji, embedding_dense
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -157,7 +157,7 @@ def train(out: Path, data_dir: Path, seed: int = SEED) -> dict[str, Any]:
         "max_epochs": MAX_EPOCHS,
         "early_stopping": f"val_loss, patience {PATIENCE}, restore_best_weights",
         "batch_size": BATCH_SIZE,
-        "encoding": "parity.text.encode, padding='pre', truncating='pre', unknown id 1",
+        "encoding": "parity.text.simple.encode, padding='pre', truncating='pre', unknown id 1",
         "versions": {
             "python": platform.python_version(),
             "keras": keras.__version__,

@@ -151,7 +151,7 @@ def _real_ids(maxlen: int, vocab_size: int, padding: str) -> Callable[[], np.nda
     def ids() -> np.ndarray:
         import json
 
-        from parity.text import encode, load_vocabulary
+        from parity.text.simple import encode, load_vocabulary
 
         records = [json.loads(line) for line in (SHARED_DATA / "SS-Youtube.jsonl").open()]
         texts = sorted((r["text"] for r in records if r["split"] == "test"), key=len)
