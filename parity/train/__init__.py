@@ -6,10 +6,14 @@ stages.py   DeepMoji's methods as stage plans, batch order, early stopping (shar
 loop.py     new head, dropout rates, freezing, Keras' loss from the head's logits, the stages
 metrics.py  accuracy, validation-tuned F1, class-average F1, each benchmark's metric
 plots.py    curve.png
+distributed.py  data-parallel runs under torchrun (DDP; gloo on CPU, nccl on CUDA)
+checkpoint.py   resumable runs: checkpoints, atomic output files
 cli.py      `parity finetune`
 """
 
+from parity.train.checkpoint import Checkpointer, CheckpointMismatch, Interrupted
 from parity.train.data import SPLITS, TaskData, binary_view, encode_dataset, read_jsonl
+from parity.train.distributed import Context, process_group
 from parity.train.loop import (
     LOGITS,
     LOSSES,
@@ -37,7 +41,15 @@ from parity.train.metrics import (
     score,
     tuned_f1,
 )
-from parity.train.stages import METHODS, EarlyStopping, Stage, batches, epoch_order, plan
+from parity.train.stages import (
+    METHODS,
+    EarlyStopping,
+    Stage,
+    balanced_order,
+    batches,
+    epoch_order,
+    plan,
+)
 
 __all__ = [
     "DATASET_METRICS",
@@ -45,13 +57,18 @@ __all__ = [
     "LOSSES",
     "METHODS",
     "SPLITS",
+    "CheckpointMismatch",
+    "Checkpointer",
+    "Context",
     "EarlyStopping",
     "History",
+    "Interrupted",
     "LogitsTap",
     "NotFineTunable",
     "Stage",
     "TaskData",
     "accuracy",
+    "balanced_order",
     "batch_loss",
     "batches",
     "binary_view",
@@ -67,6 +84,7 @@ __all__ = [
     "metric_for",
     "plan",
     "predict",
+    "process_group",
     "read_jsonl",
     "score",
     "token_embedding",

@@ -24,9 +24,12 @@ from torch import nn
 from parity.api import ParityWarning, load, load_keras, save
 from parity.arch import arch_names, arch_of
 from parity.conventions import DEEPMOJI_FINETUNE_EMBED_DROPOUT, DEEPMOJI_FINETUNE_FINAL_DROPOUT
+from parity.deepmoji_use import extend_embedding
 from parity.keras.read import HDF5_SIGNATURE, ZIP_SIGNATURE
-from parity.text import load_vocabulary
-from parity.train.data import SPLITS, binary_view, encode_dataset, read_jsonl
+from parity.text import extend_vocabulary, load_vocabulary, save_vocabulary
+from parity.train.checkpoint import Checkpointer, CheckpointMismatch, write_atomic
+from parity.train.data import SPLITS, TaskData, binary_view, encode_dataset, read_jsonl
+from parity.train.distributed import Context, process_group
 from parity.train.loop import (
     History,
     NotFineTunable,
@@ -45,6 +48,8 @@ EXIT_FAILURE = 1
 DEFAULT_MAXLEN = 50
 #: The vocabulary looked for beside the model file when --vocab is not given.
 VOCABULARY_FILE = "vocabulary.json"
+#: The run's checkpoint in --out (multi-label runs: checkpoint-class<c>.pt per class).
+CHECKPOINT_FILE = "checkpoint.pt"
 #: Signatures of the Keras files parity.load_keras reads; anything else is a parity.save file.
 KERAS_SIGNATURES = (ZIP_SIGNATURE, HDF5_SIGNATURE)
 
@@ -123,8 +128,22 @@ def run(args: argparse.Namespace) -> int:
         splits = read_jsonl(args.data)
     except ValueError as exc:  # a malformed data file: the message names file and line
         return _fail(str(exc))
+    added: list[str] = []
+    if args.extend_vocab:  # DeepMoji's extend_with: new training words, new embedding rows
+        try:
+            vocab, added = extend_vocabulary(vocab, splits["train"][0], args.extend_vocab)
+            extend_embedding(model, len(added), generator=torch.Generator().manual_seed(args.seed))
+        except ValueError as exc:
+            return _fail(f"{args.model}: cannot extend the vocabulary: {exc}")
+        vocab_size = token_embedding(model).num_embeddings
     data = encode_dataset(splits, vocab, maxlen, vocab_size=vocab_size)
     metric = args.metric or metric_for(args.data, data.task)
+    if args.balanced is not None and (
+        data.task == "multiclass" or args.balanced % 2 or args.balanced < 2
+    ):
+        return _fail(
+            f"--balanced {args.balanced}: needs an even N >= 2 and a binary or multi-label task"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dropout = {} if args.dropout else {"embed_dropout": 0.0, "final_dropout": 0.0}
@@ -135,23 +154,88 @@ def run(args: argparse.Namespace) -> int:
         "patience": args.patience,
         "seed": args.seed,
         "sparse_embeddings": args.sparse_embeddings,
+        "balanced": args.balanced,
         **dropout,
     }
     progress = False if args.quiet else None  # None: a bar on a terminal only
     start = time.perf_counter()
+    try:
+        with process_group(args.device) as ctx:
+            if added and ctx.is_main:  # one writer, as for every output file
+                save_vocabulary(vocab, out / VOCABULARY_FILE)
+                _note(
+                    f"{len(added)} training words added: {out / VOCABULARY_FILE} goes with "
+                    "the model"
+                )
+            trained = _train(model, data, args, options, progress, out, ctx)
+            if ctx.is_main:
+                _write_outputs(model, data, args, metric, maxlen, options, out, trained, start)
+            ctx.barrier()  # the others leave once rank 0's files are complete
+    except CheckpointMismatch as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def _train(
+    model: nn.Module,
+    data: TaskData,
+    args: argparse.Namespace,
+    options: dict[str, Any],
+    progress: bool | None,
+    out: Path,
+    ctx: Context,
+) -> dict[str, tuple[nn.Module, History]]:
+    """Fine-tune one model (one per class for multi-label data) on this process' share,
+    checkpointing into ``out`` (rank 0 writes); name -> (tuned model, history)."""
+    views = (
+        {f"class{c}": binary_view(data, c) for c in range(data.num_classes)}
+        if data.task == "multilabel"  # DeepMoji's class-average fine-tuning
+        else {"": data}
+    )
+    trained = {}
+    for name, view in views.items():
+        checkpointer = Checkpointer(
+            out / (f"checkpoint-{name}.pt" if name else CHECKPOINT_FILE),
+            {"model": str(args.model), "data": str(args.data), "run": name},
+            every=args.checkpoint_every,
+            context=ctx,
+        )
+        trained[name] = finetune(
+            model,
+            view,
+            args.method,
+            progress=progress,
+            context=ctx,
+            checkpointer=checkpointer,
+            resume=args.resume,
+            **options,
+        )
+    return trained
+
+
+def _write_outputs(
+    model: nn.Module,
+    data: TaskData,
+    args: argparse.Namespace,
+    metric: str,
+    maxlen: int,
+    options: dict[str, Any],
+    out: Path,
+    trained: dict[str, tuple[nn.Module, History]],
+    start: float,
+) -> None:
+    """Rank 0: the tuned model(s), metrics.json and curve.png, each written atomically."""
     histories: dict[str, History] = {}
-    if data.task == "multilabel":  # DeepMoji's class-average fine-tuning: one model per class
+    if data.task == "multilabel":
         columns = {}
         for c in range(data.num_classes):
-            tuned, histories[f"class {c}"] = finetune(
-                model, binary_view(data, c), args.method, progress=progress, **options
-            )
+            tuned, histories[f"class {c}"] = trained[f"class{c}"]
             save(tuned, out / f"model-class{c}.safetensors")
             columns[c] = {s: predict(tuned, data.ids[s])[:, 0] for s in ("val", "test")}
         probs = {s: np.stack([columns[c][s] for c in columns], 1) for s in ("val", "test")}
         saved = [f"model-class{c}.safetensors" for c in columns]
     else:
-        tuned, histories["model"] = finetune(model, data, args.method, progress=progress, **options)
+        tuned, histories["model"] = trained[""]
         save(tuned, out / "model.safetensors")
         probs = {s: predict(tuned, data.ids[s]) for s in ("val", "test")}
         saved = ["model.safetensors"]
@@ -172,10 +256,10 @@ def run(args: argparse.Namespace) -> int:
         "saved": saved,
         "stages": {name: h.stages for name, h in histories.items()},
     }
-    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(report, indent=2) + "\n"
+    write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     plot_history(histories, out / "curve.png")
     print(f"{args.method} on {Path(args.data).stem}: test {metric} {result['test']:.4f} -> {out}")
-    return 0
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -195,6 +279,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--lr", type=float, default=None, help="default: DeepMoji's for the method")
     p.add_argument("--patience", type=int, default=DEFAULT_PATIENCE, help="early stopping")
+    p.add_argument(
+        "--balanced",
+        type=int,
+        default=None,
+        metavar="N",
+        help="DeepMoji's class-balanced epochs: N examples (even), half of each class, drawn "
+        "with replacement (binary tasks; multi-label: per class); default one pass over train",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--maxlen",
@@ -208,6 +300,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help=f"JSON word -> id (default: {VOCABULARY_FILE} beside MODEL)",
+    )
+    p.add_argument(
+        "--extend-vocab",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add up to N new words of the training split to the vocabulary and embedding "
+        "(DeepMoji used 10000 for new/full/chain-thaw); writes OUT/vocabulary.json",
     )
     p.add_argument("--metric", choices=METRICS, default=None)
     p.add_argument(
@@ -235,6 +335,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="finetune-out", help="directory for model, metrics, plot")
     p.add_argument("--quiet", action="store_true", help="no progress bar (none off a terminal)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu or cuda; under torchrun each process takes cuda:LOCAL_RANK, and the "
+        "process group uses gloo on CPU, nccl on CUDA",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help=f"also write {CHECKPOINT_FILE} every STEPS optimizer steps (it is written at the "
+        "end of every epoch and stage)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"continue from OUT/{CHECKPOINT_FILE} when there is one (same settings), else "
+        "start afresh",
+    )
     p.add_argument(
         "--dense-embedding-gradients",
         dest="sparse_embeddings",

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from parity.train.checkpoint import write_atomic
 
 
 def plot_history(histories: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
@@ -32,5 +35,7 @@ def plot_history(histories: Mapping[str, Any], path: str | os.PathLike[str]) -> 
         ax.set_ylabel("loss")
         ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    # atomically: a reader (or a crash) never sees half a PNG; the format from the final name
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format=fmt))
     plt.close(fig)

@@ -66,6 +66,26 @@ def epoch_order(seed: int, stage: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, stage, epoch]).permutation(n)
 
 
+def balanced_order(
+    seed: int, stage: int, epoch: int, targets: np.ndarray, epoch_size: int
+) -> np.ndarray:
+    """DeepMoji's class-balanced epoch (finetuning.py ``sampling_generator``, upsample=False)
+    for a binary task: ``epoch_size / 2`` examples drawn with replacement from each class, then
+    shuffled. Seeded like epoch_order, so every process (and a resumed run) draws the same."""
+    labels = np.asarray(targets).reshape(len(targets), -1)
+    if labels.shape[1] != 1:
+        raise ValueError("balanced sampling needs a binary task (one 0/1 target per example)")
+    if epoch_size < 2 or epoch_size % 2:
+        raise ValueError(f"a balanced epoch takes an even number of examples, not {epoch_size}")
+    rng = np.random.default_rng([seed, stage, epoch])
+    half = epoch_size // 2
+    classes = [np.flatnonzero(labels[:, 0] == value) for value in (0, 1)]
+    if any(len(c) == 0 for c in classes):
+        raise ValueError("balanced sampling needs examples of both classes in the training split")
+    order = np.concatenate([rng.choice(c, half, replace=True) for c in classes])
+    return order[rng.permutation(len(order))]
+
+
 def batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     """Consecutive slices of ``order``; the last one may be short (as Keras' fit)."""
     for start in range(0, len(order), batch_size):
