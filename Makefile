@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[keras,finetune,test]'
+	$(BIN)/python -m pip install -q -e '.[keras,finetune,test,export]'
 	touch $(STAMP)
 
 setup: $(STAMP)

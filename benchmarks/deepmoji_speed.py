@@ -14,6 +14,14 @@ Times, interleaved round by round on the same weights and the same inputs:
              torch.cuda.make_graphed_callables for training), so its per-step launches are
              replayed without Python; what a user gets who graphs a fixed-shape model (its
              memory is the graph's pool, taken at capture: its peak column reads 0)
+  exported   the port through torch.export (parity.export.export_program, batch and length
+             dynamic), run as ``ExportedProgram.module()``: what a user serving the exported
+             program gets
+  compiled   ``torch.compile(port, dynamic=True)`` (Inductor), compiled once before timing (a
+             batch of 1 compiles its own specialisation, as torch does for size-1 dimensions)
+  onnxruntime  the port exported to ONNX (parity.export, the LSTMs as ONNX LSTM nodes with
+             HardSigmoid gates), run by onnxruntime's CPU provider with torch's thread count;
+             inference only, CPU only, skipped when onnx/onnxruntime are not installed
 
 Each row also gives the floor: the BiLSTMs' matrix-product work (``lstm_flops``) at this
 device's measured float32 GEMM rate (``gemm_flops_per_s``). Where a contender runs near its
@@ -77,7 +85,19 @@ FULL = DeepMojiConfig()  # 50000 / 256 / 2x512 / 64, hard_sigmoid_keras2 gates
 BATCHES, LENGTHS = (1, 32, 256), (30, 128)
 QUICK_CASES = [(1, 30), (32, 30)]
 MODES = ("inference", "training")
-IMPLS = ("port", "port_graph", "reference", "keras", "fused", "naive")
+IMPLS = (
+    "port",
+    "port_graph",
+    "exported",
+    "compiled",
+    "onnxruntime",
+    "reference",
+    "keras",
+    "fused",
+    "naive",
+)
+#: Contenders built on first use per scope and device (tracing and compiling take a while).
+SERVED = ("exported", "compiled", "onnxruntime")
 #: Pause before each timed call: TensorFlow's and torch's worker threads spin for a while after
 #: a call; on a 2-core machine, one library's spinning threads stall the other's next call.
 SETTLE_S = 0.1
@@ -150,6 +170,60 @@ def _set_impl(model: nn.Module, impl: str) -> nn.Module:
         if isinstance(m, LSTM):
             m.impl = impl
     return model
+
+
+def _example(scope: str, device: str) -> Tensor:
+    """What the served forms are traced with: both kinds of padding, so no mask is special."""
+    x = _inputs(scope, 4, 12, device)
+    if scope == "model":
+        x[0, :5] = 0  # pre-padded
+        x[1, 8:] = 0  # post-padded
+    return x
+
+
+class Served:
+    """The port as served: exported program, compiled module, ONNX session; built lazily (each
+    takes tens of seconds), once per scope and device, and reused by every case."""
+
+    def __init__(self, port: nn.Module, scope: str, device: str, tmp: Path) -> None:
+        self.port, self.scope, self.device, self.tmp = port, scope, device, tmp
+        self._built: dict[str, object] = {}
+
+    def get(self, name: str) -> object | None:
+        """The contender, or None (with the reason printed) where it does not apply."""
+        if name not in self._built:
+            try:
+                self._built[name] = getattr(self, f"_build_{name}")()
+            except Exception as exc:  # a benchmark column, not a product path
+                print(f"{name} skipped: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                self._built[name] = None
+        return self._built[name]
+
+    def _build_exported(self) -> nn.Module:
+        from parity.export import export_program
+
+        return export_program(self.port, (_example(self.scope, self.device),)).module()
+
+    def _build_compiled(self) -> nn.Module:
+        return torch.compile(self.port, dynamic=True)
+
+    def _build_onnxruntime(self) -> object:
+        if self.device != "cpu":
+            raise RuntimeError("CPU only here")
+        import onnxruntime
+
+        from parity.export import export
+
+        path = self.tmp / f"deepmoji_{self.scope}.onnx"
+        export(self.port, path, format="onnx", example_inputs=(_example(self.scope, "cpu"),))
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+        name = session.get_inputs()[0].name
+        return lambda x: session.run(None, {name: x})[0]
 
 
 # --- Keras -------------------------------------------------------------------------------------
@@ -290,6 +364,7 @@ def _step_fns(
     keras_model: object,
     inputs: Tensor,
     device: str,
+    served: Served | None = None,
 ) -> dict[str, tuple[Callable[[], None], Callable[[], object]]]:
     """name -> (untimed preparation, the timed call), for one case."""
     torch.manual_seed(1)
@@ -327,6 +402,8 @@ def _step_fns(
         graphed = _graphed(mode, models["port"], inputs)
         if graphed is not None:
             fns["port_graph"] = graphed
+    if served is not None:
+        fns.update(_served_fns(mode, served, inputs, device))
     if keras_model is not None and device == "cpu":
         import tensorflow as tf
 
@@ -352,6 +429,49 @@ def _step_fns(
 
             fns["keras"] = (nothing, run_keras)
     return {k: fns[k] for k in IMPLS if k in fns}
+
+
+def _served_fns(
+    mode: str, served: Served, inputs: Tensor, device: str
+) -> dict[str, tuple[Callable[[], None], Callable[[], object]]]:
+    """The served forms' calls: inference for all three, a training step for the exported
+    program and the compiled module (their backward runs parity::keras_lstm_backward)."""
+    fns: dict[str, tuple[Callable[[], None], Callable[[], object]]] = {}
+    nothing: Callable[[], None] = lambda: None  # noqa: E731
+    for name in SERVED:
+        if mode == "training" and name == "onnxruntime":
+            continue
+        run = served.get(name)
+        if run is None:
+            continue
+        if name == "onnxruntime":
+            x_np = inputs.cpu().numpy()
+            fns[name] = (nothing, lambda run=run, x_np=x_np: run(x_np))
+        elif mode == "inference":
+
+            def infer(run: Callable = run) -> object:
+                with torch.inference_mode():
+                    out = run(inputs)
+                _sync(device)
+                return out
+
+            fns[name] = (nothing, infer)
+        else:
+            cot = torch.randn(
+                served.port(inputs).shape, generator=torch.Generator().manual_seed(2)
+            ).to(inputs.device)
+
+            def train(run: Callable = run, cot: Tensor = cot) -> object:
+                out = run(inputs)
+                (out * cot).sum().backward()
+                _sync(device)
+                return out
+
+            def zero(run: nn.Module = run) -> None:
+                run.zero_grad(set_to_none=True)
+
+            fns[name] = (zero, train)
+    return fns
 
 
 def _graphed(
@@ -425,9 +545,15 @@ def measure(
 # --- checks, report ----------------------------------------------------------------------------
 
 
-def agreement(models: dict[str, nn.Module], keras_model: object, scope: str) -> dict[str, float]:
-    """Max abs differences on one batch: the port against Keras, the reference loop and the
-    naive loop (same gates); fused has sigmoid gates, so it is compared with a sigmoid port."""
+def agreement(
+    models: dict[str, nn.Module],
+    keras_model: object,
+    scope: str,
+    served: Served | None = None,
+) -> dict[str, float]:
+    """Max abs differences on one batch: the port against Keras, the reference loop, the naive
+    loop (same gates) and the served forms; fused has sigmoid gates, so it is compared with a
+    sigmoid port."""
     device = next(models["port"].parameters()).device
     x = _inputs(scope, 8, 30, device)
     diffs = {}
@@ -435,6 +561,13 @@ def agreement(models: dict[str, nn.Module], keras_model: object, scope: str) -> 
         port = models["port"](x)
         for name in ("reference", "naive"):
             diffs[name] = (models[name](x) - port).abs().max().item()
+        padded = _example(scope, device)  # the served forms must mask as the port does
+        port_padded = models["port"](padded).cpu().numpy()
+        for name in SERVED if served is not None else ():
+            run = served.get(name)
+            if run is not None:
+                out = run(padded.cpu().numpy() if name == "onnxruntime" else padded)
+                diffs[name] = float(np.abs(np.asarray(out) - port_padded).max())
         sigmoid_port = copy.deepcopy(models["port"])
         for m in sigmoid_port.modules():
             if isinstance(m, LSTM):
@@ -590,6 +723,13 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads for torch and TensorFlow (0: default)"
     )
+    parser.add_argument(
+        "--no-served",
+        dest="served",
+        action="store_false",
+        help="skip the exported / compiled / onnxruntime columns (their tracing and compiling "
+        "take minutes on a small CPU)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -618,13 +758,14 @@ def main() -> None:
         for scope in scopes:
             for device in devices:
                 models, keras_model = build_models(scope, device, Path(tmp))
-                checks[f"{scope}/{device}"] = agreement(models, keras_model, scope)
+                served = Served(models["port"], scope, device, Path(tmp)) if args.served else None
+                checks[f"{scope}/{device}"] = agreement(models, keras_model, scope, served)
                 print(f"{scope}/{device} max abs diff vs port:", checks[f"{scope}/{device}"])
                 for mode in args.modes:
                     for batch, steps in cases:
                         case = Case(scope, mode, batch, steps)
                         inputs = _inputs(scope, batch, steps, device)
-                        fns = _step_fns(scope, mode, models, keras_model, inputs, device)
+                        fns = _step_fns(scope, mode, models, keras_model, inputs, device, served)
                         measure(case, fns, device, args.repeats, args.budget)
                         floor_s = lstm_flops(scope, mode, batch, steps) / rates[device]
                         rows.append(

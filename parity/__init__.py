@@ -10,12 +10,14 @@ __version__ = "0.1.0"
 from parity import optim
 from parity.api import ParityWarning, load, load_keras, save
 from parity.errors import ConversionError
+from parity.export import export  # the function; the module stays importable as parity.export
 from parity.init import keras_init_
 
 __all__ = [
     "ConversionError",
     "ParityWarning",
     "__version__",
+    "export",
     "keras_init_",
     "load",
     "load_keras",

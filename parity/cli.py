@@ -170,6 +170,7 @@ COMMANDS: dict[str, str] = {
     "golden": "parity.check.cli:add_golden",
     "finetune": "parity.train.cli:add_parser",
     "deepmoji": "parity.deepmoji_cli:add_parser",
+    "export": "parity.export:add_export",
 }
 
 

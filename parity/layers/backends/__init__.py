@@ -1,6 +1,6 @@
 """The LSTM's fast loops, and the one place that chooses which loop a forward runs.
 
-Loops (all compute what ``LSTM._run_layer``, the readable definition, computes, and
+Loops (all compute what ``recurrent.lstm.reference_layer``, the readable definition, computes, and
 pass the same tests):
 
 - ``python``: the fused in-place inference loop on folded, packed weights (backends.python).
@@ -8,6 +8,8 @@ pass the same tests):
   extension builds (``PARITY_NO_EXT=1`` skips it).
 - ``python_autograd``: the fused loop out of place, for training (backends.python).
 - ``triton`` / ``triton_autograd``: one Triton kernel per step on CUDA float32 (backends.triton).
+- ``packed``: the length-aware inference loop (backends.packed): each row runs its real steps
+  only; ``LSTM(impl="packed")`` asks for it, for batches of real text padded to a common length.
 
 Shared weight preparation (fold, pack, the per-weight-version cache) is backends.prepare.
 """
@@ -21,11 +23,13 @@ import torch
 from torch import Tensor
 
 from parity.layers.activations import ACTIVATIONS
-from parity.layers.backends import cpp, python, triton
+from parity.layers.backends import cpp, packed, python, triton
 from parity.layers.backends.prepare import PreparedCache, Weights, pack
 
-#: LSTM(impl=...) choices: "fast" lets ``select`` pick the fastest loop that applies.
-IMPLEMENTATIONS = ("fast", "reference")
+#: LSTM(impl=...) choices: "fast" lets ``select`` pick the fastest loop that applies; "op" runs
+#: the registered operator parity::keras_lstm (parity.layers.recurrent.ops), as a traced model does;
+#: "packed" is "fast" with the length-aware loop for masked inference (backends.packed).
+IMPLEMENTATIONS = ("fast", "reference", "op", "packed")
 #: Below this batch size a training step is faster through the reference loop: the fused loop's
 #: per-direction loops record twice the autograd nodes, which dominates at tiny batches
 #: (benchmarks/deepmoji_speed.py, training mode, measures the crossover).
@@ -41,6 +45,7 @@ class Loop(StrEnum):
     CPP = "cpp"
     TRITON = "triton"
     TRITON_AUTOGRAD = "triton_autograd"
+    PACKED = "packed"
 
 
 def fusable(gate: str, activation: str) -> bool:
@@ -70,9 +75,11 @@ def select(
 ) -> Loop:
     """The loop one LSTM forward runs, for every layer. x: (T, B, in); h, c: the initial state;
     ``parameters`` yields the LSTM's parameters (asked only when the answer depends on them)."""
-    if impl != "fast" or not fusable(gate, activation):
+    if impl not in ("fast", "packed") or not fusable(gate, activation):
         return Loop.REFERENCE
     grad = records_grad((x, h, c), parameters)
+    if impl == "packed" and not grad:
+        return Loop.PACKED
     if triton.applies(x, gate, activation):
         return Loop.TRITON_AUTOGRAD if grad else Loop.TRITON
     if not grad:
@@ -106,6 +113,18 @@ def _cpp(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for
     )  # fmt: skip
 
 
+def _packed(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask):
+    rows = None if mask is None else packed.contiguous_rows(mask[..., 0])
+    if rows is None:  # no mask (nothing to skip) or a row with a hole: the usual loops
+        inner = _cpp if cpp.applies(x, h, c, gate, activation) else _python
+        return inner(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask)
+    prep = cache.get(layer, "packed", weights, gate, pack, h.shape[-1])
+    return packed.run_layer(
+        prep, x.contiguous(), h, c, *rows, gate=gate, activation=activation,
+        zero_output_for_mask=zero_output_for_mask,
+    )  # fmt: skip
+
+
 def _python_autograd(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask):
     return python.run_layer_autograd(
         weights, x, h, c, mask, gate=gate, activation=activation,
@@ -135,6 +154,7 @@ RUNNERS: dict[Loop, Runner] = {
     Loop.PYTHON_AUTOGRAD: _python_autograd,
     Loop.TRITON: _triton,
     Loop.TRITON_AUTOGRAD: _triton_autograd,
+    Loop.PACKED: _packed,
 }
 
 __all__ = [

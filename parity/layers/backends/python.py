@@ -1,7 +1,7 @@
 """The LSTM's fused Python loops: the reference loop's arithmetic, rearranged for speed.
 
 ``run_layer`` is the inference loop (no gradient recorded), ``run_layer_autograd`` the same
-arithmetic out of place, for training. The reference loop (``LSTM._run_layer``) is the
+arithmetic out of place, for training. The reference loop (``lstm.reference_layer``) is the
 readable definition; these must pass the same tests. What they change, and why:
 
 - Weights are folded (backends.prepare.fold): rows (i, f, o, g), so one call applies the gate to

@@ -13,7 +13,7 @@ weights).
 
 ``LSTM(impl="fast")`` takes this path for float32 CUDA tensors when Triton is importable and the
 activations are ones the kernels know (the activation table's ``Fused.triton``);
-``LSTM._run_layer`` stays the readable definition, and tests/test_lstm_triton.py holds
+``lstm.reference_layer`` stays the readable definition, and tests/test_lstm_triton.py holds
 the two together.
 
 Layouts (all contiguous): input projections, pre-activations and their gradients (T, B, D, 4h),

@@ -12,9 +12,11 @@ RNN), where the previous output starts at zeros, not at the initial state.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import ClassVar
 
 import torch
@@ -23,6 +25,27 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from parity.layers.activations import ActivationSlot
+
+#: Set by ``operators()``: eager forwards take the traced path (the registered operators).
+_AS_TRACED: ContextVar[bool] = ContextVar("parity_recurrent_as_traced", default=False)
+
+
+@contextlib.contextmanager
+def operators() -> Iterator[None]:
+    """Run every recurrent layer through its registered operator (recurrent.ops) in eager, as
+    torch.compile / torch.export run it: for tests and for debugging a traced model."""
+    token = _AS_TRACED.set(True)
+    try:
+        yield
+    finally:
+        _AS_TRACED.reset(token)
+
+
+def traced() -> bool:
+    """Whether this forward takes the traced path: under torch.compile / torch.export, or
+    inside ``operators()``."""
+    return torch.compiler.is_compiling() or _AS_TRACED.get()
+
 
 #: Parameter-name suffix per direction: forward, backward (torch's names).
 DIRECTION_SUFFIXES = ("", "_reverse")
@@ -261,8 +284,52 @@ class KerasRNNBase(nn.Module):
         return x, tuple([torch.cat(parts) for parts in zip(*finals, strict=True)])
 
     def _layer_runner(self, x: Tensor, state: State) -> LayerRunner:
-        """The function that runs each layer of this forward; LSTM picks among its loops."""
-        return self._run_layer
+        """The function that runs each layer of this forward: the reference loop, or, while
+        torch.compile / torch.export trace the model, the registered operator (its Python loop
+        over the length cannot be traced with a dynamic length); LSTM picks among its loops."""
+        return self._run_layer_op if traced() else self._run_layer
+
+    #: The cell ``parity::keras_rnn`` runs for this class (recurrent.ops.CELLS); None: no op.
+    cell: ClassVar[str | None] = None
+
+    def _cell(self) -> str:
+        """This layer's cell name for recurrent.ops (a GRU's depends on ``reset_after``)."""
+        if self.cell is None:
+            raise NotImplementedError(f"{type(self).__name__} has no registered operator")
+        return self.cell
+
+    def _direction_weights(self, layer: int) -> list[tuple[Tensor | None, ...]]:
+        """Per direction (weight_ih, weight_hh, bias_ih or a single bias, bias_hh or None)."""
+        out = []
+        for suffix in self._suffixes():
+            name = f"l{layer}{suffix}"
+            shapes = self._parameter_shapes(1, name)
+            biases = [getattr(self, n) for n in shapes if n.startswith("bias")]
+            biases += [None] * (2 - len(biases))
+            out.append(
+                (getattr(self, f"weight_ih_{name}"), getattr(self, f"weight_hh_{name}"), *biases)
+            )
+        return out
+
+    def _run_layer_op(
+        self, x: Tensor, state: State, mask: Tensor | None, layer: int
+    ) -> tuple[Tensor, State]:
+        """One layer through the registered operator ``parity::keras_rnn`` (recurrent.ops)."""
+        (h,) = state
+        weights = self._direction_weights(layer)
+        forward, reverse = weights[0], weights[1] if len(weights) > 1 else (None,) * 4
+        out, h = torch.ops.parity.keras_rnn(
+            x,
+            h,
+            None if mask is None else mask.squeeze(-1),
+            *forward,
+            *reverse,
+            self._cell(),
+            getattr(self, "gate_activation", "linear"),
+            self.activation,
+            self.zero_output_for_mask,
+        )
+        return out, (h,)
 
     def _run_layer(
         self, x: Tensor, state: State, mask: Tensor | None, layer: int
@@ -270,41 +337,19 @@ class KerasRNNBase(nn.Module):
         """One layer, every direction. x (T, B, in); state (D, B, h) each; mask (T, B, 1) bool
         or None. Returns output (T, B, D*h) in time order and the final state (D, B, h) each.
 
-        This one runs the directions one after the other, batch-first, for a cell with one
-        state tensor given by ``_project`` and ``_step`` (GRU, SimpleRNN); LSTM overrides it.
-        """
+        This one runs the reference loop ``reference_layer`` for a cell with one state tensor
+        (GRU, SimpleRNN), whose arithmetic the subclass gives as ``_cell_fns``; LSTM overrides
+        it."""
         (h0,) = state
-        x = x.transpose(0, 1)  # (B, T, in): back to the caller's batch-first view
-        outs, finals = [], []
-        for d, suffix in enumerate(self._suffixes()):
-            out, h = self._run_direction(x, h0[d], mask, f"l{layer}{suffix}", reverse=d == 1)
-            outs.append(out)
-            finals.append(h)
-        return torch.cat(outs, dim=-1).transpose(0, 1), (torch.stack(finals),)
+        project, step = self._cell_fns()
+        out, h = reference_layer(
+            project, step, self._direction_weights(layer), x, h0, mask, self.zero_output_for_mask
+        )
+        return out, (h,)
 
-    def _run_direction(
-        self, x: Tensor, h: Tensor, mask: Tensor | None, name: str, *, reverse: bool
-    ) -> tuple[Tensor, Tensor]:
-        """One direction: x (B, T, in), h (B, h) -> output (B, T, h) in time order, final h."""
-        seq_len = x.shape[1]
-        x_proj = self._project(x, name)  # (B, T, gates * h)
-        fill = h.new_zeros(h.shape)  # Keras' previous output starts at zeros
-        outputs: list[Tensor] = [fill] * seq_len
-        steps = range(seq_len - 1, -1, -1) if reverse else range(seq_len)
-        for t in steps:
-            h_new = self._step(x_proj[:, t], h, name)
-            m = None if mask is None else mask[t]  # (B, 1)
-            (h,), out, fill = self._mask_step(m, (h_new,), (h,), fill, self.zero_output_for_mask)
-            outputs[t] = out
-        return torch.stack(outputs, dim=1), h
-
-    def _project(self, x: Tensor, name: str) -> Tensor:
-        """Input projection of every step of direction ``name`` ("l0", "l0_reverse"):
-        (B, T, in) -> (B, T, gates * h)."""
-        raise NotImplementedError
-
-    def _step(self, x_proj: Tensor, h: Tensor, name: str) -> Tensor:
-        """One step of direction ``name``: its projected input (B, gates * h), h -> new h."""
+    def _cell_fns(self) -> tuple[Projection, Step]:
+        """(project, step): the input projection of every step and one recurrent step, on one
+        direction's weights (see ``reference_layer``)."""
         raise NotImplementedError
 
     @staticmethod
@@ -319,3 +364,41 @@ class KerasRNNBase(nn.Module):
         state = [torch.where(m, n, o) for n, o in zip(new, old, strict=True)]
         out = torch.where(m, new[0], fill)
         return state, out, fill if zero_output_for_mask else out
+
+
+#: (x (B, T, in), one direction's weights) -> the input projection (B, T, gates * h).
+Projection = Callable[[Tensor, tuple[Tensor | None, ...]], Tensor]
+#: (projected input (B, gates * h), h (B, h), one direction's weights) -> the new h.
+Step = Callable[[Tensor, Tensor, tuple[Tensor | None, ...]], Tensor]
+
+
+def reference_layer(
+    project: Projection,
+    step: Step,
+    weights: list[tuple[Tensor | None, ...]],
+    x: Tensor,
+    h0: Tensor,
+    mask: Tensor | None,
+    zero_output_for_mask: bool,
+) -> tuple[Tensor, Tensor]:
+    """The reference loop of a one-state cell (GRU, SimpleRNN), the directions one after the
+    other, batch-first. x (T, B, in); h0 (D, B, h); mask (T, B, 1) bool or None; ``weights`` per
+    direction. Returns output (T, B, D*h) in time order and the final h (D, B, h)."""
+    xb = x.transpose(0, 1)  # (B, T, in): back to the caller's batch-first view
+    outs, finals = [], []
+    for d, direction in enumerate(weights):
+        seq_len = xb.shape[1]
+        x_proj = project(xb, direction)  # (B, T, gates * h)
+        h = h0[d]
+        fill = h.new_zeros(h.shape)  # Keras' previous output starts at zeros
+        outputs: list[Tensor] = [fill] * seq_len
+        for t in range(seq_len - 1, -1, -1) if d == 1 else range(seq_len):
+            h_new = step(x_proj[:, t], h, direction)
+            m = None if mask is None else mask[t]  # (B, 1)
+            (h,), out, fill = KerasRNNBase._mask_step(m, (h_new,), (h,), fill, zero_output_for_mask)
+            outputs[t] = out
+        outs.append(
+            torch.stack(outputs, dim=1) if outputs else xb.new_zeros(xb.shape[0], 0, h.shape[-1])
+        )
+        finals.append(h)
+    return torch.cat(outs, dim=-1).transpose(0, 1), torch.stack(finals)

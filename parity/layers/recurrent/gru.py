@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from parity.conventions import GRU_GATES
-from parity.layers.activations import ActivationSlot
-from parity.layers.recurrent.base import KerasRNNBase
+from parity.layers.activations import ACTIVATIONS, ActivationFn, ActivationSlot
+from parity.layers.recurrent.base import KerasRNNBase, Projection, Step
 
 
 class GRU(KerasRNNBase):
@@ -70,32 +70,58 @@ class GRU(KerasRNNBase):
     def _bias_shapes(self, gate_size: int) -> dict[str, tuple[int, ...]]:
         return {"bias": (2, gate_size) if self.reset_after else (gate_size,)}
 
-    def _project(self, x: Tensor, name: str) -> Tensor:
-        out = x @ getattr(self, f"weight_ih_{name}").t()
-        if self.bias:
-            bias = getattr(self, f"bias_{name}")
-            out = out + (bias[0] if self.reset_after else bias)
-        return out
+    def _cell(self) -> str:
+        return "gru" if self.reset_after else "gru_reset_before"
 
-    def _step(self, x_proj: Tensor, h: Tensor, name: str) -> Tensor:
-        w_hh = getattr(self, f"weight_hh_{name}")
-        hidden = self.hidden_size
-        x_r, x_z, x_n = x_proj.split(hidden, dim=-1)
-        if self.reset_after:
-            h_proj = h @ w_hh.t()
-            if self.bias:
-                h_proj = h_proj + getattr(self, f"bias_{name}")[1]
-            h_r, h_z, h_n = h_proj.split(hidden, dim=-1)
-            r = self._gate_fn(x_r + h_r)
-            z = self._gate_fn(x_z + h_z)
-            n = self._act_fn(x_n + r * h_n)
-        else:
-            h_rz = h @ w_hh[: 2 * hidden].t()
-            h_r, h_z = h_rz.split(hidden, dim=-1)
-            r = self._gate_fn(x_r + h_r)
-            z = self._gate_fn(x_z + h_z)
-            n = self._act_fn(x_n + (r * h) @ w_hh[2 * hidden :].t())
-        return z * h + (1 - z) * n
+    def _cell_fns(self) -> tuple[Projection, Step]:
+        return cell_fns(self._cell(), self.gate_activation, self.activation)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, reset_after={self.reset_after}"
+
+
+def _project(x: Tensor, weights: tuple[Tensor | None, ...], reset_after: bool) -> Tensor:
+    w_ih, _, bias, _ = weights
+    out = x @ w_ih.t()
+    if bias is not None:
+        out = out + (bias[0] if reset_after else bias)
+    return out
+
+
+def _step(
+    x_proj: Tensor,
+    h: Tensor,
+    weights: tuple[Tensor | None, ...],
+    reset_after: bool,
+    gate: ActivationFn,
+    act: ActivationFn,
+) -> Tensor:
+    _, w_hh, bias, _ = weights
+    hidden = h.shape[-1]
+    x_r, x_z, x_n = x_proj.split(hidden, dim=-1)
+    if reset_after:
+        h_proj = h @ w_hh.t()
+        if bias is not None:
+            h_proj = h_proj + bias[1]
+        h_r, h_z, h_n = h_proj.split(hidden, dim=-1)
+        r = gate(x_r + h_r)
+        z = gate(x_z + h_z)
+        n = act(x_n + r * h_n)
+    else:
+        h_rz = h @ w_hh[: 2 * hidden].t()
+        h_r, h_z = h_rz.split(hidden, dim=-1)
+        r = gate(x_r + h_r)
+        z = gate(x_z + h_z)
+        n = act(x_n + (r * h) @ w_hh[2 * hidden :].t())
+    return z * h + (1 - z) * n
+
+
+def cell_fns(cell: str, gate: str, activation: str) -> tuple[Projection, Step]:
+    """The GRU's (project, step) for base.reference_layer; ``cell`` "gru" (reset_after=True)
+    or "gru_reset_before". Weights per direction: (weight_ih, weight_hh, bias or None, None)."""
+    reset_after = cell == "gru"
+    gate_fn, act_fn = ACTIVATIONS[gate].fn, ACTIVATIONS[activation].fn
+    return (
+        lambda x, w: _project(x, w, reset_after),
+        lambda x_proj, h, w: _step(x_proj, h, w, reset_after, gate_fn, act_fn),
+    )

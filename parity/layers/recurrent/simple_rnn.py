@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from parity.layers.recurrent.base import KerasRNNBase
+from parity.layers.activations import ACTIVATIONS
+from parity.layers.recurrent.base import KerasRNNBase, Projection, Step
 
 
 class SimpleRNN(KerasRNNBase):
@@ -41,11 +42,25 @@ class SimpleRNN(KerasRNNBase):
             zero_output_for_mask=zero_output_for_mask,
         )
 
-    def _project(self, x: Tensor, name: str) -> Tensor:
-        out = x @ getattr(self, f"weight_ih_{name}").t()
-        if self.bias:
-            out = out + getattr(self, f"bias_ih_{name}") + getattr(self, f"bias_hh_{name}")
+    cell = "simple"
+
+    def _cell_fns(self) -> tuple[Projection, Step]:
+        return cell_fns(self.cell, "linear", self.activation)
+
+
+def cell_fns(cell: str, gate: str, activation: str) -> tuple[Projection, Step]:
+    """SimpleRNN's (project, step) for base.reference_layer (no gate); weights per direction:
+    (weight_ih, weight_hh, bias_ih or None, bias_hh or None)."""
+    act = ACTIVATIONS[activation].fn
+
+    def project(x: Tensor, weights: tuple[Tensor | None, ...]) -> Tensor:
+        w_ih, _, b_ih, b_hh = weights
+        out = x @ w_ih.t()
+        if b_ih is not None:
+            out = out + b_ih + b_hh
         return out
 
-    def _step(self, x_proj: Tensor, h: Tensor, name: str) -> Tensor:
-        return self._act_fn(x_proj + h @ getattr(self, f"weight_hh_{name}").t())
+    def step(x_proj: Tensor, h: Tensor, weights: tuple[Tensor | None, ...]) -> Tensor:
+        return act(x_proj + h @ weights[1].t())
+
+    return project, step

@@ -1,0 +1,151 @@
+"""DeepMoji inference on real text, where most of a padded batch is padding: side by side in one
+process, on the same weights and batches.
+
+  port        parity's DeepMoji, LSTM impl="fast" (every row through every step, masked)
+  packed      the same model with LSTM impl="packed" (backends.packed: each row runs its real
+              steps only; Keras' answer, pre- or post-padded)
+  keras       Keras 3's DeepMoji, ``predict_on_batch`` (masked, every step)
+  torch_pack  the port with both BiLSTMs replaced by torch.nn.LSTM (sigmoid gates) on a
+              PackedSequence: rows moved to post-padding, pack_padded_sequence, nn.LSTM,
+              pad_packed_sequence, moved back; what torch's own length-aware path costs
+
+Batches: SS-Youtube (all splits, file order) tokenized with parity.text and DeepMoji's
+vocabulary, ``--maxlen`` 30, batches of ``--batch`` 32, pre- and post-padded. Throughput in
+sequences/s over all batches, median of interleaved rounds; the JSON also records the share of
+real tokens and the max difference of packed vs port and vs Keras.
+
+    python benchmarks/deepmoji_real_text.py --out out/real_text [--threads 1] [--batches 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from deepmoji_speed import SETTLE_S, _set_impl, _with_lstms, build_models, machine
+
+from parity.layers import LSTM
+from parity.text import encode, load_vocabulary
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "deepmoji_benchmarks"
+
+
+class PackedTorchBiLSTM(nn.Module):
+    """torch.nn.LSTM (sigmoid gates) with the port's weights, on a PackedSequence built from the
+    mask: pre-padded rows are rolled to post-padding first (pack_padded_sequence assumes it)."""
+
+    def __init__(self, port: LSTM) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(port.input_size, port.hidden_size, batch_first=True, bidirectional=True)
+        self.lstm.load_state_dict(port.state_dict())
+
+    def forward(self, x: Tensor, hx: object = None, *, mask: Tensor) -> tuple[Tensor, None]:
+        steps = x.shape[1]
+        lengths = mask.sum(1)
+        start = mask.to(torch.uint8).argmax(1)
+        t = torch.arange(steps)[None, :]
+        src = (t + start[:, None]) % steps  # real steps first
+        shifted = x.gather(1, src[..., None].expand_as(x))
+        packed = pack_padded_sequence(
+            shifted, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=steps)
+        back = (t - start[:, None]) % steps
+        out = out.gather(1, back[..., None].expand_as(out))
+        return out * mask[..., None], None
+
+
+def batches(padding: str, maxlen: int, batch: int, count: int) -> list[np.ndarray]:
+    records = [json.loads(line) for line in (DATA / "SS-Youtube.jsonl").open()]
+    vocabulary = load_vocabulary(DATA / "vocabulary.json")
+    ids = encode([r["text"] for r in records], vocabulary, maxlen, padding=padding)
+    ids = ids[: batch * count]
+    return [ids[i : i + batch].astype(np.int64) for i in range(0, len(ids), batch)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("out/real_text"))
+    parser.add_argument("--maxlen", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batches", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    info = machine()
+    info["loadavg_before"] = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        models, keras_model = build_models("model", "cpu", Path(tmp))
+    port = models["port"]
+    length_aware = _set_impl(copy.deepcopy(port), "packed")
+    calls: dict[str, Callable[[np.ndarray], object]] = {
+        "port": lambda x: port(torch.from_numpy(x)),
+        "packed": lambda x: length_aware(torch.from_numpy(x)),
+    }
+    if keras_model is not None:
+        calls["keras"] = lambda x: keras_model.predict_on_batch(x.astype(np.int32))
+    torch_pack = _with_lstms(port, PackedTorchBiLSTM, ["bi_lstm_0", "bi_lstm_1"])
+    calls["torch_pack"] = lambda x: torch_pack(torch.from_numpy(x))
+    rows = []
+    for padding in ("pre", "post"):
+        data = batches(padding, args.maxlen, args.batch, args.batches)
+        real = float(np.mean([(b != 0).mean() for b in data]))
+        with torch.inference_mode():
+            outs = {k: np.concatenate([np.asarray(f(b)) for b in data]) for k, f in calls.items()}
+            diffs = {
+                f"packed_vs_{k}": float(np.abs(outs["packed"] - v).max())
+                for k, v in outs.items()
+                if k not in ("packed", "torch_pack")
+            }
+            times: dict[str, list[float]] = {k: [] for k in calls}
+            for _ in range(args.repeats):
+                for name, f in calls.items():
+                    time.sleep(SETTLE_S)
+                    t0 = time.perf_counter()
+                    for b in data:
+                        f(b)
+                    times[name].append(time.perf_counter() - t0)
+        n = sum(len(b) for b in data)
+        seq_s = {k: n / statistics.median(v) for k, v in times.items()}
+        row = {
+            "padding": padding,
+            "maxlen": args.maxlen,
+            "batch": args.batch,
+            "sequences": n,
+            "real_token_share": real,
+            "seq_per_s": seq_s,
+            "packed_speedup": {k: seq_s["packed"] / v for k, v in seq_s.items() if k != "packed"},
+            "max_abs_diff": diffs,
+        }
+        rows.append(row)
+        print(json.dumps(row))
+    info["loadavg_after"] = os.getloadavg()
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"machine": info, "command": " ".join(sys.argv), "rows": rows}
+    (args.out / "deepmoji_real_text.json").write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out / 'deepmoji_real_text.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,383 @@
+"""The Keras recurrent layers as registered torch operators: ``parity::keras_lstm`` (LSTM) and
+``parity::keras_rnn`` (GRU both variants, SimpleRNN).
+
+Why: the eager loops branch on the mask's contents (which steps need masking) and run a Python
+loop over the sequence length. torch.export and torch.compile trace Python, so with a dynamic
+length they would have to specialise it, and a branch on the mask is a data-dependent guard they
+cannot take. As one operator, a layer is one opaque node with a shape function (``register_fake``)
+and a derivative (``register_autograd``): the graph stays valid for every batch size, length and
+padding, and exporters translate the node as a whole (parity.export maps it to ONNX's LSTM).
+
+- Forward: the loops the eager LSTM runs (``backends.select``: C++ or Python on CPU, Triton on
+  CUDA; the reference loop for activations the fused loops do not cover).
+- Backward: ``parity::keras_lstm_backward``, itself an operator (so compiled and exported training
+  graphs hold it as one node too): it recomputes the layer with the differentiable fused loop (or
+  the reference loop) and takes its vector-Jacobian product with torch.func.vjp.
+- ``keras_rnn`` runs the one-state reference loop (recurrent.base.reference_layer) with the
+  cell's arithmetic from its module (``CELLS``); its backward is the same vjp.
+- Weights are passed per direction, as the parameters themselves (no stacked copies), so the
+  inference loops' packed weights are cached across calls, keyed by the parameters' identity and
+  version, as the LSTM module's own cache is.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from parity.layers import backends
+from parity.layers.backends import Loop, Weights
+from parity.layers.backends.prepare import cache_key
+from parity.layers.recurrent import base, gru, simple_rnn
+from parity.layers.recurrent.lstm import reference_layer
+
+#: The operator namespace (torch.ops.parity); the ONNX translation is registered under it too.
+NAMESPACE = "parity"
+#: Most prepared-weight entries kept (one per layer and kind of preparation): a few models.
+CACHE_ENTRIES = 32
+
+
+class _OpCache:
+    """Prepared (folded, packed) weights by the identity of the weight tensors; an entry is used
+    only while those very tensors are alive and unmodified (``prepare.cache_key``), so a freed
+    tensor's reused address can never hit a stale entry."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, tuple[list[weakref.ref], tuple, object]] = {}
+
+    def get(
+        self,
+        layer: int,
+        kind: str,
+        weights: Weights,
+        gate: str,
+        build: Callable[[Weights, str, int], object],
+        hidden: int,
+    ) -> object:
+        """``PreparedCache.get``'s interface (``layer`` is not needed: identity says it)."""
+        tensors = [w for direction in weights for w in direction if w is not None]
+        ident = (kind, gate, *(id(t) for t in tensors))
+        key = cache_key(weights, gate)
+        entry = self._entries.get(ident)
+        if entry is not None:
+            refs, old_key, prepared = entry
+            if old_key == key and all(r() is t for r, t in zip(refs, tensors, strict=True)):
+                return prepared
+        prepared = build(weights, gate, hidden)
+        if len(self._entries) >= CACHE_ENTRIES:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[ident] = ([weakref.ref(t) for t in tensors], key, prepared)
+        return prepared
+
+
+_CACHE = _OpCache()
+
+
+def _check_state(h0: Tensor, w_ih_reverse: object) -> None:
+    """The state holds one (B, h) per direction given by the weights."""
+    n_dir = 1 if w_ih_reverse is None else 2
+    if h0.dim() != 3 or h0.shape[0] != n_dir:
+        raise ValueError(f"initial state must be ({n_dir}, B, h) for {n_dir} direction(s)")
+
+
+def _weights(*flat: Tensor | None) -> Weights:
+    """(w_ih, w_hh, b_ih, b_hh) per direction; the reverse direction is there when its w_ih is."""
+    forward, reverse = tuple(flat[:4]), tuple(flat[4:])
+    return [forward] if reverse[0] is None else [forward, reverse]
+
+
+def _run(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    mask: Tensor | None,
+    weights: Weights,
+    gate: str,
+    activation: str,
+    zero_output_for_mask: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The layer through the loop the eager LSTM would pick (no gradient recorded here)."""
+    m = None if mask is None else mask.to(torch.bool).unsqueeze(-1)  # (T, B, 1)
+    # The inputs may require grad (the operator's autograd formula handles that); here only the
+    # values are computed, so the inference loops apply.
+    with torch.no_grad():
+        loop = backends.select("fast", gate, activation, x, h0, c0, list)
+        if loop is Loop.REFERENCE:
+            return reference_layer(
+                weights, x, h0, c0, m, gate=gate, activation=activation,
+                zero_output_for_mask=zero_output_for_mask,
+            )  # fmt: skip
+        run = backends.RUNNERS[loop]
+        return run(weights, _CACHE, 0, x, h0, c0, m, gate, activation, zero_output_for_mask)
+
+
+@torch.library.custom_op(f"{NAMESPACE}::keras_lstm", mutates_args=())
+def keras_lstm(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    mask: Tensor | None,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_ih_reverse: Tensor | None,
+    w_hh_reverse: Tensor | None,
+    b_ih_reverse: Tensor | None,
+    b_hh_reverse: Tensor | None,
+    gate: str,
+    activation: str,
+    zero_output_for_mask: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One Keras LSTM layer, one or two directions. x: (T, B, in); h0, c0: (D, B, h); mask:
+    (T, B) bool, True = real step, or None; weights as torch's nn.LSTM names them (rows i, f,
+    g, o), the ``_reverse`` ones None for one direction. Returns output (T, B, D*h) and the final
+    h, c (D, B, h), Keras masking throughout (see parity.layers.recurrent.base)."""
+    weights = _weights(
+        w_ih, w_hh, b_ih, b_hh, w_ih_reverse, w_hh_reverse, b_ih_reverse, b_hh_reverse
+    )
+    out, h, c = _run(x, h0, c0, mask, weights, gate, activation, zero_output_for_mask)
+    # An operator's outputs must not alias its inputs (zero steps return the initial state).
+    h, c = (t.clone() if t is s else t.contiguous() for t, s in ((h, h0), (c, c0)))
+    return out.contiguous(), h, c
+
+
+@keras_lstm.register_fake
+def _keras_lstm_fake(
+    x: Tensor, h0: Tensor, c0: Tensor, mask: Tensor | None, w_ih: Tensor, *rest: object
+) -> tuple[Tensor, Tensor, Tensor]:
+    _check_state(h0, rest[3])
+    n_dir, hidden = h0.shape[0], h0.shape[2]
+    return (
+        x.new_empty(x.shape[0], x.shape[1], n_dir * hidden),
+        h0.new_empty(h0.shape),
+        c0.new_empty(c0.shape),
+    )
+
+
+#: Positions of the differentiable inputs of keras_lstm: x, h0, c0, then the eight weights.
+_DIFFERENTIABLE = (0, 1, 2, *range(4, 12))
+
+
+@torch.library.custom_op(f"{NAMESPACE}::keras_lstm_backward", mutates_args=())
+def keras_lstm_backward(
+    grad_out: Tensor,
+    grad_h: Tensor,
+    grad_c: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    mask: Tensor | None,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_ih_reverse: Tensor | None,
+    w_hh_reverse: Tensor | None,
+    b_ih_reverse: Tensor | None,
+    b_hh_reverse: Tensor | None,
+    gate: str,
+    activation: str,
+    zero_output_for_mask: bool,
+) -> list[Tensor]:
+    """Gradients of keras_lstm w.r.t. x, h0, c0 and each weight that is not None, in that
+    order: the layer recomputed with a differentiable loop, then its vector-Jacobian product."""
+    flat = [w_ih, w_hh, b_ih, b_hh, w_ih_reverse, w_hh_reverse, b_ih_reverse, b_hh_reverse]
+    present = [i for i, w in enumerate(flat) if w is not None]
+    m = None if mask is None else mask.to(torch.bool).unsqueeze(-1)
+    fused = backends.fusable(gate, activation)
+
+    def layer(x: Tensor, h0: Tensor, c0: Tensor, *given: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        ws: list[Tensor | None] = [None] * len(flat)
+        for i, w in zip(present, given, strict=True):
+            ws[i] = w
+        weights = _weights(*ws)
+        kwargs = {"gate": gate, "activation": activation}
+        if fused:  # the fused autograd loop: fewer recorded ops, the same numbers
+            return backends.python.run_layer_autograd(
+                weights, x, h0, c0, m, zero_output_for_mask=zero_output_for_mask, **kwargs
+            )
+        return reference_layer(
+            weights, x, h0, c0, m, zero_output_for_mask=zero_output_for_mask, **kwargs
+        )
+
+    _, vjp = torch.func.vjp(layer, x, h0, c0, *(flat[i] for i in present))
+    # Fresh tensors: a gradient may be another one (b_ih and b_hh get the same) or an input.
+    return [g.clone(memory_format=torch.contiguous_format) for g in vjp((grad_out, grad_h, grad_c))]
+
+
+@keras_lstm_backward.register_fake
+def _keras_lstm_backward_fake(
+    grad_out: Tensor, grad_h: Tensor, grad_c: Tensor, x: Tensor, h0: Tensor, c0: Tensor,
+    mask: Tensor | None, *rest: object,
+) -> list[Tensor]:  # fmt: skip
+    weights = [w for w in rest[:8] if w is not None]
+    # Contiguous, as the implementation's gradients are (x may be a transposed view).
+    return [t.new_empty(t.shape) for t in (x, h0, c0, *weights)]
+
+
+def _setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: object) -> None:
+    tensors = inputs[:12]
+    ctx.save_for_backward(*tensors)
+    ctx.options = inputs[12:]
+
+
+def _backward(
+    ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor, grad_h: Tensor, grad_c: Tensor
+) -> tuple[Tensor | None, ...]:
+    saved = ctx.saved_tensors
+    grads = iter(keras_lstm_backward(grad_out, grad_h, grad_c, *saved, *ctx.options))
+    result: list[Tensor | None] = [None] * (len(saved) + len(ctx.options))
+    for i in _DIFFERENTIABLE:
+        if saved[i] is not None:
+            result[i] = next(grads)
+    return tuple(result)
+
+
+keras_lstm.register_autograd(_backward, setup_context=_setup_context)
+
+
+# --- GRU, SimpleRNN -----------------------------------------------------------------------------
+
+#: ``cell`` argument of keras_rnn -> (cell, gate, activation) -> (project, step) for
+#: base.reference_layer.
+CELLS: dict[str, Callable[[str, str, str], tuple[base.Projection, base.Step]]] = {
+    "gru": gru.cell_fns,
+    "gru_reset_before": gru.cell_fns,
+    "simple": simple_rnn.cell_fns,
+}
+
+
+def _rnn_layer(
+    x: Tensor,
+    h0: Tensor,
+    mask: Tensor | None,
+    weights: list[tuple[Tensor | None, ...]],
+    cell: str,
+    gate: str,
+    activation: str,
+    zero_output_for_mask: bool,
+) -> tuple[Tensor, Tensor]:
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}; expected one of {sorted(CELLS)}")
+    project, step = CELLS[cell](cell, gate, activation)
+    m = None if mask is None else mask.to(torch.bool).unsqueeze(-1)  # (T, B, 1)
+    return base.reference_layer(project, step, weights, x, h0, m, zero_output_for_mask)
+
+
+@torch.library.custom_op(f"{NAMESPACE}::keras_rnn", mutates_args=())
+def keras_rnn(
+    x: Tensor,
+    h0: Tensor,
+    mask: Tensor | None,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_ih_reverse: Tensor | None,
+    w_hh_reverse: Tensor | None,
+    b_ih_reverse: Tensor | None,
+    b_hh_reverse: Tensor | None,
+    cell: str,
+    gate: str,
+    activation: str,
+    zero_output_for_mask: bool,
+) -> tuple[Tensor, Tensor]:
+    """One Keras GRU (``cell`` "gru": reset_after=True, "gru_reset_before") or SimpleRNN
+    ("simple") layer, one or two directions. x: (T, B, in); h0: (D, B, h); mask: (T, B) bool or
+    None; per direction the weights as the parity layer names them (a GRU's one ``bias`` in
+    ``b_ih``, ``b_hh`` None). Returns output (T, B, D*h) and the final h (D, B, h)."""
+    weights = _weights(
+        w_ih, w_hh, b_ih, b_hh, w_ih_reverse, w_hh_reverse, b_ih_reverse, b_hh_reverse
+    )
+    with torch.no_grad():
+        out, h = _rnn_layer(x, h0, mask, weights, cell, gate, activation, zero_output_for_mask)
+    # Contiguous, as the shape function promises (the loop's output is a transposed view).
+    return out.contiguous(), h.clone() if h is h0 else h.contiguous()
+
+
+@keras_rnn.register_fake
+def _keras_rnn_fake(x: Tensor, h0: Tensor, *rest: object) -> tuple[Tensor, Tensor]:
+    _check_state(h0, rest[5])
+    n_dir, hidden = h0.shape[0], h0.shape[2]
+    return x.new_empty(x.shape[0], x.shape[1], n_dir * hidden), h0.new_empty(h0.shape)
+
+
+#: Positions of the differentiable inputs of keras_rnn: x, h0, then the eight weights.
+_RNN_DIFFERENTIABLE = (0, 1, *range(3, 11))
+
+
+@torch.library.custom_op(f"{NAMESPACE}::keras_rnn_backward", mutates_args=())
+def keras_rnn_backward(
+    grad_out: Tensor,
+    grad_h: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    mask: Tensor | None,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_ih_reverse: Tensor | None,
+    w_hh_reverse: Tensor | None,
+    b_ih_reverse: Tensor | None,
+    b_hh_reverse: Tensor | None,
+    cell: str,
+    gate: str,
+    activation: str,
+    zero_output_for_mask: bool,
+) -> list[Tensor]:
+    """Gradients of keras_rnn w.r.t. x, h0 and each weight that is not None, in that order: the
+    reference loop's vector-Jacobian product."""
+    flat = [w_ih, w_hh, b_ih, b_hh, w_ih_reverse, w_hh_reverse, b_ih_reverse, b_hh_reverse]
+    present = [i for i, w in enumerate(flat) if w is not None]
+
+    def layer(x: Tensor, h0: Tensor, *given: Tensor) -> tuple[Tensor, Tensor]:
+        ws: list[Tensor | None] = [None] * len(flat)
+        for i, w in zip(present, given, strict=True):
+            ws[i] = w
+        return _rnn_layer(x, h0, mask, _weights(*ws), cell, gate, activation, zero_output_for_mask)
+
+    _, vjp = torch.func.vjp(layer, x, h0, *(flat[i] for i in present))
+    return [g.clone(memory_format=torch.contiguous_format) for g in vjp((grad_out, grad_h))]
+
+
+@keras_rnn_backward.register_fake
+def _keras_rnn_backward_fake(
+    grad_out: Tensor, grad_h: Tensor, x: Tensor, h0: Tensor, mask: Tensor | None, *rest: object
+) -> list[Tensor]:
+    return [t.new_empty(t.shape) for t in (x, h0, *(w for w in rest[:8] if w is not None))]
+
+
+def _rnn_setup_context(
+    ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: object
+) -> None:
+    ctx.save_for_backward(*inputs[:11])
+    ctx.options = inputs[11:]
+
+
+def _rnn_backward(
+    ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor, grad_h: Tensor
+) -> tuple[Tensor | None, ...]:
+    saved = ctx.saved_tensors
+    grads = iter(keras_rnn_backward(grad_out, grad_h, *saved, *ctx.options))
+    result: list[Tensor | None] = [None] * (len(saved) + len(ctx.options))
+    for i in _RNN_DIFFERENTIABLE:
+        if saved[i] is not None:
+            result[i] = next(grads)
+    return tuple(result)
+
+
+keras_rnn.register_autograd(_rnn_backward, setup_context=_rnn_setup_context)
+
+__all__ = [
+    "CELLS",
+    "NAMESPACE",
+    "keras_lstm",
+    "keras_lstm_backward",
+    "keras_rnn",
+    "keras_rnn_backward",
+]

@@ -1,0 +1,84 @@
+"""The length-aware inference loop (parity/layers/backends/packed.py) computes what the reference
+loop computes, for every padding it accepts, and hands rows with holes to the other loops."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from parity.check import tolerance_for
+from parity.layers import LSTM
+from parity.layers.backends import packed
+
+_TOL = tolerance_for(torch.float32, "cpu", "output")
+STEPS = 11
+
+
+def _mask(batch: int) -> torch.Tensor:
+    """Pre-, post- and both-sided padding, full rows, one-token and all-padding rows."""
+    t = torch.arange(STEPS)
+    starts = torch.tensor([0, 4, 0, 3, 0, 10, 0, 2])[:batch]
+    lengths = torch.tensor([STEPS, 7, 5, 4, 0, 1, 1, 9])[:batch]
+    return (t[None, :] >= starts[:, None]) & (t[None, :] < (starts + lengths)[:, None])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("zero_output", [True, False])
+@pytest.mark.parametrize("gate", ["hard_sigmoid_keras2", "sigmoid"])
+def test_packed_loop_matches_reference(
+    dtype: torch.dtype, bidirectional: bool, zero_output: bool, gate: str
+) -> None:
+    torch.manual_seed(0)
+    lstm = LSTM(
+        6,
+        20,
+        num_layers=2,
+        batch_first=True,
+        bidirectional=bidirectional,
+        gate_activation=gate,
+        zero_output_for_mask=zero_output,
+        dtype=dtype,
+    )
+    x = torch.randn(8, STEPS, 6, dtype=dtype)
+    hx = tuple(torch.randn(2 * lstm.num_directions, 8, 20, dtype=dtype) for _ in range(2))
+    mask = _mask(8)
+    results = {}
+    for impl in ("reference", "packed"):
+        lstm.impl = impl
+        with torch.no_grad():
+            out, (h, c) = lstm(x, hx, mask=mask)
+        results[impl] = (out, h, c)
+    tol = {"atol": _TOL.atol, "rtol": _TOL.rtol} if dtype == torch.float32 else {}
+    for a, b in zip(results["packed"], results["reference"], strict=True):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_contiguous_rows_refuses_holes() -> None:
+    mask = _mask(8).t()  # (T, B)
+    start, lengths = packed.contiguous_rows(mask)
+    assert lengths.tolist() == [STEPS, 7, 5, 4, 0, 1, 1, 9]
+    assert start[1] == 4 and start[5] == 10
+    mask[5, 0] = False  # a hole in row 0
+    assert packed.contiguous_rows(mask) is None
+
+
+def test_packed_runs_the_packed_loop_and_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    run = packed.run_layer
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(packed, "run_layer", counted)
+    lstm = LSTM(3, 4, batch_first=True, bidirectional=True, impl="packed").eval()
+    x = torch.randn(8, STEPS, 3)
+    with torch.no_grad():
+        lstm(x, mask=_mask(8))
+        assert calls == [1]
+        holes = _mask(8)
+        holes[0, 3] = False
+        lstm(x, mask=holes)  # a row with a hole: the usual loops
+        lstm(x)  # no mask: nothing to skip
+    assert calls == [1]
