@@ -82,6 +82,26 @@ def test_nested_models_match_keras(case: str, writer: str, suffix: str, tmp_path
 
 @needs_keras
 @pytest.mark.keras
+def test_parity_check_runs_on_a_nested_model(tmp_path: Path) -> None:
+    """`parity check` compares the gradients of weights inside nested models too."""
+    import keras
+
+    from tests.test_cli import run_cli
+
+    keras.utils.set_random_seed(45)
+    inp, out, _ = _masked(keras)
+    model = keras.Model(inp, out)
+    _randomise(model)
+    path = tmp_path / "nested.keras"
+    model.save(path)
+    report = tmp_path / "report.json"
+    result = run_cli("check", path, "--json", report)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "grad/encoder/lstm/kernel" in report.read_text()
+
+
+@needs_keras
+@pytest.mark.keras
 @pytest.mark.parametrize("writer", WRITERS)
 def test_weights_only_file_with_nested_models_takes_config(writer: str, tmp_path: Path) -> None:
     """save_weights of a model with nested models converts with the full model as --config."""

@@ -33,6 +33,7 @@ from parity.check.harness import (
     GRAD_PREFIX,
     OUTPUT_PREFIX,
 )
+from parity.keras.graph import SCOPE_SEPARATOR
 from parity.keras.read import HDF5_SIGNATURE, read_model_config
 
 if TYPE_CHECKING:
@@ -356,7 +357,9 @@ def weight_variables(
     """grad/<role>/<weight> -> the trainable Keras variable (layer.weights is in saved order)."""
     variables = {}
     for role, names in weights.items():
-        layer = model.get_layer(layer_names.get(role, role))
+        layer = model
+        for part in layer_names.get(role, role).split(SCOPE_SEPARATOR):  # "block/dense": nested
+            layer = layer.get_layer(part)
         if len(layer.weights) != len(names):
             raise ValueError(
                 f"layer {layer.name!r}: {len(layer.weights)} weights, expected {names}"
