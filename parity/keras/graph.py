@@ -689,7 +689,7 @@ def first_call_index(node: Node, read: Sequence[int], legacy_refs: bool) -> int:
     start at 0. Where the config does not say, the reads decide; ConversionError when they fit
     both or neither, rather than reading the wrong call.
     """
-    if not legacy_refs:
+    if not legacy_refs or not read:  # nothing reads it: the numbering does not matter
         return 0
     layers = node.config["model"]
     if isinstance(layers, dict):
