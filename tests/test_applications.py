@@ -54,3 +54,28 @@ def test_keras_application_converts_and_matches(name: str, tmp_path: Path) -> No
     # gradients whose rounding, not the conversion, dominates the comparison.
     x = np.random.default_rng(32).uniform(-1, 1, (2, *IMAGE)).astype("float32")
     check_against_keras(model, x, tmp_path / f"{name}.keras", torch.float32)
+
+
+#: Other writers and formats, one application each (the whole set in every format would make
+#: the suite minutes longer): tf-keras' legacy .h5 and .keras, Keras 3's legacy .h5.
+OTHER_WRITERS = (
+    ("tf_keras", "MobileNetV2", ".h5"),
+    ("tf_keras", "ResNet50", ".keras"),
+    ("keras", "EfficientNetB0", ".h5"),
+)
+
+
+@pytest.mark.parametrize(("writer", "name", "suffix"), OTHER_WRITERS)
+def test_keras_application_from_other_writers(
+    writer: str, name: str, suffix: str, tmp_path: Path
+) -> None:
+    import importlib
+
+    k = importlib.import_module(writer)
+    k.utils.set_random_seed(33)
+    model = getattr(k.applications, name)(
+        weights=None, input_shape=IMAGE, classes=7, classifier_activation=None
+    )
+    _random_batch_norm(model)
+    x = np.random.default_rng(34).uniform(-1, 1, (2, *IMAGE)).astype("float32")
+    check_against_keras(model, x, tmp_path / f"{name}{suffix}", torch.float32)
