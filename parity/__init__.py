@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from parity import optim
+from parity import optim, plugins
 from parity.api import ParityWarning, load, load_keras, save
 from parity.errors import ConversionError
 from parity.export import export  # the function; the module stays importable as parity.export
@@ -22,5 +22,6 @@ __all__ = [
     "load",
     "load_keras",
     "optim",
+    "plugins",
     "save",
 ]
