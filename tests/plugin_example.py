@@ -77,4 +77,8 @@ def keras_objects() -> dict[str, type]:
     return {CLASS: keras_class()}
 
 
-register_layer(CLASS, CONVERTER, keras_objects=keras_objects, init_rules={ScaledDense: _init})
+def register() -> None:
+    register_layer(CLASS, CONVERTER, keras_objects=keras_objects, init_rules={ScaledDense: _init})
+
+
+register()

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import parity
+from parity.arch.generic.table import CONVERTERS
 from parity.plugins import register_layer, unregister_layer
 from tests.conftest import needs_keras
 from tests.test_cli import run_cli
@@ -27,9 +28,14 @@ PLUGIN = "tests.plugin_example"
 
 @pytest.fixture
 def plugin() -> Iterator[object]:
+    """The example plug-in, registered for one test only: the converter table is process-wide,
+    and a class without examples must not reach the tests that check every converter."""
     import tests.plugin_example as example  # registers the layer on first import
 
+    if example.CLASS not in CONVERTERS:
+        example.register()
     yield example
+    unregister_layer(example.CLASS)
 
 
 def _model_file(tmp_path: Path, example: object) -> tuple[Path, object, np.ndarray]:
@@ -60,9 +66,7 @@ def test_unregistered_custom_layer_is_refused_by_name(plugin, tmp_path: Path) ->
         assert message.startswith(f"{path}: unsupported layer(s) scaled (ScaledDense)")
         assert "register_layer" in message
     finally:
-        register_layer(
-            plugin.CLASS, plugin.CONVERTER, init_rules={plugin.ScaledDense: plugin._init}
-        )
+        plugin.register()
 
 
 @needs_keras
