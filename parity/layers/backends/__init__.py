@@ -7,6 +7,8 @@ pass the same tests):
 - ``cpp``: the same loop in C++ (backends.cpp, csrc/lstm_cpu.cpp), CPU float32, when the
   extension builds (``PARITY_NO_EXT=1`` skips it).
 - ``python_autograd``: the fused loop out of place, for training (backends.python).
+- ``cpp_autograd``: training in C++ (backends.cpp.run_layer_autograd): a forward that keeps the
+  gates and a backward written out, per step one GEMM and one fused pass in each.
 - ``triton`` / ``triton_autograd``: one Triton kernel per step on CUDA float32 (backends.triton).
 - ``packed``: the length-aware inference loop (backends.packed): each row runs its real steps
   only; ``LSTM(impl="packed")`` asks for it, for batches of real text padded to a common length.
@@ -43,6 +45,7 @@ class Loop(StrEnum):
     PYTHON = "python"
     PYTHON_AUTOGRAD = "python_autograd"
     CPP = "cpp"
+    CPP_AUTOGRAD = "cpp_autograd"
     TRITON = "triton"
     TRITON_AUTOGRAD = "triton_autograd"
     PACKED = "packed"
@@ -84,6 +87,8 @@ def select(
         return Loop.TRITON_AUTOGRAD if grad else Loop.TRITON
     if not grad:
         return Loop.CPP if cpp.applies(x, h, c, gate, activation) else Loop.PYTHON
+    if cpp.applies(x, h, c, gate, activation, training=True):
+        return Loop.CPP_AUTOGRAD
     if x.shape[1] >= FAST_AUTOGRAD_MIN_BATCH:
         return Loop.PYTHON_AUTOGRAD
     return Loop.REFERENCE
@@ -132,6 +137,13 @@ def _python_autograd(weights, cache, layer, x, h, c, mask, gate, activation, zer
     )  # fmt: skip
 
 
+def _cpp_autograd(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask):
+    return cpp.run_layer_autograd(
+        weights, x, h, c, mask, gate=gate, activation=activation,
+        zero_output_for_mask=zero_output_for_mask,
+    )  # fmt: skip
+
+
 def _triton(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask):
     prepared = cache.get(layer, "triton", weights, gate, triton.prepare, h.shape[-1])
     return triton.run_layer(
@@ -152,6 +164,7 @@ RUNNERS: dict[Loop, Runner] = {
     Loop.PYTHON: _python,
     Loop.CPP: _cpp,
     Loop.PYTHON_AUTOGRAD: _python_autograd,
+    Loop.CPP_AUTOGRAD: _cpp_autograd,
     Loop.TRITON: _triton,
     Loop.TRITON_AUTOGRAD: _triton_autograd,
     Loop.PACKED: _packed,

@@ -1,4 +1,5 @@
-"""The LSTM's inference loop in C++ (csrc/lstm_cpu.cpp), for CPU float32.
+"""The LSTM's loops in C++ (csrc/lstm_cpu.cpp), for CPU float32: inference, and training
+(``run_layer_autograd``: a forward that keeps the gates, a backward in C++).
 
 Why: the Python fast loop (``backends.python.run_layer``) dispatches about eight ATen ops per
 time step and direction; at small batches that dispatch, and at mid-size batches its separate
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor
 
 from parity.layers.activations import ACTIVATIONS
-from parity.layers.backends.prepare import Packed, pack
+from parity.layers.backends.prepare import Packed, Weights, fold, pack
 
 #: Set to "1" to never build or use the extension (the Python loop runs instead).
 DISABLE_ENV = "PARITY_NO_EXT"
@@ -126,16 +127,22 @@ def parallel_directions(n_dir: int) -> bool:
     return n_dir > 1 and torch.get_num_threads() <= n_dir
 
 
-def applies(x: Tensor, h: Tensor, c: Tensor, gate: str, activation: str) -> bool:
-    """CPU float32 inference with tails the C++ pass knows (the activation table's ``cpp``; the
-    activation's input is not folded, so it must have no affine part), the extension loaded."""
+def applies(
+    x: Tensor, h: Tensor, c: Tensor, gate: str, activation: str, *, training: bool = False
+) -> bool:
+    """CPU float32 with tails the C++ pass knows (the activation table's ``cpp``; the
+    activation's input is not folded, so it must have no affine part), the extension loaded.
+    ``training``: for ``run_layer_autograd``; otherwise for inference (no gradient recorded)."""
     return (
         x.device.type == "cpu"
         and x.dtype == h.dtype == c.dtype == torch.float32
         and ACTIVATIONS[gate].fused is not None
         and ACTIVATIONS[activation].fused is not None
         and not ACTIVATIONS[activation].fused.affine
-        and not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c)))
+        and (
+            training
+            or not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c)))
+        )
         and available()
     )
 
@@ -170,3 +177,73 @@ def run_layer(
         parallel,
         CHUNK_ROWS,
     )
+
+
+class _TrainLayer(torch.autograd.Function):
+    """One layer through train_forward / train_backward, on the folded weights (autograd
+    takes their gradients back through backends.prepare.fold to the parameters).
+
+    forward(x, h0, c0, mask, options, *folded) with options (gate_tail, activation_tail,
+    zero_output_for_mask, parallel) and folded = per direction (w_ih, w_hh, bias)."""
+
+    @staticmethod
+    def forward(
+        x: Tensor, h0: Tensor, c0: Tensor, mask: Tensor | None, options: tuple, *folded: Tensor
+    ) -> tuple[Tensor, ...]:
+        gate_tail, act_tail, zero_output, parallel = options
+        w_ih, w_hh, bias = folded[0::3], folded[1::3], folded[2::3]
+        return torch.ops.parity_lstm.train_forward(
+            x.contiguous(), [w.t() for w in w_ih], [w.t() for w in w_hh], list(bias), h0, c0,
+            mask, gate_tail, act_tail, zero_output, parallel, CHUNK_ROWS,
+        )  # fmt: skip
+
+    @staticmethod
+    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: tuple):
+        x, _, _, mask, options, *folded = inputs
+        kept = output[3:]
+        ctx.mark_non_differentiable(*kept)
+        ctx.save_for_backward(x, mask, *kept, *folded)
+        ctx.options = options
+        ctx.n_dir = len(folded) // 3
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor, grad_h: Tensor,
+        grad_c: Tensor, *unused: Tensor,
+    ) -> tuple[Tensor | None, ...]:  # fmt: skip
+        x, mask, gates, tc, hprev, cprev, *folded = ctx.saved_tensors
+        gate_tail, act_tail, zero_output, parallel = ctx.options
+        dx, dh0, dc0, dw_ih, dw_hh, db = torch.ops.parity_lstm.train_backward(
+            grad_out, grad_h, grad_c, x.contiguous(), list(folded[0::3]), list(folded[1::3]),
+            mask, gates, tc, hprev, cprev, gate_tail, act_tail, zero_output, parallel,
+        )  # fmt: skip
+        grads: list[Tensor] = []
+        for d in range(ctx.n_dir):
+            grads += [dw_ih[d], dw_hh[d], db[d]]
+        return (dx, dh0, dc0, None, None, *grads)
+
+
+def run_layer_autograd(
+    weights: Weights,
+    x: Tensor,
+    h: Tensor,
+    c: Tensor,
+    mask: Tensor | None,
+    *,
+    gate: str,
+    activation: str,
+    zero_output_for_mask: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``backends.python.run_layer_autograd`` with the loops in C++: the same arguments and
+    results, differentiable with respect to x, h, c and the weights."""
+    seq_len, batch, hidden = x.shape[0], x.shape[1], h.shape[-1]
+    folded = [w for direction in fold(weights, gate, hidden) for w in direction]
+    step_mask = None if mask is None else mask.reshape(seq_len, batch)
+    options = (
+        int(ACTIVATIONS[gate].fused.cpp),
+        int(ACTIVATIONS[activation].fused.cpp),
+        zero_output_for_mask,
+        parallel_directions(h.shape[0]),
+    )
+    out, h_n, c_n, *_ = _TrainLayer.apply(x, h, c, step_mask, options, *folded)
+    return out, h_n, c_n

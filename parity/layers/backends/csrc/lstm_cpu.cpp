@@ -1,15 +1,19 @@
-// One LSTM layer's whole time loop on CPU, every direction, for inference (no autograd).
+// One LSTM layer's whole time loop on CPU, every direction: inference, and training (a forward
+// that keeps what the backward needs, and the backward).
 //
 // Why: the Python fast loop (parity/layers/backends/python.py) dispatches about eight ATen ops
 // per time step and direction. At batch 1 that dispatch costs more than the arithmetic; at batch
 // 32 its separate elementwise passes between GEMMs do. Here each step is one GEMM (the recurrent
 // product) and one vectorized pass that adds the input projection, applies the gate tail and the
 // activation, updates c and h, applies Keras masking and writes the output. The input projection
-// (bias included) is one GEMM per chunk of steps, computed just before them.
+// (bias included) is one GEMM per chunk of steps, computed just before them. The backward is the
+// same shape: per step one vectorized pass (the cell's derivative, Keras masking) and one GEMM
+// (the recurrent product's), then the weight and input gradients as one GEMM each per direction.
 //
-// The weights come from parity/layers/backends/prepare.py (pack): gate rows reordered to
+// The weights come from parity/layers/backends/prepare.py (pack, fold): gate rows reordered to
 // (i, f, o, g), the gate's affine part folded in (a hard sigmoid leaves a clamp to [0, 1]),
-// oneDNN-packed or dense.
+// oneDNN-packed or dense. Gradients are with respect to those folded weights; autograd takes
+// them back through the fold.
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -19,6 +23,8 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/mm.h>
+#include <ATen/ops/sum.h>
+#include <ATen/ops/zeros.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
@@ -54,6 +60,32 @@ inline Vec apply(const Vec& v) {
   }
 }
 
+// The tail's derivative from its output y = apply<K>(x), which the training forward keeps.
+// For the clamp it is 1 strictly inside (0, 1): at exactly 0 or 1 (an input exactly on the
+// bend) torch's clamp and TensorFlow's clip pass the gradient, this gives 0.
+template <int64_t K>
+inline Vec derivative(const Vec& y) {
+  if constexpr (K == kClamp01) {
+    return y.gt(Vec(0.0f)) * y.lt(Vec(1.0f));
+  } else if constexpr (K == kSigmoid) {
+    return y * (Vec(1.0f) - y);
+  } else if constexpr (K == kTanh) {
+    return Vec(1.0f) - y * y;
+  } else if constexpr (K == kRelu) {
+    return y.gt(Vec(0.0f));
+  } else {
+    return Vec(1.0f);
+  }
+}
+
+// What the training forward keeps of one time step for the backward, or all nullptr.
+struct Kept {
+  float* gates;  // (B, 4h) i, f, o, g after their tails
+  float* tc;     // (B, h) activation(c) of the new cell state
+  float* hprev;  // (B, h) h before the step
+  float* cprev;  // (B, h) c before the step
+};
+
 // Where one direction's step reads and writes. Row b of a (B, n) operand starts at b * stride.
 struct Step {
   const float* z;      // (B, 4h) recurrent GEMM output, rows (i, f, o, g)
@@ -65,14 +97,20 @@ struct Step {
   const bool* mask;    // (B,) true = real step, or nullptr (every row real)
   int64_t batch, hidden, out_stride;
   bool zero_output;    // masked rows output zeros instead of the previous output
+  Kept kept;           // training: where this step's values are kept (kSave), else unused
 };
 
 // The one fused elementwise pass of a step: gates, cell, hidden state, masking, output.
-template <int64_t G, int64_t A>
+// kSave: also keep what the backward needs (s.kept).
+template <int64_t G, int64_t A, bool kSave>
 void cell_step(const Step& s) {
   const int64_t h = s.hidden, n4 = 4 * h, w = Vec::size();
   for (int64_t b = 0; b < s.batch; ++b) {
     float* out = s.out + b * s.out_stride;
+    if constexpr (kSave) {  // every row: the weight gradients' GEMMs read them all
+      std::copy(s.h + b * h, s.h + (b + 1) * h, s.kept.hprev + b * h);
+      std::copy(s.c + b * h, s.c + (b + 1) * h, s.kept.cprev + b * h);
+    }
     if (s.mask != nullptr && !s.mask[b]) {  // Keras: carry h and c, output zeros or previous
       if (s.zero_output || s.prev == nullptr) {
         std::fill(out, out + h, 0.0f);
@@ -96,7 +134,16 @@ void cell_step(const Step& s) {
       const Vec o = apply<G>(pre(2));
       const Vec g = apply<A>(pre(3));
       const Vec c = at::vec::fmadd(i, g, Vec::loadu(cb + j, n) * f);
-      const Vec hn = apply<A>(c) * o;
+      const Vec tc = apply<A>(c);
+      const Vec hn = tc * o;
+      if constexpr (kSave) {
+        float* kg = s.kept.gates + b * n4 + j;
+        i.store(kg, n);
+        f.store(kg + h, n);
+        o.store(kg + 2 * h, n);
+        g.store(kg + 3 * h, n);
+        tc.store(s.kept.tc + b * h + j, n);
+      }
       c.store(cb + j, n);
       hn.store(hb + j, n);
       hn.store(out + j, n);
@@ -104,20 +151,98 @@ void cell_step(const Step& s) {
   }
 }
 
+// Where one direction's backward step reads and writes (rows as in Step).
+struct BackStep {
+  const float* gates;  // (B, 4h) kept by the forward
+  const float* tc;     // (B, h)
+  const float* cprev;  // (B, h)
+  const float* gout;   // (B, h) gradient of this step's output slot, row stride gout_stride
+  const bool* mask;    // (B,) or nullptr
+  float* dh;           // (B, h) gradient of h after the step; masked rows keep theirs
+  float* dc;           // (B, h) gradient of c after the step, becomes the one before it
+  float* pend;         // (B, h) output gradients of masked steps owed to the last real step
+  float* dz;           // (B, 4h) out: gradient of the folded pre-activations (0: masked rows)
+  int64_t batch, hidden, gout_stride;
+  bool zero_output;
+};
+
+// One step of the backward, the forward's step differentiated: for a real row the gradient of
+// h (the later step's, plus this output's, plus what masked steps after it output as "the
+// previous output") goes through o * act(c) and the cell update; a masked row carried h and c,
+// so their gradients pass unchanged, and without zero_output its output was the last real
+// step's, whose gradient waits in pend (dropped if no real step came before: it was zeros).
+template <int64_t G, int64_t A>
+void cell_back(const BackStep& s) {
+  const int64_t h = s.hidden, n4 = 4 * h, w = Vec::size();
+  for (int64_t b = 0; b < s.batch; ++b) {
+    const float* go = s.gout + b * s.gout_stride;
+    float* pend = s.pend + b * h;
+    float* dz = s.dz + b * n4;
+    if (s.mask != nullptr && !s.mask[b]) {
+      if (!s.zero_output) {
+        for (int64_t j = 0; j < h; j += w) {
+          const int64_t n = std::min(w, h - j);
+          (Vec::loadu(pend + j, n) + Vec::loadu(go + j, n)).store(pend + j, n);
+        }
+      }
+      std::fill(dz, dz + n4, 0.0f);
+      continue;
+    }
+    const float* kg = s.gates + b * n4;
+    const float* tcb = s.tc + b * h;
+    const float* cp = s.cprev + b * h;
+    float* dh = s.dh + b * h;
+    float* dc = s.dc + b * h;
+    for (int64_t j = 0; j < h; j += w) {
+      const int64_t n = std::min(w, h - j);
+      Vec dht = Vec::loadu(dh + j, n) + Vec::loadu(go + j, n);
+      if (!s.zero_output) {
+        dht = dht + Vec::loadu(pend + j, n);
+        Vec(0.0f).store(pend + j, n);
+      }
+      const Vec i = Vec::loadu(kg + j, n), f = Vec::loadu(kg + h + j, n);
+      const Vec o = Vec::loadu(kg + 2 * h + j, n), g = Vec::loadu(kg + 3 * h + j, n);
+      const Vec tc = Vec::loadu(tcb + j, n);
+      const Vec dct = at::vec::fmadd(dht * o, derivative<A>(tc), Vec::loadu(dc + j, n));
+      (dct * i * derivative<A>(g)).store(dz + 3 * h + j, n);
+      (dct * g * derivative<G>(i)).store(dz + j, n);
+      (dct * Vec::loadu(cp + j, n) * derivative<G>(f)).store(dz + h + j, n);
+      (dht * tc * derivative<G>(o)).store(dz + 2 * h + j, n);
+      (dct * f).store(dc + j, n);
+    }
+  }
+}
+
 using CellFn = void (*)(const Step&);
+using BackFn = void (*)(const BackStep&);
+
+// kCells[kSave][gate][activation], kBacks[gate][activation]: every tail pair instantiated.
+template <bool kSave, int64_t G, int64_t... A>
+constexpr std::array<CellFn, sizeof...(A)> row_of(std::integer_sequence<int64_t, A...>) {
+  return {&cell_step<G, A, kSave>...};
+}
+
+template <bool kSave, int64_t... G>
+constexpr std::array<std::array<CellFn, kNumTails>, sizeof...(G)> table_of(
+    std::integer_sequence<int64_t, G...>) {
+  return {row_of<kSave, G>(std::make_integer_sequence<int64_t, kNumTails>{})...};
+}
 
 template <int64_t G, int64_t... A>
-constexpr std::array<CellFn, sizeof...(A)> row_of(std::integer_sequence<int64_t, A...>) {
-  return {&cell_step<G, A>...};
+constexpr std::array<BackFn, sizeof...(A)> back_row_of(std::integer_sequence<int64_t, A...>) {
+  return {&cell_back<G, A>...};
 }
 
 template <int64_t... G>
-constexpr std::array<std::array<CellFn, kNumTails>, sizeof...(G)> table_of(
+constexpr std::array<std::array<BackFn, kNumTails>, sizeof...(G)> back_table_of(
     std::integer_sequence<int64_t, G...>) {
-  return {row_of<G>(std::make_integer_sequence<int64_t, kNumTails>{})...};
+  return {back_row_of<G>(std::make_integer_sequence<int64_t, kNumTails>{})...};
 }
 
-constexpr auto kCells = table_of(std::make_integer_sequence<int64_t, kNumTails>{});
+constexpr auto kTails = std::make_integer_sequence<int64_t, kNumTails>{};
+constexpr std::array<std::array<std::array<CellFn, kNumTails>, kNumTails>, 2> kCells = {
+    table_of<false>(kTails), table_of<true>(kTails)};
+constexpr auto kBacks = back_table_of(kTails);
 
 // oneDNN's packed-weight linear, y = x @ W.T (+ bias), reached through the dispatcher (its
 // headers are not shipped); the same op backends/prepare.py uses from Python.
@@ -150,11 +275,18 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bi
   return at::mm_out(buf, x, w);
 }
 
+// The training forward's kept values for the whole layer, (D, T, B, .) in time order; empty
+// tensors (and no keeping) for inference.
+struct KeptLayer {
+  at::Tensor gates, tc, hprev, cprev;
+  bool defined() const { return gates.defined(); }
+};
+
 // One direction's time loop. The input projection is computed a chunk of steps at a time, so
 // it is still in cache when the steps read it.
 void run_direction(int64_t d, int64_t n_dir, const at::Tensor& x, const Weights& wt,
                    at::Tensor& h_n, at::Tensor& c_n, at::Tensor& out, const bool* mask,
-                   CellFn cell, bool zero_output, int64_t chunk) {
+                   CellFn cell, bool zero_output, int64_t chunk, const KeptLayer& kept) {
   // Worker threads start with default dispatch state; skip autograd, as the caller does.
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const int64_t steps = x.size(0), batch = x.size(1), hidden = h_n.size(2), n4 = 4 * hidden;
@@ -171,6 +303,13 @@ void run_direction(int64_t d, int64_t n_dir, const at::Tensor& x, const Weights&
   s.zero_output = zero_output;
   s.prev = nullptr;
   float* out0 = out.data_ptr<float>() + d * hidden;
+  float *kg = nullptr, *ktc = nullptr, *khp = nullptr, *kcp = nullptr;
+  if (kept.defined()) {
+    kg = kept.gates.select(0, d).data_ptr<float>();
+    ktc = kept.tc.select(0, d).data_ptr<float>();
+    khp = kept.hprev.select(0, d).data_ptr<float>();
+    kcp = kept.cprev.select(0, d).data_ptr<float>();
+  }
   for (int64_t k0 = 0; k0 < steps; k0 += chunk) {
     const int64_t n = std::min(chunk, steps - k0);
     const int64_t t0 = d ? steps - k0 - n : k0;  // the chunk holds steps [t0, t0 + n)
@@ -189,25 +328,24 @@ void run_direction(int64_t d, int64_t n_dir, const at::Tensor& x, const Weights&
                                           [](bool m) { return m; })) {
         s.mask = mask + t * batch;
       }
+      if (kg != nullptr) {
+        s.kept = {kg + t * batch * n4, ktc + t * batch * hidden, khp + t * batch * hidden,
+                  kcp + t * batch * hidden};
+      }
       cell(s);
       s.prev = s.out;
     }
   }
 }
 
-// x (T, B, k) contiguous; per direction w_ih, w_hh and bias (undefined: none) as in Weights;
-// h0, c0 (D, B, h); mask (T, B) bool. chunk_rows: input rows projected at once (0: all).
-// parallel: run the directions on separate threads (each GEMM then single-threaded) instead of
-// one after the other (each GEMM multi-threaded).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> run_layer(
-    const at::Tensor& x, at::TensorList w_ih, at::TensorList w_hh,
-    const c10::List<std::optional<at::Tensor>>& bias, const at::Tensor& h0, const at::Tensor& c0,
-    const std::optional<at::Tensor>& mask, int64_t gate_tail, int64_t activation,
-    bool zero_output_for_mask, bool parallel, int64_t chunk_rows) {
-  const int64_t n_dir = h0.size(0), batch = h0.size(1), hidden = h0.size(2);
+// Checks shared by the forward and the backward; returns the mask's data or nullptr.
+const bool* check_layer(const at::Tensor& x, at::TensorList w_ih, at::TensorList w_hh,
+                        int64_t n_bias, const at::Tensor& h0, const at::Tensor& c0,
+                        const std::optional<at::Tensor>& mask, int64_t gate_tail,
+                        int64_t activation, at::Tensor& mask_c) {
+  const int64_t n_dir = h0.size(0), batch = h0.size(1);
   TORCH_CHECK(n_dir >= 1 && static_cast<int64_t>(w_ih.size()) == n_dir &&
-                  static_cast<int64_t>(w_hh.size()) == n_dir &&
-                  static_cast<int64_t>(bias.size()) == n_dir,
+                  static_cast<int64_t>(w_hh.size()) == n_dir && n_bias == n_dir,
               "parity_lstm: one set of weights per direction");
   TORCH_CHECK(0 <= gate_tail && gate_tail < kNumTails && 0 <= activation &&
                   activation < kNumTails,
@@ -218,42 +356,208 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_layer(
   TORCH_CHECK(x.dim() == 3 && x.size(1) == batch && x.is_contiguous() &&
                   x.scalar_type() == at::kFloat,
               "parity_lstm: x must be contiguous float32 (T, B, k)");
-  const int64_t steps = x.size(0);
-  const bool* m = nullptr;
-  at::Tensor mask_c;
-  if (mask.has_value()) {
-    mask_c = mask->contiguous();
-    TORCH_CHECK(mask_c.scalar_type() == at::kBool && mask_c.numel() == steps * batch,
-                "parity_lstm: mask must be bool (T, B)");
-    m = mask_c.data_ptr<bool>();
+  if (!mask.has_value()) {
+    return nullptr;
   }
+  mask_c = mask->contiguous();
+  TORCH_CHECK(mask_c.scalar_type() == at::kBool && mask_c.numel() == x.size(0) * batch,
+              "parity_lstm: mask must be bool (T, B)");
+  return mask_c.data_ptr<bool>();
+}
+
+// Runs body(d) for every direction: on separate threads (each GEMM then single-threaded) or
+// one after the other (each GEMM multi-threaded).
+template <typename F>
+void each_direction(int64_t n_dir, bool parallel, const F& body) {
+  auto range = [&](int64_t begin, int64_t end) {
+    for (int64_t d = begin; d < end; ++d) {
+      body(d);
+    }
+  };
+  if (parallel && n_dir > 1) {
+    at::parallel_for(0, n_dir, 1, range);
+  } else {
+    range(0, n_dir);
+  }
+}
+
+std::vector<Weights> weights_of(at::TensorList w_ih, at::TensorList w_hh,
+                                const c10::List<std::optional<at::Tensor>>& bias) {
   std::vector<Weights> weights;
-  for (int64_t d = 0; d < n_dir; ++d) {
+  for (size_t d = 0; d < w_ih.size(); ++d) {
     const std::optional<at::Tensor> b = bias.get(d);
     TORCH_CHECK(w_ih[d].is_mkldnn() == w_hh[d].is_mkldnn(),
                 "parity_lstm: w_ih and w_hh must both be oneDNN-packed or both dense");
     weights.push_back({w_ih[d], w_hh[d], b.has_value() ? *b : at::Tensor(), w_hh[d].is_mkldnn()});
   }
+  return weights;
+}
+
+// The forward of one layer; keeps what the backward needs when `keep`.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, KeptLayer> forward(
+    const at::Tensor& x, at::TensorList w_ih, at::TensorList w_hh,
+    const c10::List<std::optional<at::Tensor>>& bias, const at::Tensor& h0, const at::Tensor& c0,
+    const std::optional<at::Tensor>& mask, int64_t gate_tail, int64_t activation,
+    bool zero_output_for_mask, bool parallel, int64_t chunk_rows, bool keep) {
+  at::Tensor mask_c;
+  const bool* m = check_layer(x, w_ih, w_hh, static_cast<int64_t>(bias.size()), h0, c0, mask,
+                              gate_tail, activation, mask_c);
+  const int64_t n_dir = h0.size(0), batch = h0.size(1), hidden = h0.size(2);
+  const int64_t steps = x.size(0);
+  const std::vector<Weights> weights = weights_of(w_ih, w_hh, bias);
   const int64_t chunk = std::max<int64_t>(
       1, chunk_rows > 0 ? std::min(steps, chunk_rows / std::max<int64_t>(batch, 1)) : steps);
   at::Tensor h_n = h0.contiguous().clone(), c_n = c0.contiguous().clone();
   at::Tensor out = at::empty({steps, batch, n_dir * hidden}, x.options());
+  KeptLayer kept;
+  if (keep) {
+    kept = {at::empty({n_dir, steps, batch, 4 * hidden}, x.options()),
+            at::empty({n_dir, steps, batch, hidden}, x.options()),
+            at::empty({n_dir, steps, batch, hidden}, x.options()),
+            at::empty({n_dir, steps, batch, hidden}, x.options())};
+  }
   if (steps == 0 || batch == 0) {
-    return {out, h_n, c_n};
+    return {out, h_n, c_n, kept};
   }
-  const CellFn cell = kCells[gate_tail][activation];
-  auto body = [&](int64_t begin, int64_t end) {
-    for (int64_t d = begin; d < end; ++d) {
-      run_direction(d, n_dir, x, weights[d], h_n, c_n, out, m, cell, zero_output_for_mask,
-                    chunk);
-    }
-  };
-  if (parallel && n_dir > 1) {
-    at::parallel_for(0, n_dir, 1, body);
-  } else {
-    body(0, n_dir);
-  }
+  const CellFn cell = kCells[keep][gate_tail][activation];
+  each_direction(n_dir, parallel, [&](int64_t d) {
+    run_direction(d, n_dir, x, weights[d], h_n, c_n, out, m, cell, zero_output_for_mask, chunk,
+                  kept);
+  });
+  return {out, h_n, c_n, kept};
+}
+
+// x (T, B, k) contiguous; per direction w_ih, w_hh and bias (undefined: none) as in Weights;
+// h0, c0 (D, B, h); mask (T, B) bool. chunk_rows: input rows projected at once (0: all).
+// parallel: run the directions on separate threads instead of one after the other.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> run_layer(
+    const at::Tensor& x, at::TensorList w_ih, at::TensorList w_hh,
+    const c10::List<std::optional<at::Tensor>>& bias, const at::Tensor& h0, const at::Tensor& c0,
+    const std::optional<at::Tensor>& mask, int64_t gate_tail, int64_t activation,
+    bool zero_output_for_mask, bool parallel, int64_t chunk_rows) {
+  auto [out, h_n, c_n, kept] = forward(x, w_ih, w_hh, bias, h0, c0, mask, gate_tail, activation,
+                                       zero_output_for_mask, parallel, chunk_rows, false);
   return {out, h_n, c_n};
+}
+
+// run_layer for training: also returns what train_backward needs, each (D, T, B, .) in time
+// order: the gates after their tails (rows i, f, o, g), activation(c), and h and c before each
+// step.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+train_forward(const at::Tensor& x, at::TensorList w_ih, at::TensorList w_hh,
+              const c10::List<std::optional<at::Tensor>>& bias, const at::Tensor& h0,
+              const at::Tensor& c0, const std::optional<at::Tensor>& mask, int64_t gate_tail,
+              int64_t activation, bool zero_output_for_mask, bool parallel, int64_t chunk_rows) {
+  auto [out, h_n, c_n, kept] = forward(x, w_ih, w_hh, bias, h0, c0, mask, gate_tail, activation,
+                                       zero_output_for_mask, parallel, chunk_rows, true);
+  return {out, h_n, c_n, kept.gates, kept.tc, kept.hprev, kept.cprev};
+}
+
+// One direction's backward: the time loop back to front, then the weight and input gradients
+// as one GEMM each over every step. w_ih (4h, k) and w_hh (4h, h) are the dense folded weights.
+void back_direction(int64_t d, int64_t n_dir, const at::Tensor& grad_out, const at::Tensor& x,
+                    const at::Tensor& w_ih, const at::Tensor& w_hh, const KeptLayer& kept,
+                    const bool* mask, BackFn back, bool zero_output, at::Tensor& dh,
+                    at::Tensor& dc, at::Tensor& dx_d, at::Tensor& dw_ih, at::Tensor& dw_hh,
+                    at::Tensor& db) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const int64_t steps = x.size(0), batch = x.size(1), hidden = dh.size(1), n4 = 4 * hidden;
+  at::Tensor dz = at::empty({steps, batch, n4}, x.options());
+  at::Tensor pend = at::zeros({batch, hidden}, x.options());
+  at::Tensor dh_step = at::empty({batch, hidden}, x.options());
+  const at::Tensor w_hh_c = w_hh.contiguous();
+  const at::Tensor gates = kept.gates.select(0, d), tc = kept.tc.select(0, d);
+  const at::Tensor cprev = kept.cprev.select(0, d);
+  BackStep s{};
+  s.dh = dh.data_ptr<float>();
+  s.dc = dc.data_ptr<float>();
+  s.pend = pend.data_ptr<float>();
+  s.batch = batch;
+  s.hidden = hidden;
+  s.gout_stride = n_dir * hidden;
+  s.zero_output = zero_output;
+  const float* go0 = grad_out.data_ptr<float>() + d * hidden;
+  for (int64_t k = steps - 1; k >= 0; --k) {  // the forward's steps, last first
+    const int64_t t = d ? steps - 1 - k : k;
+    const int64_t row = t * batch;
+    s.gates = gates.data_ptr<float>() + row * n4;
+    s.tc = tc.data_ptr<float>() + row * hidden;
+    s.cprev = cprev.data_ptr<float>() + row * hidden;
+    s.gout = go0 + row * n_dir * hidden;
+    s.dz = dz.data_ptr<float>() + row * n4;
+    s.mask = nullptr;
+    if (mask != nullptr && !std::all_of(mask + row, mask + row + batch,
+                                        [](bool m) { return m; })) {
+      s.mask = mask + row;
+    }
+    back(s);
+    const at::Tensor dz_t = dz.select(0, t);
+    if (s.mask == nullptr) {
+      at::mm_out(dh, dz_t, w_hh_c);
+      continue;
+    }
+    at::mm_out(dh_step, dz_t, w_hh_c);  // masked rows carried h: they keep their gradient
+    const float* src = dh_step.data_ptr<float>();
+    for (int64_t b = 0; b < batch; ++b) {
+      if (s.mask[b]) {
+        std::copy(src + b * hidden, src + (b + 1) * hidden, s.dh + b * hidden);
+      }
+    }
+  }
+  const at::Tensor dz2 = dz.view({steps * batch, n4});
+  at::mm_out(dw_ih, dz2.t(), x.view({steps * batch, x.size(2)}));
+  at::mm_out(dw_hh, dz2.t(), kept.hprev.select(0, d).view({steps * batch, hidden}));
+  at::sum_out(db, dz2, 0);
+  at::mm_out(dx_d, dz2, w_ih.contiguous());
+}
+
+// The gradients of train_forward's layer with respect to x, h0, c0 and, per direction, the
+// folded w_ih, w_hh and bias. grad_out (T, B, D*h), grad_h and grad_c (D, B, h); the kept
+// tensors as train_forward returned them; w_ih (4h, k) and w_hh (4h, h) dense, folded.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>,
+           std::vector<at::Tensor>>
+train_backward(const at::Tensor& grad_out, const at::Tensor& grad_h, const at::Tensor& grad_c,
+               const at::Tensor& x, at::TensorList w_ih, at::TensorList w_hh,
+               const std::optional<at::Tensor>& mask, const at::Tensor& gates,
+               const at::Tensor& tc, const at::Tensor& hprev, const at::Tensor& cprev,
+               int64_t gate_tail, int64_t activation, bool zero_output_for_mask, bool parallel) {
+  at::Tensor mask_c;
+  const bool* m = check_layer(x, w_ih, w_hh, static_cast<int64_t>(w_ih.size()), grad_h, grad_c,
+                              mask, gate_tail, activation, mask_c);
+  const int64_t n_dir = grad_h.size(0), batch = grad_h.size(1), hidden = grad_h.size(2);
+  const int64_t steps = x.size(0), n_in = x.size(2);
+  const at::Tensor go = grad_out.contiguous();
+  TORCH_CHECK(go.scalar_type() == at::kFloat && go.dim() == 3 && go.size(0) == steps &&
+                  go.size(1) == batch && go.size(2) == n_dir * hidden,
+              "parity_lstm: grad_out must be float32 (T, B, D*h)");
+  const KeptLayer kept{gates.contiguous(), tc.contiguous(), hprev.contiguous(),
+                       cprev.contiguous()};
+  TORCH_CHECK(kept.gates.numel() == n_dir * steps * batch * 4 * hidden &&
+                  kept.tc.numel() == n_dir * steps * batch * hidden &&
+                  kept.hprev.numel() == kept.tc.numel() && kept.cprev.numel() == kept.tc.numel(),
+              "parity_lstm: kept tensors do not match the layer");
+  at::Tensor dh = grad_h.contiguous().clone(), dc = grad_c.contiguous().clone();
+  std::vector<at::Tensor> dx(n_dir), dw_ih(n_dir), dw_hh(n_dir), db(n_dir);
+  for (int64_t d = 0; d < n_dir; ++d) {
+    TORCH_CHECK(!w_ih[d].is_mkldnn() && !w_hh[d].is_mkldnn() && w_ih[d].size(1) == n_in &&
+                    w_hh[d].size(0) == 4 * hidden,
+                "parity_lstm: train_backward takes dense folded (4h, k) and (4h, h) weights");
+    dx[d] = at::empty({steps * batch, n_in}, x.options());
+    dw_ih[d] = at::empty({4 * hidden, n_in}, x.options());
+    dw_hh[d] = at::empty({4 * hidden, hidden}, x.options());
+    db[d] = at::empty({4 * hidden}, x.options());
+  }
+  const BackFn back = kBacks[gate_tail][activation];
+  each_direction(n_dir, parallel, [&](int64_t d) {
+    at::Tensor dh_d = dh.select(0, d), dc_d = dc.select(0, d);
+    back_direction(d, n_dir, go, x, w_ih[d], w_hh[d], kept, m, back, zero_output_for_mask, dh_d,
+                   dc_d, dx[d], dw_ih[d], dw_hh[d], db[d]);
+  });
+  at::Tensor dx_sum = dx[0];
+  for (int64_t d = 1; d < n_dir; ++d) {
+    dx_sum.add_(dx[d]);
+  }
+  return {dx_sum.view({steps, batch, n_in}), dh, dc, dw_ih, dw_hh, db};
 }
 
 // One tail over a float32 tensor, with the vector code the step uses: lets the tests check its
@@ -281,12 +585,26 @@ TORCH_LIBRARY(parity_lstm, m) {
       "run_layer(Tensor x, Tensor[] w_ih, Tensor[] w_hh, Tensor?[] bias, Tensor h0, Tensor c0, "
       "Tensor? mask, int gate_tail, int activation, bool zero_output_for_mask, bool parallel, "
       "int chunk_rows) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "train_forward(Tensor x, Tensor[] w_ih, Tensor[] w_hh, Tensor?[] bias, Tensor h0, "
+      "Tensor c0, Tensor? mask, int gate_tail, int activation, bool zero_output_for_mask, "
+      "bool parallel, int chunk_rows) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "train_backward(Tensor grad_out, Tensor grad_h, Tensor grad_c, Tensor x, Tensor[] w_ih, "
+      "Tensor[] w_hh, Tensor? mask, Tensor gates, Tensor tc, Tensor hprev, Tensor cprev, "
+      "int gate_tail, int activation, bool zero_output_for_mask, bool parallel) "
+      "-> (Tensor, Tensor, Tensor, Tensor[], Tensor[], Tensor[])");
   m.def("apply_tail(Tensor x, int kind) -> Tensor");
 }
 
 // The packed weights are oneDNN (MkldnnCPU) tensors; the rest are plain CPU tensors.
 TORCH_LIBRARY_IMPL(parity_lstm, CPU, m) {
   m.impl("run_layer", &run_layer);
+  m.impl("train_forward", &train_forward);
+  m.impl("train_backward", &train_backward);
   m.impl("apply_tail", &apply_tail);
 }
-TORCH_LIBRARY_IMPL(parity_lstm, MkldnnCPU, m) { m.impl("run_layer", &run_layer); }
+TORCH_LIBRARY_IMPL(parity_lstm, MkldnnCPU, m) {
+  m.impl("run_layer", &run_layer);
+  m.impl("train_forward", &train_forward);
+}
