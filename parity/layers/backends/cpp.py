@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from parity.layers.activations import ACTIVATIONS
-from parity.layers.backends.prepare import Packed, Weights, fold, pack
+from parity.layers.backends.prepare import Packed, Weights, onednn_usable, pack
 
 #: Set to "1" to never build or use the extension (the Python loop runs instead).
 DISABLE_ENV = "PARITY_NO_EXT"
@@ -139,10 +139,7 @@ def applies(
         and ACTIVATIONS[gate].fused is not None
         and ACTIVATIONS[activation].fused is not None
         and not ACTIVATIONS[activation].fused.affine
-        and (
-            training
-            or not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c)))
-        )
+        and (training or not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c))))
         and available()
     )
 
@@ -179,48 +176,72 @@ def run_layer(
     )
 
 
-class _TrainLayer(torch.autograd.Function):
-    """One layer through train_forward / train_backward, on the folded weights (autograd
-    takes their gradients back through backends.prepare.fold to the parameters).
+#: Training packs a layer's weights for oneDNN (every step: the optimizer changes them) when
+#: the forward has at least this many input rows (T * B): below, the packing costs more than
+#: oneDNN's faster GEMMs save. w_ih serves one GEMM per chunk of steps, w_hh one per step
+#: (benchmarks/deepmoji_speed.py, training mode, measures both sides of the break-even).
+PACK_IH_ROWS = 256
+PACK_HH_ROWS = 24
+#: The same for the backward's per-step product with w_hh.T, whose packing (a transposed
+#: reorder) costs several times more.
+PACK_HH_T_ROWS = 640
 
-    forward(x, h0, c0, mask, options, *folded) with options (gate_tail, activation_tail,
-    zero_output_for_mask, parallel) and folded = per direction (w_ih, w_hh, bias)."""
+
+class _TrainLayer(torch.autograd.Function):
+    """One layer through train_forward / train_backward, on the parameters as they are (no
+    folding or other preparation: the optimizer changes them every step).
+
+    forward(x, h0, c0, mask, options, *params): options (gate_tail, activation_tail,
+    gate_scale, gate_offset, zero_output_for_mask, parallel, onednn), params per direction
+    (w_ih, w_hh, b_ih, b_hh), biases None without bias."""
 
     @staticmethod
     def forward(
-        x: Tensor, h0: Tensor, c0: Tensor, mask: Tensor | None, options: tuple, *folded: Tensor
+        x: Tensor, h0: Tensor, c0: Tensor, mask: Tensor | None, options: tuple, *params: Tensor
     ) -> tuple[Tensor, ...]:
-        gate_tail, act_tail, zero_output, parallel = options
-        w_ih, w_hh, bias = folded[0::3], folded[1::3], folded[2::3]
+        gate_tail, act_tail, scale, offset, zero_output, parallel, onednn = options
+        pack_ih, pack_hh = (PACK_IH_ROWS, PACK_HH_ROWS) if onednn else (0, 0)
         return torch.ops.parity_lstm.train_forward(
-            x.contiguous(), [w.t() for w in w_ih], [w.t() for w in w_hh], list(bias), h0, c0,
-            mask, gate_tail, act_tail, zero_output, parallel, CHUNK_ROWS,
+            x.contiguous(), list(params[0::4]), list(params[1::4]), list(params[2::4]),
+            list(params[3::4]), h0, c0, mask, gate_tail, act_tail, scale, offset, zero_output,
+            parallel, CHUNK_ROWS, pack_ih, pack_hh,
         )  # fmt: skip
 
     @staticmethod
     def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: tuple):
-        x, _, _, mask, options, *folded = inputs
+        x, _, _, mask, options, *params = inputs
         kept = output[3:]
         ctx.mark_non_differentiable(*kept)
-        ctx.save_for_backward(x, mask, *kept, *folded)
+        # Not materialized: autograd would otherwise fill zeros the size of every kept tensor.
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, mask, *kept, *params)
         ctx.options = options
-        ctx.n_dir = len(folded) // 3
 
     @staticmethod
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor, grad_h: Tensor,
         grad_c: Tensor, *unused: Tensor,
     ) -> tuple[Tensor | None, ...]:  # fmt: skip
-        x, mask, gates, tc, hprev, cprev, *folded = ctx.saved_tensors
-        gate_tail, act_tail, zero_output, parallel = ctx.options
+        x, mask, gates, tc, hprev, cprev, *params = ctx.saved_tensors
+        gate_tail, act_tail, scale, _, zero_output, parallel, onednn = ctx.options
+        n_dir, batch, hidden = hprev.shape[0], x.shape[1], hprev.shape[-1]
+        if grad_out is None:
+            grad_out = x.new_zeros(x.shape[0], batch, n_dir * hidden)
+        grad_h, grad_c = (
+            x.new_zeros(n_dir, batch, hidden) if g is None else g for g in (grad_h, grad_c)
+        )
+        need_dx = ctx.needs_input_grad[0]
         dx, dh0, dc0, dw_ih, dw_hh, db = torch.ops.parity_lstm.train_backward(
-            grad_out, grad_h, grad_c, x.contiguous(), list(folded[0::3]), list(folded[1::3]),
-            mask, gates, tc, hprev, cprev, gate_tail, act_tail, zero_output, parallel,
+            grad_out, grad_h, grad_c, x.contiguous(), list(params[0::4]), list(params[1::4]),
+            mask, gates, tc, hprev, cprev, gate_tail, act_tail, scale, zero_output, parallel,
+            need_dx, PACK_HH_T_ROWS if onednn else 0,
         )  # fmt: skip
-        grads: list[Tensor] = []
-        for d in range(ctx.n_dir):
-            grads += [dw_ih[d], dw_hh[d], db[d]]
-        return (dx, dh0, dc0, None, None, *grads)
+        grads: list[Tensor | None] = []
+        for d, bias in enumerate(params[2::4]):
+            # b_ih and b_hh get the same gradient, as separate tensors (each becomes a .grad)
+            biases = [None, None] if bias is None else [db[d], db[d].clone()]
+            grads += [dw_ih[d], dw_hh[d], *biases]
+        return (dx if need_dx else None, dh0, dc0, None, None, *grads)
 
 
 def run_layer_autograd(
@@ -236,14 +257,18 @@ def run_layer_autograd(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``backends.python.run_layer_autograd`` with the loops in C++: the same arguments and
     results, differentiable with respect to x, h, c and the weights."""
-    seq_len, batch, hidden = x.shape[0], x.shape[1], h.shape[-1]
-    folded = [w for direction in fold(weights, gate, hidden) for w in direction]
+    seq_len, batch = x.shape[0], x.shape[1]
     step_mask = None if mask is None else mask.reshape(seq_len, batch)
+    fused = ACTIVATIONS[gate].fused
     options = (
-        int(ACTIVATIONS[gate].fused.cpp),
+        int(fused.cpp),
         int(ACTIVATIONS[activation].fused.cpp),
+        float(fused.scale),
+        float(fused.offset),
         zero_output_for_mask,
         parallel_directions(h.shape[0]),
+        onednn_usable(x),
     )
-    out, h_n, c_n, *_ = _TrainLayer.apply(x, h, c, step_mask, options, *folded)
+    params = [w for direction in weights for w in direction]
+    out, h_n, c_n, *_ = _TrainLayer.apply(x, h, c, step_mask, options, *params)
     return out, h_n, c_n

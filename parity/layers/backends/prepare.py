@@ -63,7 +63,7 @@ DENSE = Gemm(
 )
 
 
-def _onednn_usable(t: Tensor) -> bool:
+def onednn_usable(t: Tensor) -> bool:
     return (
         USE_ONEDNN
         and t.device.type == "cpu"
@@ -118,7 +118,7 @@ def fold(weights: Weights, gate: str, hidden: int) -> list[tuple[Tensor, Tensor,
 def pack(weights: Weights, gate: str, hidden: int) -> Packed:
     """Fold and pack each direction's weights for the CPU inference loops."""
     first = weights[0][0]
-    gemm = ONEDNN if _onednn_usable(first) else DENSE
+    gemm = ONEDNN if onednn_usable(first) else DENSE
     with torch.no_grad():
         w_ih, w_hh, bias = zip(*fold(weights, gate, hidden), strict=True)
         try:

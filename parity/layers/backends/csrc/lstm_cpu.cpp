@@ -19,6 +19,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/cpu/vec/vec.h>
+#include <ATen/ops/add.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
@@ -97,17 +98,23 @@ struct Step {
   const bool* mask;    // (B,) true = real step, or nullptr (every row real)
   int64_t batch, hidden, out_stride;
   bool zero_output;    // masked rows output zeros instead of the previous output
-  Kept kept;           // training: where this step's values are kept (kSave), else unused
+  Kept kept;           // training: where this step's values are kept (kTrain), else unused
+  float gate_scale, gate_offset;  // training: the gate's affine part, applied here
 };
 
 // The one fused elementwise pass of a step: gates, cell, hidden state, masking, output.
-// kSave: also keep what the backward needs (s.kept).
-template <int64_t G, int64_t A, bool kSave>
+// Inference reads folded weights' rows (i, f, o, g), the gate's affine part already in them.
+// kTrain: the parameters' own rows (i, f, g, o), unfolded (the training forward multiplies by
+// the parameters as they are, so nothing is prepared per optimizer step), the affine part
+// applied here; and what the backward needs is kept (s.kept).
+template <int64_t G, int64_t A, bool kTrain>
 void cell_step(const Step& s) {
+  constexpr int64_t kO = kTrain ? 3 : 2, kG = kTrain ? 2 : 3;  // row blocks of o and g
+  const Vec scale(s.gate_scale), offset(s.gate_offset);
   const int64_t h = s.hidden, n4 = 4 * h, w = Vec::size();
   for (int64_t b = 0; b < s.batch; ++b) {
     float* out = s.out + b * s.out_stride;
-    if constexpr (kSave) {  // every row: the weight gradients' GEMMs read them all
+    if constexpr (kTrain) {  // every row: the weight gradients' GEMMs read them all
       std::copy(s.h + b * h, s.h + (b + 1) * h, s.kept.hprev + b * h);
       std::copy(s.c + b * h, s.c + (b + 1) * h, s.kept.cprev + b * h);
     }
@@ -129,14 +136,21 @@ void cell_step(const Step& s) {
         const int64_t k = gate * h + j;
         return Vec::loadu(z + k, n) + Vec::loadu(xp + k, n);
       };
-      const Vec i = apply<G>(pre(0));
-      const Vec f = apply<G>(pre(1));
-      const Vec o = apply<G>(pre(2));
-      const Vec g = apply<A>(pre(3));
+      auto gate = [&](int64_t k) {
+        if constexpr (kTrain) {
+          return apply<G>(at::vec::fmadd(pre(k), scale, offset));
+        } else {
+          return apply<G>(pre(k));
+        }
+      };
+      const Vec i = gate(0);
+      const Vec f = gate(1);
+      const Vec o = gate(kO);
+      const Vec g = apply<A>(pre(kG));
       const Vec c = at::vec::fmadd(i, g, Vec::loadu(cb + j, n) * f);
       const Vec tc = apply<A>(c);
       const Vec hn = tc * o;
-      if constexpr (kSave) {
+      if constexpr (kTrain) {
         float* kg = s.kept.gates + b * n4 + j;
         i.store(kg, n);
         f.store(kg + h, n);
@@ -161,8 +175,9 @@ struct BackStep {
   float* dh;           // (B, h) gradient of h after the step; masked rows keep theirs
   float* dc;           // (B, h) gradient of c after the step, becomes the one before it
   float* pend;         // (B, h) output gradients of masked steps owed to the last real step
-  float* dz;           // (B, 4h) out: gradient of the folded pre-activations (0: masked rows)
+  float* dz;           // (B, 4h) out: gradient of the pre-activations (0: masked rows)
   int64_t batch, hidden, gout_stride;
+  float gate_scale;    // the gate's slope folded into the forward's weights (1: none)
   bool zero_output;
 };
 
@@ -174,6 +189,7 @@ struct BackStep {
 template <int64_t G, int64_t A>
 void cell_back(const BackStep& s) {
   const int64_t h = s.hidden, n4 = 4 * h, w = Vec::size();
+  const Vec scale(s.gate_scale);
   for (int64_t b = 0; b < s.batch; ++b) {
     const float* go = s.gout + b * s.gout_stride;
     float* pend = s.pend + b * h;
@@ -204,10 +220,12 @@ void cell_back(const BackStep& s) {
       const Vec o = Vec::loadu(kg + 2 * h + j, n), g = Vec::loadu(kg + 3 * h + j, n);
       const Vec tc = Vec::loadu(tcb + j, n);
       const Vec dct = at::vec::fmadd(dht * o, derivative<A>(tc), Vec::loadu(dc + j, n));
-      (dct * i * derivative<A>(g)).store(dz + 3 * h + j, n);
-      (dct * g * derivative<G>(i)).store(dz + j, n);
-      (dct * Vec::loadu(cp + j, n) * derivative<G>(f)).store(dz + h + j, n);
-      (dht * tc * derivative<G>(o)).store(dz + 2 * h + j, n);
+      // Rows as the parameters hold them, (i, f, g, o), and with respect to the unfolded
+      // pre-activations (the gate's slope applied): the weight gradients need no unfolding.
+      (dct * g * derivative<G>(i) * scale).store(dz + j, n);
+      (dct * Vec::loadu(cp + j, n) * derivative<G>(f) * scale).store(dz + h + j, n);
+      (dct * i * derivative<A>(g)).store(dz + 2 * h + j, n);
+      (dht * tc * derivative<G>(o) * scale).store(dz + 3 * h + j, n);
       (dct * f).store(dc + j, n);
     }
   }
@@ -216,16 +234,16 @@ void cell_back(const BackStep& s) {
 using CellFn = void (*)(const Step&);
 using BackFn = void (*)(const BackStep&);
 
-// kCells[kSave][gate][activation], kBacks[gate][activation]: every tail pair instantiated.
-template <bool kSave, int64_t G, int64_t... A>
+// kCells[kTrain][gate][activation], kBacks[gate][activation]: every tail pair instantiated.
+template <bool kTrain, int64_t G, int64_t... A>
 constexpr std::array<CellFn, sizeof...(A)> row_of(std::integer_sequence<int64_t, A...>) {
-  return {&cell_step<G, A, kSave>...};
+  return {&cell_step<G, A, kTrain>...};
 }
 
-template <bool kSave, int64_t... G>
+template <bool kTrain, int64_t... G>
 constexpr std::array<std::array<CellFn, kNumTails>, sizeof...(G)> table_of(
     std::integer_sequence<int64_t, G...>) {
-  return {row_of<kSave, G>(std::make_integer_sequence<int64_t, kNumTails>{})...};
+  return {row_of<kTrain, G>(std::make_integer_sequence<int64_t, kNumTails>{})...};
 }
 
 template <int64_t G, int64_t... A>
@@ -260,7 +278,7 @@ at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& w,
 // One direction's weights: oneDNN-packed (4h, k) tensors, or strided (k, 4h) matrices for mm.
 struct Weights {
   at::Tensor w_ih, w_hh, bias;
-  bool packed;
+  bool packed_ih, packed_hh;
 };
 
 // y = x @ W (+ bias) into a fresh tensor (oneDNN) or into buf (dense).
@@ -286,14 +304,14 @@ struct KeptLayer {
 // it is still in cache when the steps read it.
 void run_direction(int64_t d, int64_t n_dir, const at::Tensor& x, const Weights& wt,
                    at::Tensor& h_n, at::Tensor& c_n, at::Tensor& out, const bool* mask,
-                   CellFn cell, bool zero_output, int64_t chunk, const KeptLayer& kept) {
-  // Worker threads start with default dispatch state; skip autograd, as the caller does.
-  at::AutoDispatchBelowADInplaceOrView below_autograd;
+                   CellFn cell, bool zero_output, int64_t chunk, const KeptLayer& kept,
+                   float gate_scale, float gate_offset) {
   const int64_t steps = x.size(0), batch = x.size(1), hidden = h_n.size(2), n4 = 4 * hidden;
   const at::Tensor x2 = x.view({steps * batch, x.size(2)});
   at::Tensor h = h_n.select(0, d), c = c_n.select(0, d);
-  at::Tensor z = wt.packed ? at::Tensor() : at::empty({batch, n4}, x.options());
-  at::Tensor xp_buf = wt.packed ? at::Tensor() : at::empty({chunk * batch, n4}, x.options());
+  at::Tensor z = wt.packed_hh ? at::Tensor() : at::empty({batch, n4}, x.options());
+  at::Tensor xp_buf =
+      wt.packed_ih ? at::Tensor() : at::empty({chunk * batch, n4}, x.options());
   Step s{};
   s.h = h.data_ptr<float>();
   s.c = c.data_ptr<float>();
@@ -301,6 +319,8 @@ void run_direction(int64_t d, int64_t n_dir, const at::Tensor& x, const Weights&
   s.hidden = hidden;
   s.out_stride = n_dir * hidden;
   s.zero_output = zero_output;
+  s.gate_scale = gate_scale;
+  s.gate_offset = gate_offset;
   s.prev = nullptr;
   float* out0 = out.data_ptr<float>() + d * hidden;
   float *kg = nullptr, *ktc = nullptr, *khp = nullptr, *kcp = nullptr;
@@ -313,13 +333,13 @@ void run_direction(int64_t d, int64_t n_dir, const at::Tensor& x, const Weights&
   for (int64_t k0 = 0; k0 < steps; k0 += chunk) {
     const int64_t n = std::min(chunk, steps - k0);
     const int64_t t0 = d ? steps - k0 - n : k0;  // the chunk holds steps [t0, t0 + n)
-    at::Tensor buf = wt.packed ? at::Tensor() : xp_buf.narrow(0, 0, n * batch);
+    at::Tensor buf = wt.packed_ih ? at::Tensor() : xp_buf.narrow(0, 0, n * batch);
     const at::Tensor xp = linear(x2.narrow(0, t0 * batch, n * batch), wt.w_ih, wt.bias,
-                                 wt.packed, buf);
+                                 wt.packed_ih, buf);
     const float* xp0 = xp.data_ptr<float>();
     for (int64_t k = 0; k < n; ++k) {
       const int64_t t = d ? t0 + n - 1 - k : t0 + k;
-      z = linear(h, wt.w_hh, at::Tensor(), wt.packed, z);
+      z = linear(h, wt.w_hh, at::Tensor(), wt.packed_hh, z);
       s.z = z.data_ptr<float>();
       s.xp = xp0 + (t - t0) * batch * n4;
       s.out = out0 + t * batch * n_dir * hidden;
@@ -388,23 +408,24 @@ std::vector<Weights> weights_of(at::TensorList w_ih, at::TensorList w_hh,
     const std::optional<at::Tensor> b = bias.get(d);
     TORCH_CHECK(w_ih[d].is_mkldnn() == w_hh[d].is_mkldnn(),
                 "parity_lstm: w_ih and w_hh must both be oneDNN-packed or both dense");
-    weights.push_back({w_ih[d], w_hh[d], b.has_value() ? *b : at::Tensor(), w_hh[d].is_mkldnn()});
+    weights.push_back({w_ih[d], w_hh[d], b.has_value() ? *b : at::Tensor(), w_ih[d].is_mkldnn(),
+                       w_hh[d].is_mkldnn()});
   }
   return weights;
 }
 
-// The forward of one layer; keeps what the backward needs when `keep`.
+// The forward of one layer. weights(d) gives direction d's weights; it runs on the thread that
+// runs the direction. keep: the training forward (unfolded weights, affine part given, kept
+// values returned).
+template <typename PrepareFn>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, KeptLayer> forward(
-    const at::Tensor& x, at::TensorList w_ih, at::TensorList w_hh,
-    const c10::List<std::optional<at::Tensor>>& bias, const at::Tensor& h0, const at::Tensor& c0,
-    const std::optional<at::Tensor>& mask, int64_t gate_tail, int64_t activation,
-    bool zero_output_for_mask, bool parallel, int64_t chunk_rows, bool keep) {
-  at::Tensor mask_c;
-  const bool* m = check_layer(x, w_ih, w_hh, static_cast<int64_t>(bias.size()), h0, c0, mask,
-                              gate_tail, activation, mask_c);
+    const at::Tensor& x, int64_t n_weights, const PrepareFn& weights, const at::Tensor& h0,
+    const at::Tensor& c0, const bool* m, int64_t gate_tail, int64_t activation,
+    bool zero_output_for_mask, bool parallel, int64_t chunk_rows, bool keep, float gate_scale,
+    float gate_offset) {
   const int64_t n_dir = h0.size(0), batch = h0.size(1), hidden = h0.size(2);
   const int64_t steps = x.size(0);
-  const std::vector<Weights> weights = weights_of(w_ih, w_hh, bias);
+  TORCH_CHECK(n_weights == n_dir, "parity_lstm: one set of weights per direction");
   const int64_t chunk = std::max<int64_t>(
       1, chunk_rows > 0 ? std::min(steps, chunk_rows / std::max<int64_t>(batch, 1)) : steps);
   at::Tensor h_n = h0.contiguous().clone(), c_n = c0.contiguous().clone();
@@ -421,8 +442,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, KeptLayer> forward(
   }
   const CellFn cell = kCells[keep][gate_tail][activation];
   each_direction(n_dir, parallel, [&](int64_t d) {
-    run_direction(d, n_dir, x, weights[d], h_n, c_n, out, m, cell, zero_output_for_mask, chunk,
-                  kept);
+    // Worker threads start with default dispatch state; skip autograd, as the caller does.
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    run_direction(d, n_dir, x, weights(d), h_n, c_n, out, m, cell, zero_output_for_mask, chunk,
+                  kept, gate_scale, gate_offset);
   });
   return {out, h_n, c_n, kept};
 }
@@ -435,37 +458,84 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_layer(
     const c10::List<std::optional<at::Tensor>>& bias, const at::Tensor& h0, const at::Tensor& c0,
     const std::optional<at::Tensor>& mask, int64_t gate_tail, int64_t activation,
     bool zero_output_for_mask, bool parallel, int64_t chunk_rows) {
-  auto [out, h_n, c_n, kept] = forward(x, w_ih, w_hh, bias, h0, c0, mask, gate_tail, activation,
-                                       zero_output_for_mask, parallel, chunk_rows, false);
+  at::Tensor mask_c;
+  const bool* m = check_layer(x, w_ih, w_hh, static_cast<int64_t>(bias.size()), h0, c0, mask,
+                              gate_tail, activation, mask_c);
+  const std::vector<Weights> weights = weights_of(w_ih, w_hh, bias);
+  auto [out, h_n, c_n, kept] =
+      forward(x, static_cast<int64_t>(weights.size()), [&](int64_t d) { return weights[d]; }, h0,
+              c0, m, gate_tail, activation, zero_output_for_mask, parallel, chunk_rows, false,
+              1.0f, 0.0f);
   return {out, h_n, c_n};
 }
 
-// run_layer for training: also returns what train_backward needs, each (D, T, B, .) in time
-// order: the gates after their tails (rows i, f, o, g), activation(c), and h and c before each
-// step.
+// oneDNN's packed layout for a linear weight (out, in); the op backends/prepare.py packs with.
+// A transposed view is read as it is (faster than making it contiguous first).
+at::Tensor onednn_pack(const at::Tensor& w) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("mkldnn::_reorder_linear_weight", "")
+                             .typed<at::Tensor(const at::Tensor&, std::optional<int64_t>)>();
+  return op.call(w, std::nullopt);
+}
+
+// run_layer for training, on the parameters as torch holds them: w_ih (4h, k), w_hh (4h, h),
+// b_ih and b_hh (4h) or None, rows (i, f, g, o), nothing folded; the gate is
+// tail(gate_scale * z + gate_offset). Each direction's thread packs its weights for oneDNN
+// where that pays for itself at this size (pack_ih_rows, pack_hh_rows: at least that many
+// input rows, T * B; 0: never). Also returns what train_backward needs, each (D, T, B, .) in
+// time order: the gates after their tails (rows i, f, o, g), activation(c), and h and c
+// before each step.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 train_forward(const at::Tensor& x, at::TensorList w_ih, at::TensorList w_hh,
-              const c10::List<std::optional<at::Tensor>>& bias, const at::Tensor& h0,
+              const c10::List<std::optional<at::Tensor>>& b_ih,
+              const c10::List<std::optional<at::Tensor>>& b_hh, const at::Tensor& h0,
               const at::Tensor& c0, const std::optional<at::Tensor>& mask, int64_t gate_tail,
-              int64_t activation, bool zero_output_for_mask, bool parallel, int64_t chunk_rows) {
-  auto [out, h_n, c_n, kept] = forward(x, w_ih, w_hh, bias, h0, c0, mask, gate_tail, activation,
-                                       zero_output_for_mask, parallel, chunk_rows, true);
+              int64_t activation, double gate_scale, double gate_offset,
+              bool zero_output_for_mask, bool parallel, int64_t chunk_rows, int64_t pack_ih_rows,
+              int64_t pack_hh_rows) {
+  at::Tensor mask_c;
+  const bool* m = check_layer(x, w_ih, w_hh, static_cast<int64_t>(b_ih.size()), h0, c0, mask,
+                              gate_tail, activation, mask_c);
+  TORCH_CHECK(b_hh.size() == b_ih.size(), "parity_lstm: one set of weights per direction");
+  const int64_t rows = x.size(0) * x.size(1);
+  const bool pack_ih = pack_ih_rows > 0 && rows >= pack_ih_rows;
+  const bool pack_hh = pack_hh_rows > 0 && rows >= pack_hh_rows;
+  auto prepare = [&](int64_t d) {
+    const std::optional<at::Tensor> bi = b_ih.get(d), bh = b_hh.get(d);
+    TORCH_CHECK(bi.has_value() == bh.has_value(), "parity_lstm: b_ih and b_hh go together");
+    return Weights{pack_ih ? onednn_pack(w_ih[d]) : w_ih[d].t(),
+                   pack_hh ? onednn_pack(w_hh[d]) : w_hh[d].t(),
+                   bi.has_value() ? at::add(*bi, *bh) : at::Tensor(), pack_ih, pack_hh};
+  };
+  auto [out, h_n, c_n, kept] =
+      forward(x, static_cast<int64_t>(w_ih.size()), prepare, h0, c0, m, gate_tail, activation,
+              zero_output_for_mask, parallel, chunk_rows, true, static_cast<float>(gate_scale),
+              static_cast<float>(gate_offset));
   return {out, h_n, c_n, kept.gates, kept.tc, kept.hprev, kept.cprev};
 }
 
 // One direction's backward: the time loop back to front, then the weight and input gradients
-// as one GEMM each over every step. w_ih (4h, k) and w_hh (4h, h) are the dense folded weights.
+// as one GEMM each over every step. w_ih (4h, k) and w_hh (4h, h) are the parameters as torch
+// holds them (rows i, f, g, o; not folded).
 void back_direction(int64_t d, int64_t n_dir, const at::Tensor& grad_out, const at::Tensor& x,
                     const at::Tensor& w_ih, const at::Tensor& w_hh, const KeptLayer& kept,
-                    const bool* mask, BackFn back, bool zero_output, at::Tensor& dh,
-                    at::Tensor& dc, at::Tensor& dx_d, at::Tensor& dw_ih, at::Tensor& dw_hh,
-                    at::Tensor& db) {
+                    const bool* mask, BackFn back, float gate_scale, bool zero_output,
+                    bool pack_hh, at::Tensor& dh, at::Tensor& dc, at::Tensor* dx_d,
+                    at::Tensor& dw_ih, at::Tensor& dw_hh, at::Tensor& db) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const int64_t steps = x.size(0), batch = x.size(1), hidden = dh.size(1), n4 = 4 * hidden;
   at::Tensor dz = at::empty({steps, batch, n4}, x.options());
   at::Tensor pend = at::zeros({batch, hidden}, x.options());
   at::Tensor dh_step = at::empty({batch, hidden}, x.options());
-  const at::Tensor w_hh_c = w_hh.contiguous();
+  // dh = dz @ w_hh: oneDNN's packed GEMM on w_hh.T (out h, in 4h), or a plain mm.
+  const at::Tensor w_hh_c = pack_hh ? onednn_pack(w_hh.t()) : w_hh.contiguous();
+  auto recurrent = [&](const at::Tensor& dz_t, at::Tensor& into) {
+    if (pack_hh) {
+      into.copy_(onednn_linear(dz_t, w_hh_c, std::nullopt));
+    } else {
+      at::mm_out(into, dz_t, w_hh_c);
+    }
+  };
   const at::Tensor gates = kept.gates.select(0, d), tc = kept.tc.select(0, d);
   const at::Tensor cprev = kept.cprev.select(0, d);
   BackStep s{};
@@ -475,6 +545,7 @@ void back_direction(int64_t d, int64_t n_dir, const at::Tensor& grad_out, const 
   s.batch = batch;
   s.hidden = hidden;
   s.gout_stride = n_dir * hidden;
+  s.gate_scale = gate_scale;
   s.zero_output = zero_output;
   const float* go0 = grad_out.data_ptr<float>() + d * hidden;
   for (int64_t k = steps - 1; k >= 0; --k) {  // the forward's steps, last first
@@ -493,10 +564,10 @@ void back_direction(int64_t d, int64_t n_dir, const at::Tensor& grad_out, const 
     back(s);
     const at::Tensor dz_t = dz.select(0, t);
     if (s.mask == nullptr) {
-      at::mm_out(dh, dz_t, w_hh_c);
+      recurrent(dz_t, dh);
       continue;
     }
-    at::mm_out(dh_step, dz_t, w_hh_c);  // masked rows carried h: they keep their gradient
+    recurrent(dz_t, dh_step);  // masked rows carried h: they keep their gradient
     const float* src = dh_step.data_ptr<float>();
     for (int64_t b = 0; b < batch; ++b) {
       if (s.mask[b]) {
@@ -508,19 +579,25 @@ void back_direction(int64_t d, int64_t n_dir, const at::Tensor& grad_out, const 
   at::mm_out(dw_ih, dz2.t(), x.view({steps * batch, x.size(2)}));
   at::mm_out(dw_hh, dz2.t(), kept.hprev.select(0, d).view({steps * batch, hidden}));
   at::sum_out(db, dz2, 0);
-  at::mm_out(dx_d, dz2, w_ih.contiguous());
+  if (dx_d != nullptr) {
+    at::mm_out(*dx_d, dz2, w_ih.contiguous());
+  }
 }
 
-// The gradients of train_forward's layer with respect to x, h0, c0 and, per direction, the
-// folded w_ih, w_hh and bias. grad_out (T, B, D*h), grad_h and grad_c (D, B, h); the kept
-// tensors as train_forward returned them; w_ih (4h, k) and w_hh (4h, h) dense, folded.
+// The gradients of train_forward's layer with respect to x, h0, c0 and, per direction, w_ih,
+// w_hh and the bias (b_ih + b_hh), as torch holds them. grad_out (T, B, D*h), grad_h and grad_c
+// (D, B, h); the kept tensors as train_forward returned them; w_ih (4h, k) and w_hh (4h, h)
+// the parameters themselves; gate_scale the slope fold() folded into the gate rows. need_dx:
+// whether to compute x's gradient (otherwise an empty tensor). pack_hh_rows as in
+// train_forward, for the per-step product with w_hh.T.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>,
            std::vector<at::Tensor>>
 train_backward(const at::Tensor& grad_out, const at::Tensor& grad_h, const at::Tensor& grad_c,
                const at::Tensor& x, at::TensorList w_ih, at::TensorList w_hh,
                const std::optional<at::Tensor>& mask, const at::Tensor& gates,
                const at::Tensor& tc, const at::Tensor& hprev, const at::Tensor& cprev,
-               int64_t gate_tail, int64_t activation, bool zero_output_for_mask, bool parallel) {
+               int64_t gate_tail, int64_t activation, double gate_scale, bool zero_output_for_mask,
+               bool parallel, bool need_dx, int64_t pack_hh_rows) {
   at::Tensor mask_c;
   const bool* m = check_layer(x, w_ih, w_hh, static_cast<int64_t>(w_ih.size()), grad_h, grad_c,
                               mask, gate_tail, activation, mask_c);
@@ -541,18 +618,25 @@ train_backward(const at::Tensor& grad_out, const at::Tensor& grad_h, const at::T
   for (int64_t d = 0; d < n_dir; ++d) {
     TORCH_CHECK(!w_ih[d].is_mkldnn() && !w_hh[d].is_mkldnn() && w_ih[d].size(1) == n_in &&
                     w_hh[d].size(0) == 4 * hidden,
-                "parity_lstm: train_backward takes dense folded (4h, k) and (4h, h) weights");
-    dx[d] = at::empty({steps * batch, n_in}, x.options());
+                "parity_lstm: train_backward takes dense (4h, k) and (4h, h) weights");
+    if (need_dx) {
+      dx[d] = at::empty({steps * batch, n_in}, x.options());
+    }
     dw_ih[d] = at::empty({4 * hidden, n_in}, x.options());
     dw_hh[d] = at::empty({4 * hidden, hidden}, x.options());
     db[d] = at::empty({4 * hidden}, x.options());
   }
   const BackFn back = kBacks[gate_tail][activation];
+  const bool pack_hh = pack_hh_rows > 0 && steps * batch >= pack_hh_rows;
   each_direction(n_dir, parallel, [&](int64_t d) {
     at::Tensor dh_d = dh.select(0, d), dc_d = dc.select(0, d);
-    back_direction(d, n_dir, go, x, w_ih[d], w_hh[d], kept, m, back, zero_output_for_mask, dh_d,
-                   dc_d, dx[d], dw_ih[d], dw_hh[d], db[d]);
+    back_direction(d, n_dir, go, x, w_ih[d], w_hh[d], kept, m, back,
+                   static_cast<float>(gate_scale), zero_output_for_mask, pack_hh, dh_d, dc_d,
+                   need_dx ? &dx[d] : nullptr, dw_ih[d], dw_hh[d], db[d]);
   });
+  if (!need_dx) {
+    return {at::empty({0}, x.options()), dh, dc, dw_ih, dw_hh, db};
+  }
   at::Tensor dx_sum = dx[0];
   for (int64_t d = 1; d < n_dir; ++d) {
     dx_sum.add_(dx[d]);
@@ -586,13 +670,16 @@ TORCH_LIBRARY(parity_lstm, m) {
       "Tensor? mask, int gate_tail, int activation, bool zero_output_for_mask, bool parallel, "
       "int chunk_rows) -> (Tensor, Tensor, Tensor)");
   m.def(
-      "train_forward(Tensor x, Tensor[] w_ih, Tensor[] w_hh, Tensor?[] bias, Tensor h0, "
-      "Tensor c0, Tensor? mask, int gate_tail, int activation, bool zero_output_for_mask, "
-      "bool parallel, int chunk_rows) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "train_forward(Tensor x, Tensor[] w_ih, Tensor[] w_hh, Tensor?[] b_ih, Tensor?[] b_hh, "
+      "Tensor h0, Tensor c0, Tensor? mask, int gate_tail, int activation, float gate_scale, "
+      "float gate_offset, bool zero_output_for_mask, bool parallel, int chunk_rows, "
+      "int pack_ih_rows, int pack_hh_rows) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "train_backward(Tensor grad_out, Tensor grad_h, Tensor grad_c, Tensor x, Tensor[] w_ih, "
       "Tensor[] w_hh, Tensor? mask, Tensor gates, Tensor tc, Tensor hprev, Tensor cprev, "
-      "int gate_tail, int activation, bool zero_output_for_mask, bool parallel) "
+      "int gate_tail, int activation, float gate_scale, bool zero_output_for_mask, "
+      "bool parallel, bool need_dx, int pack_hh_rows) "
       "-> (Tensor, Tensor, Tensor, Tensor[], Tensor[], Tensor[])");
   m.def("apply_tail(Tensor x, int kind) -> Tensor");
 }
@@ -604,7 +691,4 @@ TORCH_LIBRARY_IMPL(parity_lstm, CPU, m) {
   m.impl("train_backward", &train_backward);
   m.impl("apply_tail", &apply_tail);
 }
-TORCH_LIBRARY_IMPL(parity_lstm, MkldnnCPU, m) {
-  m.impl("run_layer", &run_layer);
-  m.impl("train_forward", &train_forward);
-}
+TORCH_LIBRARY_IMPL(parity_lstm, MkldnnCPU, m) { m.impl("run_layer", &run_layer); }
