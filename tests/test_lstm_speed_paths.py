@@ -19,7 +19,8 @@ import parity
 from parity.check import load_golden, tolerance_for
 from parity.layers import ACTIVATIONS, LSTM
 from parity.layers.backends import FAST_AUTOGRAD_MIN_BATCH as LSTM_FAST_AUTOGRAD_MIN_BATCH
-from parity.layers.backends import prepare
+from parity.layers.backends import Loop, prepare, select
+from parity.layers.backends import cpp as cpp_loops
 from parity.layers.backends import python as python_loops
 from tests.golden_cases import CASES
 
@@ -221,8 +222,10 @@ def test_weights_made_in_inference_mode():
 
 @pytest.mark.parametrize("batch", [1, LSTM_FAST_AUTOGRAD_MIN_BATCH])
 def test_training_dispatch_by_batch_size(batch, monkeypatch):
-    """Tiny training batches take the reference loop (faster there); larger ones the fast
-    loop's autograd form, which the sweep above compares with the reference."""
+    """Without the C++ loop, tiny training batches take the reference loop (faster there);
+    larger ones the Python fast loop's autograd form, which the sweep above compares with the
+    reference."""
+    monkeypatch.setattr(cpp_loops, "applies", lambda *args, **kwargs: False)
     calls = []
     real = python_loops.run_layer_autograd
     monkeypatch.setattr(
@@ -242,7 +245,7 @@ def test_every_activation_fast_equals_reference(activation, without_cpp, device,
     if without_cpp:
         from parity.layers.backends import cpp
 
-        monkeypatch.setattr(cpp, "applies", lambda *args: False)
+        monkeypatch.setattr(cpp, "applies", lambda *args, **kwargs: False)
     torch.manual_seed(0)
     lstm = LSTM(5, 7, bidirectional=True, gate_activation="hard_sigmoid_keras2",
                 activation=activation).to(device)  # fmt: skip
@@ -265,3 +268,93 @@ def test_every_activation_fast_equals_reference(activation, without_cpp, device,
         torch.testing.assert_close(
             results["fast"][2][name], grad, rtol=grad_tol.rtol, atol=grad_tol.atol, msg=name
         )
+
+
+needs_cpp = pytest.mark.skipif(not cpp_loops.available(), reason="C++ loop not built here")
+
+
+@needs_cpp
+def test_cpu_float32_training_runs_in_cpp():
+    """Under autograd on CPU float32 the C++ training loop runs, at every batch size."""
+    lstm = LSTM(5, 7, bidirectional=True, gate_activation="hard_sigmoid_keras2")
+    for batch in (1, 32):
+        x, h = torch.randn(3, batch, 5), torch.zeros(2, batch, 7)
+        loop = select("fast", lstm.gate_activation, lstm.activation, x, h, h, lstm.parameters)
+        assert loop is Loop.CPP_AUTOGRAD
+
+
+#: (PACK_IH_ROWS, PACK_HH_ROWS, PACK_HH_T_ROWS): each GEMM plain, and each oneDNN-packed.
+PACKING = {"plain": (0, 0, 0), "packed": (1, 1, 1)}
+
+
+@needs_cpp
+@pytest.mark.parametrize("packing", sorted(PACKING))
+@pytest.mark.parametrize(
+    ("gate", "activation", "bidirectional", "zero_output", "batch"),
+    [
+        ("hard_sigmoid_keras2", "tanh", True, None, 4),
+        ("hard_sigmoid_keras3", "tanh", True, False, 4),
+        ("sigmoid", "tanh", False, None, 1),
+        ("hard_sigmoid_keras2", "relu", False, True, 3),
+        ("sigmoid", "linear", True, False, 1),
+    ],
+)
+def test_cpp_training_equals_float64_reference(
+    gate, activation, bidirectional, zero_output, batch, packing, monkeypatch
+):
+    """The C++ training loop (float32) against the reference loop in float64, outputs and
+    every gradient (parameters, input, initial state), over every mask shape: pre- and
+    post-padding, holes, a row with no real step, and Keras' two masked-output rules. The
+    reference loop is what the golden tests hold to Keras' numbers."""
+    names = ("PACK_IH_ROWS", "PACK_HH_ROWS", "PACK_HH_T_ROWS")
+    for name, value in zip(names, PACKING[packing], strict=True):
+        monkeypatch.setattr(cpp_loops, name, value)
+    torch.manual_seed(0)
+    steps, n_dir = 9, 2 if bidirectional else 1
+    lstm = LSTM(5, 7, 2, bidirectional=bidirectional, gate_activation=gate,
+                activation=activation, zero_output_for_mask=zero_output)  # fmt: skip
+    x = 3 * torch.randn(steps, batch, 5)
+    hx = tuple(0.5 * torch.randn(2 * n_dir, batch, 7) for _ in range(2))
+    masks = _masks(4, steps) | {"empty row": torch.ones(4, steps, dtype=torch.bool)}
+    masks["empty row"][0] = False
+    out_tol = tolerance_for(torch.float32, "cpu", "output")
+    grad_tol = tolerance_for(torch.float32, "cpu", "gradient")
+    for mask_name, mask in masks.items():
+        mask = None if mask is None else mask[:batch]  # (B, T) whatever batch_first says
+        results = {}
+        for impl, dtype in (("reference", torch.float64), ("fast", torch.float32)):
+            model = copy.deepcopy(lstm).to(dtype)
+            model.impl = impl
+            xi = x.detach().to(dtype).requires_grad_()
+            hxi = tuple(t.detach().to(dtype).requires_grad_() for t in hx)
+            out, (h_n, c_n) = model(xi, hxi, mask=mask)
+            g = torch.Generator().manual_seed(1)
+            cot = [torch.randn(t.shape, generator=g).to(dtype) for t in (out, h_n, c_n)]
+            sum((t * w).sum() for t, w in zip((out, h_n, c_n), cot, strict=True)).backward()
+            grads = {n: p.grad for n, p in model.named_parameters()}
+            grads |= {"input": xi.grad, "h0": hxi[0].grad, "c0": hxi[1].grad}
+            results[impl] = ({"output": out, "h_n": h_n, "c_n": c_n}, grads)
+        for kind, tol in ((0, out_tol), (1, grad_tol)):
+            for name, expected in results["reference"][kind].items():
+                torch.testing.assert_close(
+                    results["fast"][kind][name], expected.float(), rtol=tol.rtol,
+                    atol=tol.atol, msg=lambda m, w=f"{mask_name} {name}": f"{w}: {m}",
+                )  # fmt: skip
+
+
+@needs_cpp
+def test_cpp_training_without_input_gradient():
+    """An input that needs no gradient gets none (the C++ backward skips that product); the
+    parameters' gradients are unchanged by it."""
+    torch.manual_seed(0)
+    lstm = LSTM(5, 7, bidirectional=True, gate_activation="hard_sigmoid_keras2")
+    x = torch.randn(6, 3, 5)
+    grads = []
+    for needs in (False, True):
+        lstm.zero_grad(set_to_none=True)
+        xi = x.clone().requires_grad_(needs)
+        lstm(xi)[0].pow(2).sum().backward()
+        assert (xi.grad is None) != needs
+        grads.append([p.grad.clone() for p in lstm.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
