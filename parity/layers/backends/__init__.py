@@ -32,9 +32,9 @@ from parity.layers.backends.prepare import PreparedCache, Weights, pack
 #: the registered operator parity::keras_lstm (parity.layers.recurrent.ops), as a traced model does;
 #: "packed" is "fast" with the length-aware loop for masked inference (backends.packed).
 IMPLEMENTATIONS = ("fast", "reference", "op", "packed")
-#: Below this batch size a training step is faster through the reference loop: the fused loop's
-#: per-direction loops record twice the autograd nodes, which dominates at tiny batches
-#: (benchmarks/deepmoji_speed.py, training mode, measures the crossover).
+#: Without the C++ loop, below this batch size a training step is faster through the reference
+#: loop: the Python fused loop's per-direction loops record twice the autograd nodes, which
+#: dominates at tiny batches (benchmarks/deepmoji_speed.py, training mode, measures it).
 FAST_AUTOGRAD_MIN_BATCH = 4
 
 

@@ -222,26 +222,83 @@ class _TrainLayer(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor, grad_h: Tensor,
         grad_c: Tensor, *unused: Tensor,
     ) -> tuple[Tensor | None, ...]:  # fmt: skip
-        x, mask, gates, tc, hprev, cprev, *params = ctx.saved_tensors
-        gate_tail, act_tail, scale, _, zero_output, parallel, onednn = ctx.options
-        n_dir, batch, hidden = hprev.shape[0], x.shape[1], hprev.shape[-1]
-        if grad_out is None:
-            grad_out = x.new_zeros(x.shape[0], batch, n_dir * hidden)
-        grad_h, grad_c = (
-            x.new_zeros(n_dir, batch, hidden) if g is None else g for g in (grad_h, grad_c)
-        )
+        x, mask, *kept_params = ctx.saved_tensors
+        kept, params = kept_params[:4], kept_params[4:]
         need_dx = ctx.needs_input_grad[0]
-        dx, dh0, dc0, dw_ih, dw_hh, db = torch.ops.parity_lstm.train_backward(
-            grad_out, grad_h, grad_c, x.contiguous(), list(params[0::4]), list(params[1::4]),
-            mask, gates, tc, hprev, cprev, gate_tail, act_tail, scale, zero_output, parallel,
-            need_dx, PACK_HH_T_ROWS if onednn else 0,
-        )  # fmt: skip
-        grads: list[Tensor | None] = []
-        for d, bias in enumerate(params[2::4]):
-            # b_ih and b_hh get the same gradient, as separate tensors (each becomes a .grad)
-            biases = [None, None] if bias is None else [db[d], db[d].clone()]
-            grads += [dw_ih[d], dw_hh[d], *biases]
-        return (dx if need_dx else None, dh0, dc0, None, None, *grads)
+        dx, dh0, dc0, grads = _backward(
+            x, mask, kept, params, ctx.options, grad_out, grad_h, grad_c, need_dx
+        )
+        return (dx, dh0, dc0, None, None, *grads)
+
+
+def _backward(
+    x: Tensor,
+    mask: Tensor | None,
+    kept: list[Tensor],
+    params: list[Tensor | None],
+    options: tuple,
+    grad_out: Tensor | None,
+    grad_h: Tensor | None,
+    grad_c: Tensor | None,
+    need_dx: bool,
+) -> tuple[Tensor | None, Tensor, Tensor, list[Tensor | None]]:
+    """train_backward: gradients of x (None unless need_dx), h0, c0 and each parameter (None
+    for an absent bias); output gradients that are None count as zeros."""
+    gate_tail, act_tail, scale, _, zero_output, parallel, onednn = options
+    n_dir, batch, hidden = kept[2].shape[0], x.shape[1], kept[2].shape[-1]
+    if grad_out is None:
+        grad_out = x.new_zeros(x.shape[0], batch, n_dir * hidden)
+    grad_h, grad_c = (
+        x.new_zeros(n_dir, batch, hidden) if g is None else g for g in (grad_h, grad_c)
+    )
+    dx, dh0, dc0, dw_ih, dw_hh, db = torch.ops.parity_lstm.train_backward(
+        grad_out, grad_h, grad_c, x.contiguous(), list(params[0::4]), list(params[1::4]),
+        mask, *kept, gate_tail, act_tail, scale, zero_output, parallel, need_dx,
+        PACK_HH_T_ROWS if onednn else 0,
+    )  # fmt: skip
+    grads: list[Tensor | None] = []
+    for d, bias in enumerate(params[2::4]):
+        # b_ih and b_hh get the same gradient, as separate tensors (each becomes a .grad)
+        biases = [None, None] if bias is None else [db[d], db[d].clone()]
+        grads += [dw_ih[d], dw_hh[d], *biases]
+    return (dx if need_dx else None), dh0, dc0, grads
+
+
+def _options(gate: str, activation: str, zero_output_for_mask: bool, x: Tensor, n_dir: int):
+    fused = ACTIVATIONS[gate].fused
+    return (
+        int(fused.cpp),
+        int(ACTIVATIONS[activation].fused.cpp),
+        float(fused.scale),
+        float(fused.offset),
+        zero_output_for_mask,
+        parallel_directions(n_dir),
+        onednn_usable(x),
+    )
+
+
+def layer_gradients(
+    weights: Weights,
+    x: Tensor,
+    h: Tensor,
+    c: Tensor,
+    mask: Tensor | None,
+    grads: tuple[Tensor, Tensor, Tensor],
+    *,
+    gate: str,
+    activation: str,
+    zero_output_for_mask: bool,
+) -> list[Tensor | None]:
+    """One layer's vector-Jacobian product without autograd: the training forward recomputed,
+    then the backward, for the output gradients ``grads`` (output, h_n, c_n). mask: (T, B) bool
+    or None. Returns the gradients of x, h, c, then per direction w_ih, w_hh, b_ih, b_hh (None
+    where a bias is None): what the registered operator's backward (recurrent.ops) needs."""
+    params = [w for direction in weights for w in direction]
+    options = _options(gate, activation, zero_output_for_mask, x, h.shape[0])
+    with torch.no_grad():
+        kept = _TrainLayer.forward(x, h, c, mask, options, *params)[3:]
+        dx, dh, dc, param_grads = _backward(x, mask, list(kept), params, options, *grads, True)
+    return [dx, dh, dc, *param_grads]
 
 
 def run_layer_autograd(
@@ -259,16 +316,7 @@ def run_layer_autograd(
     results, differentiable with respect to x, h, c and the weights."""
     seq_len, batch = x.shape[0], x.shape[1]
     step_mask = None if mask is None else mask.reshape(seq_len, batch)
-    fused = ACTIVATIONS[gate].fused
-    options = (
-        int(fused.cpp),
-        int(ACTIVATIONS[activation].fused.cpp),
-        float(fused.scale),
-        float(fused.offset),
-        zero_output_for_mask,
-        parallel_directions(h.shape[0]),
-        onednn_usable(x),
-    )
+    options = _options(gate, activation, zero_output_for_mask, x, h.shape[0])
     params = [w for direction in weights for w in direction]
     out, h_n, c_n, *_ = _TrainLayer.apply(x, h, c, step_mask, options, *params)
     return out, h_n, c_n

@@ -10,8 +10,9 @@ value are nn.LSTM's, so a state_dict moves between the two unchanged and, with
 
 Three implementations compute the same thing: "reference", the readable loop below
 (``reference_layer``); "fast" (the default), whose loop ``parity.layers.backends.select`` picks
-per forward: on CPU the fused loops (in C++ for float32 inference when the extension builds, in
-Python otherwise, an out-of-place form under autograd), on CUDA in float32 the Triton kernels;
+per forward: on CPU the fused loops (in C++ for float32 inference and training when the extension
+builds, in Python otherwise, an out-of-place form under autograd), on CUDA in float32 the Triton
+kernels;
 and "op", one call per layer of the registered operator ``parity::keras_lstm``
 (parity.layers.recurrent.ops), which runs those same loops inside and is what "fast" becomes while
 torch.compile or torch.export trace the model. All pass the same oracle and golden tests.

@@ -11,8 +11,10 @@ padding, and exporters translate the node as a whole (parity.export maps it to O
 - Forward: the loops the eager LSTM runs (``backends.select``: C++ or Python on CPU, Triton on
   CUDA; the reference loop for activations the fused loops do not cover).
 - Backward: ``parity::keras_lstm_backward``, itself an operator (so compiled and exported training
-  graphs hold it as one node too): it recomputes the layer with the differentiable fused loop (or
-  the reference loop) and takes its vector-Jacobian product with torch.func.vjp.
+  graphs hold it as one node too): on CPU float32 the C++ training pair (backends.cpp: the forward
+  recomputed keeping the gates, then the written-out backward); elsewhere it recomputes the layer
+  with the differentiable fused loop (or the reference loop) and takes its vector-Jacobian
+  product with torch.func.vjp.
 - ``keras_rnn`` runs the one-state reference loop (recurrent.base.reference_layer) with the
   cell's arithmetic from its module (``CELLS``); its backward is the same vjp.
 - Weights are passed per direction, as the parameters themselves (no stacked copies), so the
@@ -187,6 +189,14 @@ def keras_lstm_backward(
     order: the layer recomputed with a differentiable loop, then its vector-Jacobian product."""
     flat = [w_ih, w_hh, b_ih, b_hh, w_ih_reverse, w_hh_reverse, b_ih_reverse, b_hh_reverse]
     present = [i for i, w in enumerate(flat) if w is not None]
+    if backends.cpp.applies(x, h0, c0, gate, activation, training=True):  # the C++ backward
+        grads = backends.cpp.layer_gradients(
+            _weights(*flat), x, h0, c0, None if mask is None else mask.to(torch.bool),
+            (grad_out, grad_h, grad_c), gate=gate, activation=activation,
+            zero_output_for_mask=zero_output_for_mask,
+        )  # fmt: skip
+        # Fresh, contiguous tensors already (the bias pair as two), as an operator must return.
+        return [*grads[:3], *(grads[3 + i] for i in present)]
     m = None if mask is None else mask.to(torch.bool).unsqueeze(-1)
     fused = backends.fusable(gate, activation)
 
