@@ -8,7 +8,7 @@ import torch
 
 from parity.check import tolerance_for
 from parity.layers import LSTM
-from parity.layers.backends import packed
+from parity.layers.backends import cpp, packed
 
 _TOL = tolerance_for(torch.float32, "cpu", "output")
 STEPS = 11
@@ -26,9 +26,20 @@ def _mask(batch: int) -> torch.Tensor:
 @pytest.mark.parametrize("bidirectional", [True, False])
 @pytest.mark.parametrize("zero_output", [True, False])
 @pytest.mark.parametrize("gate", ["hard_sigmoid_keras2", "sigmoid"])
+@pytest.mark.parametrize("steps_in", ["cpp", "python"])
 def test_packed_loop_matches_reference(
-    dtype: torch.dtype, bidirectional: bool, zero_output: bool, gate: str
+    dtype: torch.dtype,
+    bidirectional: bool,
+    zero_output: bool,
+    gate: str,
+    steps_in: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Both forms of the steps: C++ (where built; float32) and Python."""
+    if steps_in == "python":
+        monkeypatch.setattr(cpp, "applies", lambda *args, **kwargs: False)
+    elif dtype != torch.float32 or not cpp.available():
+        pytest.skip("the C++ steps run float32 only, where the extension is built")
     torch.manual_seed(0)
     lstm = LSTM(
         6,

@@ -644,6 +644,70 @@ train_backward(const at::Tensor& grad_out, const at::Tensor& grad_h, const at::T
   return {dx_sum.view({steps, batch, n_in}), dh, dc, dw_ih, dw_hh, db};
 }
 
+// The length-aware loop's time steps (parity/layers/backends/packed.py prepares them): rows
+// sorted by length, each row's real steps moved to the front, so at packed step k the active
+// rows are the first sizes[k] of the batch and every one of them is real (no masking). Per
+// direction: x_proj (N, 4h) the input projections of the packed steps, step-major, bias
+// included; h, c (D, B, h) in sorted row order, updated in place to each row's last real step.
+// Returns per direction (N, h): each packed step's output.
+std::vector<at::Tensor> packed_steps(at::TensorList x_proj, at::TensorList w_hh,
+                                     const at::Tensor& h, const at::Tensor& c,
+                                     at::IntArrayRef sizes, int64_t gate_tail, int64_t activation,
+                                     bool parallel) {
+  const int64_t n_dir = h.size(0), batch = h.size(1), hidden = h.size(2), n4 = 4 * hidden;
+  TORCH_CHECK(static_cast<int64_t>(x_proj.size()) == n_dir &&
+                  static_cast<int64_t>(w_hh.size()) == n_dir,
+              "parity_lstm: one set of weights per direction");
+  TORCH_CHECK(h.is_contiguous() && c.is_contiguous() && h.scalar_type() == at::kFloat &&
+                  c.sizes() == h.sizes() && c.scalar_type() == at::kFloat,
+              "parity_lstm: h, c must be contiguous float32 (D, B, h)");
+  TORCH_CHECK(0 <= gate_tail && gate_tail < kNumTails && 0 <= activation &&
+                  activation < kNumTails,
+              "parity_lstm: unknown tail");
+  int64_t total = 0, previous = batch;
+  for (const int64_t size : sizes) {
+    TORCH_CHECK(0 <= size && size <= previous, "parity_lstm: sizes must not grow");
+    previous = size;
+    total += size;
+  }
+  for (int64_t d = 0; d < n_dir; ++d) {
+    TORCH_CHECK(x_proj[d].is_contiguous() && x_proj[d].scalar_type() == at::kFloat &&
+                    x_proj[d].dim() == 2 && x_proj[d].size(0) == total &&
+                    x_proj[d].size(1) == n4,
+                "parity_lstm: x_proj must be contiguous float32 (sum(sizes), 4h)");
+  }
+  std::vector<at::Tensor> outs(n_dir);
+  const CellFn cell = kCells[false][gate_tail][activation];
+  each_direction(n_dir, parallel, [&](int64_t d) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    const bool packed = w_hh[d].is_mkldnn();
+    at::Tensor out = at::empty({total, hidden}, h.options());
+    at::Tensor h_d = h.select(0, d), z_buf = at::empty({batch, n4}, h.options());
+    Step s{};
+    s.h = h_d.data_ptr<float>();
+    s.c = c.select(0, d).data_ptr<float>();
+    s.hidden = hidden;
+    s.out_stride = hidden;
+    s.gate_scale = 1.0f;
+    int64_t offset = 0;
+    for (const int64_t size : sizes) {
+      if (size == 0) {
+        break;
+      }
+      at::Tensor buf = packed ? at::Tensor() : z_buf.narrow(0, 0, size);
+      const at::Tensor z = linear(h_d.narrow(0, 0, size), w_hh[d], at::Tensor(), packed, buf);
+      s.z = z.data_ptr<float>();
+      s.xp = x_proj[d].data_ptr<float>() + offset * n4;
+      s.out = out.data_ptr<float>() + offset * hidden;
+      s.batch = size;
+      cell(s);
+      offset += size;
+    }
+    outs[d] = out;
+  });
+  return outs;
+}
+
 // One tail over a float32 tensor, with the vector code the step uses: lets the tests check its
 // tanh and sigmoid against float64 over a dense range.
 at::Tensor apply_tail(const at::Tensor& x, int64_t kind) {
@@ -681,6 +745,9 @@ TORCH_LIBRARY(parity_lstm, m) {
       "int gate_tail, int activation, float gate_scale, bool zero_output_for_mask, "
       "bool parallel, bool need_dx, int pack_hh_rows) "
       "-> (Tensor, Tensor, Tensor, Tensor[], Tensor[], Tensor[])");
+  m.def(
+      "packed_steps(Tensor[] x_proj, Tensor[] w_hh, Tensor(a!) h, Tensor(b!) c, int[] sizes, "
+      "int gate_tail, int activation, bool parallel) -> Tensor[]");
   m.def("apply_tail(Tensor x, int kind) -> Tensor");
 }
 
@@ -689,6 +756,10 @@ TORCH_LIBRARY_IMPL(parity_lstm, CPU, m) {
   m.impl("run_layer", &run_layer);
   m.impl("train_forward", &train_forward);
   m.impl("train_backward", &train_backward);
+  m.impl("packed_steps", &packed_steps);
   m.impl("apply_tail", &apply_tail);
 }
-TORCH_LIBRARY_IMPL(parity_lstm, MkldnnCPU, m) { m.impl("run_layer", &run_layer); }
+TORCH_LIBRARY_IMPL(parity_lstm, MkldnnCPU, m) {
+  m.impl("run_layer", &run_layer);
+  m.impl("packed_steps", &packed_steps);
+}
