@@ -11,7 +11,9 @@ pass the same tests):
   gates and a backward written out, per step one GEMM and one fused pass in each.
 - ``triton`` / ``triton_autograd``: one Triton kernel per step on CUDA float32 (backends.triton).
 - ``packed``: the length-aware inference loop (backends.packed): each row runs its real steps
-  only; ``LSTM(impl="packed")`` asks for it, for batches of real text padded to a common length.
+  only. "fast" takes it on CPU for masked inference when the C++ extension is built (its steps
+  are C++ there); ``LSTM(impl="packed")`` asks for it on any device. Batches without padding,
+  and rows with holes, go to the usual loops.
 
 Shared weight preparation (fold, pack, the per-weight-version cache) is backends.prepare.
 """
@@ -30,7 +32,8 @@ from parity.layers.backends.prepare import PreparedCache, Weights, pack
 
 #: LSTM(impl=...) choices: "fast" lets ``select`` pick the fastest loop that applies; "op" runs
 #: the registered operator parity::keras_lstm (parity.layers.recurrent.ops), as a traced model does;
-#: "packed" is "fast" with the length-aware loop for masked inference (backends.packed).
+#: "packed" is "fast" with the length-aware loop for masked inference (backends.packed) on every
+#: device ("fast" uses it on CPU with the C++ extension).
 IMPLEMENTATIONS = ("fast", "reference", "op", "packed")
 #: Without the C++ loop, below this batch size a training step is faster through the reference
 #: loop: the Python fused loop's per-direction loops record twice the autograd nodes, which
@@ -81,7 +84,7 @@ def select(
     if impl not in ("fast", "packed") or not fusable(gate, activation):
         return Loop.REFERENCE
     grad = records_grad((x, h, c), parameters)
-    if impl == "packed" and not grad:
+    if not grad and (impl == "packed" or cpp.applies(x, h, c, gate, activation)):
         return Loop.PACKED
     if triton.applies(x, gate, activation):
         return Loop.TRITON_AUTOGRAD if grad else Loop.TRITON
@@ -120,7 +123,8 @@ def _cpp(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for
 
 def _packed(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask):
     rows = None if mask is None else packed.contiguous_rows(mask[..., 0])
-    if rows is None:  # no mask (nothing to skip) or a row with a hole: the usual loops
+    if rows is None or bool((rows[1] == x.shape[0]).all()):
+        # No padding (nothing to skip) or a row with a hole: the usual loops.
         inner = _cpp if cpp.applies(x, h, c, gate, activation) else _python
         return inner(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask)
     prep = cache.get(layer, "packed", weights, gate, pack, h.shape[-1])
