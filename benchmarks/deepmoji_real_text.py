@@ -1,8 +1,9 @@
 """DeepMoji inference on real text, where most of a padded batch is padding: side by side in one
 process, on the same weights and batches.
 
-  port        parity's DeepMoji, LSTM impl="fast" (every row through every step, masked)
-  packed      the same model with LSTM impl="packed" (backends.packed: each row runs its real
+  masked      parity's DeepMoji, LSTM impl="masked" (every row through every step, masked)
+  packed      the same model with LSTM impl="fast", the default: on CPU with the C++ extension
+              the length-aware loop (backends.packed: each row runs its real
               steps only; Keras' answer, pre- or post-padded)
   keras       Keras 3's DeepMoji, ``predict_on_batch`` (masked, every step)
   torch_pack  the port with both BiLSTMs replaced by torch.nn.LSTM (sigmoid gates) on a
@@ -12,7 +13,7 @@ process, on the same weights and batches.
 Batches: SS-Youtube (all splits, file order) tokenized with parity.text and DeepMoji's
 vocabulary, ``--maxlen`` 30, batches of ``--batch`` 32, pre- and post-padded. Throughput in
 sequences/s over all batches, median of interleaved rounds; the JSON also records the share of
-real tokens and the max difference of packed vs port and vs Keras.
+real tokens and the max difference of packed vs masked and vs Keras.
 
     python benchmarks/deepmoji_real_text.py --out out/real_text [--threads 1] [--batches 16]
 """
@@ -98,10 +99,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         models, keras_model = build_models("model", "cpu", Path(tmp))
     port = models["port"]
-    length_aware = _set_impl(copy.deepcopy(port), "packed")
+    masked = _set_impl(copy.deepcopy(port), "masked")
     calls: dict[str, Callable[[np.ndarray], object]] = {
-        "port": lambda x: port(torch.from_numpy(x)),
-        "packed": lambda x: length_aware(torch.from_numpy(x)),
+        "masked": lambda x: masked(torch.from_numpy(x)),
+        "packed": lambda x: port(torch.from_numpy(x)),
     }
     if keras_model is not None:
         calls["keras"] = lambda x: keras_model.predict_on_batch(x.astype(np.int32))

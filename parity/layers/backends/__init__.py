@@ -33,8 +33,9 @@ from parity.layers.backends.prepare import PreparedCache, Weights, pack
 #: LSTM(impl=...) choices: "fast" lets ``select`` pick the fastest loop that applies; "op" runs
 #: the registered operator parity::keras_lstm (parity.layers.recurrent.ops), as a traced model does;
 #: "packed" is "fast" with the length-aware loop for masked inference (backends.packed) on every
-#: device ("fast" uses it on CPU with the C++ extension).
-IMPLEMENTATIONS = ("fast", "reference", "op", "packed")
+#: device ("fast" uses it on CPU with the C++ extension); "masked" is "fast" without it (every
+#: row through every step, padding masked as Keras does: what benchmarks compare it with).
+IMPLEMENTATIONS = ("fast", "reference", "op", "packed", "masked")
 #: Without the C++ loop, below this batch size a training step is faster through the reference
 #: loop: the Python fused loop's per-direction loops record twice the autograd nodes, which
 #: dominates at tiny batches (benchmarks/deepmoji_speed.py, training mode, measures it).
@@ -81,10 +82,12 @@ def select(
 ) -> Loop:
     """The loop one LSTM forward runs, for every layer. x: (T, B, in); h, c: the initial state;
     ``parameters`` yields the LSTM's parameters (asked only when the answer depends on them)."""
-    if impl not in ("fast", "packed") or not fusable(gate, activation):
+    if impl not in ("fast", "packed", "masked") or not fusable(gate, activation):
         return Loop.REFERENCE
     grad = records_grad((x, h, c), parameters)
-    if not grad and (impl == "packed" or cpp.applies(x, h, c, gate, activation)):
+    if not grad and (
+        impl == "packed" or (impl == "fast" and cpp.applies(x, h, c, gate, activation))
+    ):
         return Loop.PACKED
     if triton.applies(x, gate, activation):
         return Loop.TRITON_AUTOGRAD if grad else Loop.TRITON

@@ -38,10 +38,10 @@ class LSTM(KerasRNNBase):
         activation: Keras ``activation``, applied to the candidate g and to the cell output.
         zero_output_for_mask: output zeros at masked steps (Keras Bidirectional) instead of the
             carried previous output (a plain Keras LSTM). ``None`` means ``bidirectional``.
-        impl: "fast" (default), "reference", "op" or "packed" ("fast", with the length-aware
+        impl: "fast" (default), "reference", "op", "packed" ("fast", with the length-aware
             inference loop backends.packed on any device; "fast" uses it on CPU with the C++
-            extension); see the module docstring. A plain attribute, so it can be switched on
-            a built model (benchmarks compare the two).
+            extension) or "masked" ("fast" without it); see the module docstring. A plain
+            attribute, so it can be switched on a built model (benchmarks compare them).
 
     ``proj_size`` exists only to keep nn.LSTM's positional order; any value but 0 is refused.
     """
