@@ -10,13 +10,17 @@ __version__ = "0.1.0"
 from parity import optim, plugins
 from parity.api import ParityWarning, load, load_keras, save
 from parity.errors import ConversionError
-from parity.export import export  # the function; the module stays importable as parity.export
+from parity.export import (
+    compile_model,
+    export,  # the function; the module stays importable as parity.export
+)
 from parity.init import keras_init_
 
 __all__ = [
     "ConversionError",
     "ParityWarning",
     "__version__",
+    "compile_model",
     "export",
     "keras_init_",
     "load",

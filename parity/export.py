@@ -125,6 +125,52 @@ def export_program(
     return torch.export.export(model, inputs, dynamic_shapes=_dynamic_shapes(model, inputs))
 
 
+class CompiledModel(nn.Module):
+    """``torch.compile(model, dynamic=True)`` whose batch dimension is never specialised.
+
+    torch specialises sizes 0 and 1: with ``dynamic=True`` a batch of 1 still compiles a graph of
+    its own. Here each call marks dimension 0 of its tensor arguments unbacked first
+    (``torch._dynamo.decorators.mark_unbacked``), so one graph serves every batch size, 1
+    included. A model whose code branches on its batch size cannot be traced that way; then the
+    first call warns and the model is compiled with plain ``dynamic=True`` instead.
+    """
+
+    def __init__(self, model: nn.Module, **compile_kwargs: Any) -> None:
+        super().__init__()
+        self.model = model
+        self._kwargs = {"dynamic": True, **compile_kwargs}
+        self._compiled = torch.compile(model, **self._kwargs)
+        self._unbacked = True
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._unbacked:
+            return self._compiled(*args, **kwargs)
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, Tensor) and value.dim() > 0:
+                torch._dynamo.decorators.mark_unbacked(value, 0)
+        try:
+            return self._compiled(*args, **kwargs)
+        except Exception as e:  # torch's tracing errors have no common public base class
+            import warnings
+
+            warnings.warn(
+                f"parity.compile_model: the batch dimension cannot stay unbacked for this model "
+                f"({type(e).__name__}); compiling with dynamic=True (batch 1 compiles its own "
+                f"graph)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self._unbacked = False
+            self._compiled = torch.compile(self.model, **self._kwargs)
+            return self._compiled(*args, **kwargs)
+
+
+def compile_model(model: nn.Module, **compile_kwargs: Any) -> CompiledModel:
+    """torch.compile for a converted model: one graph for every batch size (1 included) and every
+    length >= 2 (see CompiledModel); keyword arguments go to torch.compile."""
+    return CompiledModel(model, **compile_kwargs)
+
+
 # --- ONNX ---------------------------------------------------------------------------------------
 
 

@@ -355,3 +355,18 @@ def test_compile_traces_one_graph_for_every_batch_and_length(deepmoji: torch.nn.
             ids = _ragged(deepmoji.config.vocab_size, batch, steps, seed=steps)
             np.testing.assert_allclose(compiled(ids).numpy(), _eager(deepmoji, ids), **TOL)
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_compile_model_one_graph_batch_one_included(deepmoji: torch.nn.Module) -> None:
+    """parity.compile_model: batch 1 shares the graph of the other batch sizes (plain
+    dynamic=True compiles batch 1 on its own)."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = parity.compile_model(deepmoji, fullgraph=True, backend="aot_eager")
+    with torch.inference_mode():
+        for batch, steps in ((4, 12), (1, 12), (1, 7), (6, 30)):
+            ids = _ragged(deepmoji.config.vocab_size, batch, steps, seed=steps)
+            np.testing.assert_allclose(compiled(ids).numpy(), _eager(deepmoji, ids), **TOL)
+    assert counters["stats"]["unique_graphs"] == 1
