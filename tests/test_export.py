@@ -8,6 +8,7 @@ at other batch sizes and lengths than the ones traced, pre- and post-padded.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from parity.check.run import check, subject_for
 from parity.cli import main
 from parity.export import FORMATS, export, export_program
 from parity.keras.read import read_keras_file
-from parity.layers import GRU, LSTM, SimpleRNN
+from parity.layers import GRU, LSTM, SimpleRNN, backends
 from parity.layers.recurrent import operators
 from tests.golden_cases import CASES, GOLDEN, WEIGHTS, GoldenCase
 
@@ -145,6 +146,8 @@ def test_operators_pass_opcheck() -> None:
     h0, c0 = w(2, b, h), w(2, b, h)
     args = (x, h0, c0, mask, *lstm, "hard_sigmoid_keras2", "tanh", True)
     torch.library.opcheck(torch.ops.parity.keras_lstm.default, args)
+    if backends.cpp_training(x, h0, c0, "hard_sigmoid_keras2", "tanh"):
+        torch.library.opcheck(torch.ops.parity.keras_lstm_train.default, args)
     gru = [w(3 * h, n_in), w(3 * h, h), w(2, 3 * h), None]
     args = (x, h0[:1].detach(), mask, *gru, *[None] * 4, "gru", "sigmoid", "tanh", False)
     torch.library.opcheck(torch.ops.parity.keras_rnn.default, args)
@@ -370,3 +373,35 @@ def test_compile_model_one_graph_batch_one_included(deepmoji: torch.nn.Module) -
             ids = _ragged(deepmoji.config.vocab_size, batch, steps, seed=steps)
             np.testing.assert_allclose(compiled(ids).numpy(), _eager(deepmoji, ids), **TOL)
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_traced_training_keeps_the_gates(deepmoji: torch.nn.Module) -> None:
+    """A training forward traced on CPU float32 holds parity::keras_lstm_train (its backward
+    reads the kept gates, nothing recomputed); outputs and every gradient equal eager's."""
+    if not backends.cpp_training(
+        torch.zeros(1, 1, 1), torch.zeros(1, 1, 1), torch.zeros(1, 1, 1), "sigmoid", "tanh"
+    ):
+        pytest.skip("the C++ training loop is not built here")
+    model = copy.deepcopy(deepmoji).train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    ids = _ragged(model.config.vocab_size, 5, 9, seed=3)
+    graphs: list[torch.fx.GraphModule] = []
+
+    def backend(gm: torch.fx.GraphModule, inputs: list) -> object:
+        graphs.append(gm)
+        return gm.forward
+
+    results = []
+    for run in (model, torch.compile(model, backend=backend, dynamic=True)):
+        model.zero_grad(set_to_none=True)
+        out = run(ids)
+        (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+        results.append([out.detach(), *(p.grad.clone() for p in model.parameters())])
+    targets = {n.target for gm in graphs for n in gm.graph.nodes if n.op == "call_function"}
+    train_op = torch.ops.parity.keras_lstm_train
+    assert train_op in targets or train_op.default in targets
+    tol = tolerance_for(torch.float32, "cpu", "gradient")
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol.rtol, atol=tol.atol)

@@ -64,6 +64,16 @@ def fusable(gate: str, activation: str) -> bool:
     return gate_form is not None and act_form is not None and not act_form.affine
 
 
+def cpp_training(
+    x: Tensor, h: Tensor, c: Tensor, gate: str, activation: str, *, build: bool = True
+) -> bool:
+    """Whether a training forward can run the C++ training loop (CPU float32, activations the
+    C++ pass knows, extension built; ``build=False``: already loaded, see cpp.applies)."""
+    return fusable(gate, activation) and cpp.applies(
+        x, h, c, gate, activation, training=True, build=build
+    )
+
+
 def records_grad(tensors: Iterable[Tensor], parameters: Callable[[], Iterable[Tensor]]) -> bool:
     """Whether autograd would record this forward (then the in-place loops will not do)."""
     if not torch.is_grad_enabled():
@@ -93,7 +103,7 @@ def select(
         return Loop.TRITON_AUTOGRAD if grad else Loop.TRITON
     if not grad:
         return Loop.CPP if cpp.applies(x, h, c, gate, activation) else Loop.PYTHON
-    if cpp.applies(x, h, c, gate, activation, training=True):
+    if cpp_training(x, h, c, gate, activation):
         return Loop.CPP_AUTOGRAD
     if x.shape[1] >= FAST_AUTOGRAD_MIN_BATCH:
         return Loop.PYTHON_AUTOGRAD
@@ -184,6 +194,7 @@ __all__ = [
     "Loop",
     "PreparedCache",
     "Weights",
+    "cpp_training",
     "fusable",
     "records_grad",
     "select",

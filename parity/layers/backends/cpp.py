@@ -70,7 +70,9 @@ def _build() -> None:
         verbose=False,
     )
     torch.ops.parity_lstm.run_layer  # noqa: B018  (raises if the library did not register)
-    _smoke()
+    # On real tensors even when first asked under torch.export's fake tensors.
+    with torch.utils._python_dispatch._disable_current_modes():
+        _smoke()
 
 
 def _smoke() -> None:
@@ -91,6 +93,12 @@ def _smoke() -> None:
         )[0]  # fmt: skip
     if out.shape != (2, 1, hidden) or not torch.isfinite(out).all():
         raise RuntimeError(f"the C++ loop's smoke test gave {out}")
+
+
+def loaded() -> bool:
+    """Whether the extension is already built and loaded (never builds: safe to ask while
+    torch.compile or torch.export trace, where a build cannot run)."""
+    return _available is True
 
 
 def available() -> bool:
@@ -128,11 +136,19 @@ def parallel_directions(n_dir: int) -> bool:
 
 
 def applies(
-    x: Tensor, h: Tensor, c: Tensor, gate: str, activation: str, *, training: bool = False
+    x: Tensor,
+    h: Tensor,
+    c: Tensor,
+    gate: str,
+    activation: str,
+    *,
+    training: bool = False,
+    build: bool = True,
 ) -> bool:
     """CPU float32 with tails the C++ pass knows (the activation table's ``cpp``; the
     activation's input is not folded, so it must have no affine part), the extension loaded.
-    ``training``: for ``run_layer_autograd``; otherwise for inference (no gradient recorded)."""
+    ``training``: for ``run_layer_autograd``; otherwise for inference (no gradient recorded).
+    ``build=False``: only if already loaded (``loaded``), for decisions taken while tracing."""
     return (
         x.device.type == "cpu"
         and x.dtype == h.dtype == c.dtype == torch.float32
@@ -140,7 +156,7 @@ def applies(
         and ACTIVATIONS[activation].fused is not None
         and not ACTIVATIONS[activation].fused.affine
         and (training or not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c))))
-        and available()
+        and (available() if build else loaded())
     )
 
 
@@ -199,13 +215,7 @@ class _TrainLayer(torch.autograd.Function):
     def forward(
         x: Tensor, h0: Tensor, c0: Tensor, mask: Tensor | None, options: tuple, *params: Tensor
     ) -> tuple[Tensor, ...]:
-        gate_tail, act_tail, scale, offset, zero_output, parallel, onednn = options
-        pack_ih, pack_hh = (PACK_IH_ROWS, PACK_HH_ROWS) if onednn else (0, 0)
-        return torch.ops.parity_lstm.train_forward(
-            x.contiguous(), list(params[0::4]), list(params[1::4]), list(params[2::4]),
-            list(params[3::4]), h0, c0, mask, gate_tail, act_tail, scale, offset, zero_output,
-            parallel, CHUNK_ROWS, pack_ih, pack_hh,
-        )  # fmt: skip
+        return train_forward(x, h0, c0, mask, options, params)
 
     @staticmethod
     def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: tuple):
@@ -225,13 +235,27 @@ class _TrainLayer(torch.autograd.Function):
         x, mask, *kept_params = ctx.saved_tensors
         kept, params = kept_params[:4], kept_params[4:]
         need_dx = ctx.needs_input_grad[0]
-        dx, dh0, dc0, grads = _backward(
+        dx, dh0, dc0, grads = backward(
             x, mask, kept, params, ctx.options, grad_out, grad_h, grad_c, need_dx
         )
         return (dx, dh0, dc0, None, None, *grads)
 
 
-def _backward(
+def train_forward(
+    x: Tensor, h0: Tensor, c0: Tensor, mask: Tensor | None, options: tuple, params: list
+) -> tuple[Tensor, ...]:
+    """The C++ training forward: output, h_n, c_n, then the kept tensors (gates, tc, hprev,
+    cprev). mask (T, B) bool or None; params per direction (w_ih, w_hh, b_ih, b_hh)."""
+    gate_tail, act_tail, scale, offset, zero_output, parallel, onednn = options
+    pack_ih, pack_hh = (PACK_IH_ROWS, PACK_HH_ROWS) if onednn else (0, 0)
+    return torch.ops.parity_lstm.train_forward(
+        x.contiguous(), list(params[0::4]), list(params[1::4]), list(params[2::4]),
+        list(params[3::4]), h0, c0, mask, gate_tail, act_tail, scale, offset, zero_output,
+        parallel, CHUNK_ROWS, pack_ih, pack_hh,
+    )  # fmt: skip
+
+
+def backward(
     x: Tensor,
     mask: Tensor | None,
     kept: list[Tensor],
@@ -264,7 +288,10 @@ def _backward(
     return (dx if need_dx else None), dh0, dc0, grads
 
 
-def _options(gate: str, activation: str, zero_output_for_mask: bool, x: Tensor, n_dir: int):
+def train_options(
+    gate: str, activation: str, zero_output_for_mask: bool, x: Tensor, n_dir: int
+) -> tuple:
+    """The options tuple train_forward and backward take."""
     fused = ACTIVATIONS[gate].fused
     return (
         int(fused.cpp),
@@ -294,10 +321,10 @@ def layer_gradients(
     or None. Returns the gradients of x, h, c, then per direction w_ih, w_hh, b_ih, b_hh (None
     where a bias is None): what the registered operator's backward (recurrent.ops) needs."""
     params = [w for direction in weights for w in direction]
-    options = _options(gate, activation, zero_output_for_mask, x, h.shape[0])
+    options = train_options(gate, activation, zero_output_for_mask, x, h.shape[0])
     with torch.no_grad():
-        kept = _TrainLayer.forward(x, h, c, mask, options, *params)[3:]
-        dx, dh, dc, param_grads = _backward(x, mask, list(kept), params, options, *grads, True)
+        kept = train_forward(x, h, c, mask, options, params)[3:]
+        dx, dh, dc, param_grads = backward(x, mask, list(kept), params, options, *grads, True)
     return [dx, dh, dc, *param_grads]
 
 
@@ -316,7 +343,7 @@ def run_layer_autograd(
     results, differentiable with respect to x, h, c and the weights."""
     seq_len, batch = x.shape[0], x.shape[1]
     step_mask = None if mask is None else mask.reshape(seq_len, batch)
-    options = _options(gate, activation, zero_output_for_mask, x, h.shape[0])
+    options = train_options(gate, activation, zero_output_for_mask, x, h.shape[0])
     params = [w for direction in weights for w in direction]
     out, h_n, c_n, *_ = _TrainLayer.apply(x, h, c, step_mask, options, *params)
     return out, h_n, c_n

@@ -164,15 +164,27 @@ class LSTM(KerasRNNBase):
         h, c = state
         weights = self._direction_weights(layer)
         forward, reverse = weights[0], weights[1] if len(weights) > 1 else (None,) * 4
-        out, h, c = torch.ops.parity.keras_lstm(
+        op = torch.ops.parity.keras_lstm
+        gate, activation = self.gate_activation, self.activation
+        # Training under torch.compile with the C++ loop loaded: the operator that keeps the
+        # gates for its backward (a build cannot run while tracing; until the first eager call
+        # loads the extension, the traced backward recomputes the layer instead). Not in
+        # torch.export's programs: they stay portable (any device, ONNX's translation).
+        if (
+            not torch.compiler.is_exporting()
+            and backends.records_grad((x, h, c), self.parameters)
+            and backends.cpp_training(x, h, c, gate, activation, build=False)
+        ):
+            op = torch.ops.parity.keras_lstm_train
+        out, h, c, *_ = op(
             x,
             h,
             c,
             None if mask is None else mask.squeeze(-1),
             *forward,
             *reverse,
-            self.gate_activation,
-            self.activation,
+            gate,
+            activation,
             self.zero_output_for_mask,
         )
         return out, (h, c)

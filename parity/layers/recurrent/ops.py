@@ -189,7 +189,7 @@ def keras_lstm_backward(
     order: the layer recomputed with a differentiable loop, then its vector-Jacobian product."""
     flat = [w_ih, w_hh, b_ih, b_hh, w_ih_reverse, w_hh_reverse, b_ih_reverse, b_hh_reverse]
     present = [i for i, w in enumerate(flat) if w is not None]
-    if backends.cpp.applies(x, h0, c0, gate, activation, training=True):  # the C++ backward
+    if backends.cpp_training(x, h0, c0, gate, activation):  # the C++ backward
         grads = backends.cpp.layer_gradients(
             _weights(*flat), x, h0, c0, None if mask is None else mask.to(torch.bool),
             (grad_out, grad_h, grad_c), gate=gate, activation=activation,
@@ -248,6 +248,137 @@ def _backward(
 
 
 keras_lstm.register_autograd(_backward, setup_context=_setup_context)
+
+
+# --- LSTM training on CPU: the forward keeps what the backward needs ---------------------------
+
+
+@torch.library.custom_op(f"{NAMESPACE}::keras_lstm_train", mutates_args=())
+def keras_lstm_train(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    mask: Tensor | None,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_ih_reverse: Tensor | None,
+    w_hh_reverse: Tensor | None,
+    b_ih_reverse: Tensor | None,
+    b_hh_reverse: Tensor | None,
+    gate: str,
+    activation: str,
+    zero_output_for_mask: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """keras_lstm for training on CPU float32 (where ``backends.cpp_training`` says so; the
+    traced LSTM picks it when autograd records): the same arguments and
+    first three results, then what the C++ backward reads, each (D, T, B, .): the gates (i, f,
+    o, g after their tails), activation(c) and h, c before each step."""
+    weights = _weights(
+        w_ih, w_hh, b_ih, b_hh, w_ih_reverse, w_hh_reverse, b_ih_reverse, b_hh_reverse
+    )
+    params = [w for direction in weights for w in direction]
+    options = backends.cpp.train_options(gate, activation, zero_output_for_mask, x, h0.shape[0])
+    m = None if mask is None else mask.to(torch.bool)
+    with torch.no_grad():
+        out, h, c, *kept = backends.cpp.train_forward(x, h0, c0, m, options, params)
+    return out, h, c, *kept
+
+
+@keras_lstm_train.register_fake
+def _keras_lstm_train_fake(
+    x: Tensor, h0: Tensor, c0: Tensor, mask: Tensor | None, w_ih: Tensor, *rest: object
+) -> tuple[Tensor, ...]:
+    _check_state(h0, rest[3])
+    n_dir, batch, hidden = h0.shape
+    steps = x.shape[0]
+    return (
+        x.new_empty(steps, batch, n_dir * hidden),
+        h0.new_empty(h0.shape),
+        c0.new_empty(c0.shape),
+        x.new_empty(n_dir, steps, batch, 4 * hidden),
+        *(x.new_empty(n_dir, steps, batch, hidden) for _ in range(3)),
+    )
+
+
+@torch.library.custom_op(f"{NAMESPACE}::keras_lstm_train_backward", mutates_args=())
+def keras_lstm_train_backward(
+    grad_out: Tensor,
+    grad_h: Tensor,
+    grad_c: Tensor,
+    x: Tensor,
+    mask: Tensor | None,
+    gates: Tensor,
+    tc: Tensor,
+    hprev: Tensor,
+    cprev: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_ih_reverse: Tensor | None,
+    w_hh_reverse: Tensor | None,
+    b_ih_reverse: Tensor | None,
+    b_hh_reverse: Tensor | None,
+    gate: str,
+    activation: str,
+    zero_output_for_mask: bool,
+) -> list[Tensor]:
+    """Gradients of keras_lstm_train w.r.t. x, h0, c0 and each weight that is not None, from
+    the kept tensors (the C++ backward; nothing recomputed)."""
+    flat = [w_ih, w_hh, b_ih, b_hh, w_ih_reverse, w_hh_reverse, b_ih_reverse, b_hh_reverse]
+    params = [w for direction in _weights(*flat) for w in direction]
+    options = backends.cpp.train_options(gate, activation, zero_output_for_mask, x, hprev.shape[0])
+    m = None if mask is None else mask.to(torch.bool)
+    dx, dh, dc, grads = backends.cpp.backward(
+        x, m, [gates, tc, hprev, cprev], params, options, grad_out, grad_h, grad_c, True
+    )
+    present = [g for g, w in zip(grads, params, strict=True) if w is not None]
+    return [dx, dh, dc, *present]
+
+
+@keras_lstm_train_backward.register_fake
+def _keras_lstm_train_backward_fake(
+    grad_out: Tensor, grad_h: Tensor, grad_c: Tensor, x: Tensor, mask: Tensor | None,
+    gates: Tensor, tc: Tensor, hprev: Tensor, cprev: Tensor, *rest: object,
+) -> list[Tensor]:  # fmt: skip
+    weights = [w for w in rest[:8] if w is not None]
+    n_dir, batch, hidden = hprev.shape[0], hprev.shape[2], hprev.shape[3]
+    state = (n_dir, batch, hidden)
+    return [x.new_empty(x.shape), x.new_empty(state), x.new_empty(state),
+            *(w.new_empty(w.shape) for w in weights)]  # fmt: skip
+
+
+def _train_setup_context(
+    ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: tuple
+) -> None:
+    ctx.mark_non_differentiable(*output[3:])
+    ctx.save_for_backward(inputs[0], inputs[3], *output[3:], *inputs[4:12])
+    ctx.options = inputs[12:]
+    ctx.present = [w is not None for w in inputs[4:12]]
+
+
+def _train_backward(
+    ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor, grad_h: Tensor, grad_c: Tensor,
+    *unused: Tensor,
+) -> tuple[Tensor | None, ...]:  # fmt: skip
+    x, mask, gates, tc, hprev, cprev, *weights = ctx.saved_tensors
+    grads = iter(
+        keras_lstm_train_backward(
+            grad_out, grad_h, grad_c, x, mask, gates, tc, hprev, cprev, *weights, *ctx.options
+        )
+    )
+    result: list[Tensor | None] = [None] * 15
+    for i in (0, 1, 2):
+        result[i] = next(grads)
+    for i, present in enumerate(ctx.present):
+        if present:
+            result[4 + i] = next(grads)
+    return tuple(result)
+
+
+keras_lstm_train.register_autograd(_train_backward, setup_context=_train_setup_context)
 
 
 # --- GRU, SimpleRNN -----------------------------------------------------------------------------
@@ -388,6 +519,8 @@ __all__ = [
     "NAMESPACE",
     "keras_lstm",
     "keras_lstm_backward",
+    "keras_lstm_train",
+    "keras_lstm_train_backward",
     "keras_rnn",
     "keras_rnn_backward",
 ]

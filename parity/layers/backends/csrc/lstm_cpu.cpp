@@ -124,6 +124,10 @@ void cell_step(const Step& s) {
       } else {
         std::copy(s.prev + b * s.out_stride, s.prev + b * s.out_stride + h, out);
       }
+      if constexpr (kTrain) {  // unread by the backward, but returned: defined values
+        std::fill(s.kept.gates + b * n4, s.kept.gates + (b + 1) * n4, 0.0f);
+        std::fill(s.kept.tc + b * h, s.kept.tc + (b + 1) * h, 0.0f);
+      }
       continue;
     }
     const float* z = s.z + b * n4;
