@@ -93,3 +93,20 @@ def test_packed_runs_the_packed_loop_and_falls_back(monkeypatch: pytest.MonkeyPa
         lstm(x, mask=holes)  # a row with a hole: the usual loops
         lstm(x)  # no mask: nothing to skip
     assert calls == [1]
+
+
+@pytest.mark.parametrize("impl", ["fast", "masked"])
+def test_default_is_length_aware_on_cpu(impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default takes the length-aware loop for masked CPU inference where the C++ loop is
+    built; impl="masked" never does; unpadded batches go to the usual loops either way."""
+    if not cpp.available():
+        pytest.skip("without the C++ loop the default keeps the every-step loops")
+    calls: list[int] = []
+    run = packed.run_layer
+    monkeypatch.setattr(packed, "run_layer", lambda *a, **k: calls.append(1) or run(*a, **k))
+    lstm = LSTM(3, 4, batch_first=True, bidirectional=True, impl=impl).eval()
+    x = torch.randn(8, STEPS, 3)
+    with torch.no_grad():
+        lstm(x, mask=_mask(8))
+        lstm(x, mask=torch.ones(8, STEPS, dtype=torch.bool))
+    assert calls == ([1] if impl == "fast" else [])

@@ -15,6 +15,9 @@ padding, and exporters translate the node as a whole (parity.export maps it to O
   recomputed keeping the gates, then the written-out backward); elsewhere it recomputes the layer
   with the differentiable fused loop (or the reference loop) and takes its vector-Jacobian
   product with torch.func.vjp.
+- ``keras_lstm_train``: keras_lstm for training under torch.compile on CPU float32 with the C++
+  extension loaded; it also returns the gates and states the C++ backward reads, so its backward
+  (``keras_lstm_train_backward``) recomputes nothing. torch.export keeps keras_lstm (portable).
 - ``keras_rnn`` runs the one-state reference loop (recurrent.base.reference_layer) with the
   cell's arithmetic from its module (``CELLS``); its backward is the same vjp.
 - Weights are passed per direction, as the parameters themselves (no stacked copies), so the
