@@ -1,7 +1,10 @@
-"""The length-aware inference loop (parity/layers/backends/packed.py) computes what the reference
-loop computes, for every padding it accepts, and hands rows with holes to the other loops."""
+"""The length-aware loop (parity/layers/backends/packed.py) computes what the reference loop
+computes, in inference and training, for every padding it accepts, and hands rows with holes to
+the other loops."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -109,4 +112,85 @@ def test_default_is_length_aware_on_cpu(impl: str, monkeypatch: pytest.MonkeyPat
     with torch.no_grad():
         lstm(x, mask=_mask(8))
         lstm(x, mask=torch.ones(8, STEPS, dtype=torch.bool))
+    assert calls == ([1] if impl == "fast" else [])
+
+
+#: (PACK_HH_ROWS, PACK_HH_T_ROWS): the training steps' GEMMs plain, and oneDNN-packed.
+PACKING = {"plain": (0, 0), "packed": (1, 1)}
+
+
+@pytest.mark.parametrize("packing", sorted(PACKING))
+@pytest.mark.parametrize(
+    ("gate", "bidirectional", "zero_output"),
+    [
+        ("hard_sigmoid_keras2", True, True),
+        ("hard_sigmoid_keras2", True, False),
+        ("hard_sigmoid_keras3", False, False),
+        ("sigmoid", False, True),
+    ],
+)
+def test_packed_training_matches_float64_reference(
+    gate: str, bidirectional: bool, zero_output: bool, packing: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Training through the length-aware loop (float32, C++ steps and backward) against the
+    reference loop in float64: outputs, final states and every gradient (parameters, input,
+    initial state), on pre-, post- and both-sided padding with one-token and empty rows."""
+    if not cpp.available():
+        pytest.skip("the length-aware training loop needs the C++ extension")
+    for name, value in zip(("PACK_HH_ROWS", "PACK_HH_T_ROWS"), PACKING[packing], strict=True):
+        monkeypatch.setattr(cpp, name, value)
+    calls: list[int] = []
+    run = packed.run_layer_autograd
+    monkeypatch.setattr(
+        packed, "run_layer_autograd", lambda *a, **k: calls.append(1) or run(*a, **k)
+    )
+    torch.manual_seed(0)
+    lstm = LSTM(6, 20, num_layers=2, batch_first=True, bidirectional=bidirectional,
+                gate_activation=gate, zero_output_for_mask=zero_output)  # fmt: skip
+    n_states = 2 * lstm.num_directions
+    x = 2 * torch.randn(8, STEPS, 6)
+    hx = tuple(0.5 * torch.randn(n_states, 8, 20) for _ in range(2))
+    results = {}
+    for impl, dtype in (("reference", torch.float64), ("fast", torch.float32)):
+        model = copy.deepcopy(lstm).to(dtype)
+        model.impl = impl
+        xi = x.to(dtype).requires_grad_()
+        hxi = tuple(t.to(dtype).requires_grad_() for t in hx)
+        out, (h_n, c_n) = model(xi, hxi, mask=_mask(8))
+        g = torch.Generator().manual_seed(1)
+        cot = [torch.randn(t.shape, generator=g).to(dtype) for t in (out, h_n, c_n)]
+        sum((t * w).sum() for t, w in zip((out, h_n, c_n), cot, strict=True)).backward()
+        values = {"output": out, "h_n": h_n, "c_n": c_n}
+        grads = {n: p.grad for n, p in model.named_parameters()}
+        grads |= {"input": xi.grad, "h0": hxi[0].grad, "c0": hxi[1].grad}
+        results[impl] = (values, grads)
+    assert calls == [1, 1]  # both layers took the length-aware loop
+    out_tol = tolerance_for(torch.float32, "cpu", "output")
+    grad_tol = tolerance_for(torch.float32, "cpu", "gradient")
+    for kind, tol in ((0, out_tol), (1, grad_tol)):
+        for name, expected in results["reference"][kind].items():
+            torch.testing.assert_close(
+                results["fast"][kind][name], expected.float(), rtol=tol.rtol, atol=tol.atol,
+                msg=lambda m, w=name: f"{w}: {m}",
+            )  # fmt: skip
+
+
+@pytest.mark.parametrize("impl", ["fast", "masked"])
+def test_training_is_length_aware_by_default(impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training takes the length-aware loop for padded batches by default, not for
+    impl="masked", and never for unpadded batches or rows with holes."""
+    if not cpp.available():
+        pytest.skip("the length-aware training loop needs the C++ extension")
+    calls: list[int] = []
+    run = packed.run_layer_autograd
+    monkeypatch.setattr(
+        packed, "run_layer_autograd", lambda *a, **k: calls.append(1) or run(*a, **k)
+    )
+    lstm = LSTM(3, 4, batch_first=True, bidirectional=True, impl=impl)
+    x = torch.randn(8, STEPS, 3)
+    holes = _mask(8)
+    holes[0, 3] = False
+    for mask in (_mask(8), torch.ones(8, STEPS, dtype=torch.bool), holes):
+        lstm(x, mask=mask)[0].sum().backward()
     assert calls == ([1] if impl == "fast" else [])

@@ -274,13 +274,18 @@ needs_cpp = pytest.mark.skipif(not cpp_loops.available(), reason="C++ loop not b
 
 
 @needs_cpp
-def test_cpu_float32_training_runs_in_cpp():
-    """Under autograd on CPU float32 the C++ training loop runs, at every batch size."""
+@pytest.mark.parametrize(
+    ("impl", "expected"), [("fast", Loop.PACKED_AUTOGRAD), ("masked", Loop.CPP_AUTOGRAD)]
+)
+def test_cpu_float32_training_runs_in_cpp(impl, expected):
+    """Under autograd on CPU float32 a C++ training loop runs, at every batch size: the
+    length-aware one by default (every step, masked, where a batch has no padding or a row has
+    a hole), the every-step one for impl="masked"."""
     lstm = LSTM(5, 7, bidirectional=True, gate_activation="hard_sigmoid_keras2")
     for batch in (1, 32):
         x, h = torch.randn(3, batch, 5), torch.zeros(2, batch, 7)
-        loop = select("fast", lstm.gate_activation, lstm.activation, x, h, h, lstm.parameters)
-        assert loop is Loop.CPP_AUTOGRAD
+        loop = select(impl, lstm.gate_activation, lstm.activation, x, h, h, lstm.parameters)
+        assert loop is expected
 
 
 #: (PACK_IH_ROWS, PACK_HH_ROWS, PACK_HH_T_ROWS): each GEMM plain, and each oneDNN-packed.
@@ -288,6 +293,7 @@ PACKING = {"plain": (0, 0, 0), "packed": (1, 1, 1)}
 
 
 @needs_cpp
+@pytest.mark.parametrize("impl", ["masked", "fast"])
 @pytest.mark.parametrize("packing", sorted(PACKING))
 @pytest.mark.parametrize(
     ("gate", "activation", "bidirectional", "zero_output", "batch"),
@@ -300,12 +306,13 @@ PACKING = {"plain": (0, 0, 0), "packed": (1, 1, 1)}
     ],
 )
 def test_cpp_training_equals_float64_reference(
-    gate, activation, bidirectional, zero_output, batch, packing, monkeypatch
+    gate, activation, bidirectional, zero_output, batch, packing, impl, monkeypatch
 ):
-    """The C++ training loop (float32) against the reference loop in float64, outputs and
+    """The C++ training loops (float32) against the reference loop in float64, outputs and
     every gradient (parameters, input, initial state), over every mask shape: pre- and
     post-padding, holes, a row with no real step, and Keras' two masked-output rules. The
-    reference loop is what the golden tests hold to Keras' numbers."""
+    reference loop is what the golden tests hold to Keras' numbers. impl="masked": every step,
+    masked; "fast": the length-aware loop where the padding allows it (pre, post, empty row)."""
     names = ("PACK_IH_ROWS", "PACK_HH_ROWS", "PACK_HH_T_ROWS")
     for name, value in zip(names, PACKING[packing], strict=True):
         monkeypatch.setattr(cpp_loops, name, value)
@@ -322,9 +329,9 @@ def test_cpp_training_equals_float64_reference(
     for mask_name, mask in masks.items():
         mask = None if mask is None else mask[:batch]  # (B, T) whatever batch_first says
         results = {}
-        for impl, dtype in (("reference", torch.float64), ("fast", torch.float32)):
+        for name, dtype in (("reference", torch.float64), (impl, torch.float32)):
             model = copy.deepcopy(lstm).to(dtype)
-            model.impl = impl
+            model.impl = name
             xi = x.detach().to(dtype).requires_grad_()
             hxi = tuple(t.detach().to(dtype).requires_grad_() for t in hx)
             out, (h_n, c_n) = model(xi, hxi, mask=mask)
@@ -333,11 +340,11 @@ def test_cpp_training_equals_float64_reference(
             sum((t * w).sum() for t, w in zip((out, h_n, c_n), cot, strict=True)).backward()
             grads = {n: p.grad for n, p in model.named_parameters()}
             grads |= {"input": xi.grad, "h0": hxi[0].grad, "c0": hxi[1].grad}
-            results[impl] = ({"output": out, "h_n": h_n, "c_n": c_n}, grads)
+            results[name] = ({"output": out, "h_n": h_n, "c_n": c_n}, grads)
         for kind, tol in ((0, out_tol), (1, grad_tol)):
             for name, expected in results["reference"][kind].items():
                 torch.testing.assert_close(
-                    results["fast"][kind][name], expected.float(), rtol=tol.rtol,
+                    results[impl][kind][name], expected.float(), rtol=tol.rtol,
                     atol=tol.atol, msg=lambda m, w=f"{mask_name} {name}": f"{w}: {m}",
                 )  # fmt: skip
 

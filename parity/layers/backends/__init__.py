@@ -14,6 +14,9 @@ pass the same tests):
   only. "fast" takes it on CPU for masked inference when the C++ extension is built (its steps
   are C++ there); ``LSTM(impl="packed")`` asks for it on any device. Batches without padding,
   and rows with holes, go to the usual loops.
+- ``packed_autograd``: the length-aware loop for training (backends.packed.run_layer_autograd),
+  its steps and their backward in C++: "fast" and "packed" take it where ``cpp_autograd``
+  applies; batches without padding, and rows with holes, go to ``cpp_autograd``.
 
 Shared weight preparation (fold, pack, the per-weight-version cache) is backends.prepare.
 """
@@ -33,8 +36,9 @@ from parity.layers.backends.prepare import PreparedCache, Weights, pack
 #: LSTM(impl=...) choices: "fast" lets ``select`` pick the fastest loop that applies; "op" runs
 #: the registered operator parity::keras_lstm (parity.layers.recurrent.ops), as a traced model does;
 #: "packed" is "fast" with the length-aware loop for masked inference (backends.packed) on every
-#: device ("fast" uses it on CPU with the C++ extension); "masked" is "fast" without it (every
-#: row through every step, padding masked as Keras does: what benchmarks compare it with).
+#: device ("fast" uses it on CPU with the C++ extension, in training too); "masked" is "fast"
+#: without it (every row through every step, padding masked as Keras does: what benchmarks
+#: compare it with).
 IMPLEMENTATIONS = ("fast", "reference", "op", "packed", "masked")
 #: Without the C++ loop, below this batch size a training step is faster through the reference
 #: loop: the Python fused loop's per-direction loops record twice the autograd nodes, which
@@ -53,6 +57,7 @@ class Loop(StrEnum):
     TRITON = "triton"
     TRITON_AUTOGRAD = "triton_autograd"
     PACKED = "packed"
+    PACKED_AUTOGRAD = "packed_autograd"
 
 
 def fusable(gate: str, activation: str) -> bool:
@@ -104,7 +109,7 @@ def select(
     if not grad:
         return Loop.CPP if cpp.applies(x, h, c, gate, activation) else Loop.PYTHON
     if cpp_training(x, h, c, gate, activation):
-        return Loop.CPP_AUTOGRAD
+        return Loop.CPP_AUTOGRAD if impl == "masked" else Loop.PACKED_AUTOGRAD
     if x.shape[1] >= FAST_AUTOGRAD_MIN_BATCH:
         return Loop.PYTHON_AUTOGRAD
     return Loop.REFERENCE
@@ -147,6 +152,19 @@ def _packed(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_
     )  # fmt: skip
 
 
+def _packed_autograd(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask):
+    rows = None if mask is None else packed.contiguous_rows(mask[..., 0])
+    if rows is None or bool((rows[1] == x.shape[0]).all()):
+        # No padding (nothing to skip) or a row with a hole: every step, masked.
+        return _cpp_autograd(
+            weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask
+        )
+    return packed.run_layer_autograd(
+        weights, x, h, c, *rows, gate=gate, activation=activation,
+        zero_output_for_mask=zero_output_for_mask,
+    )  # fmt: skip
+
+
 def _python_autograd(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask):
     return python.run_layer_autograd(
         weights, x, h, c, mask, gate=gate, activation=activation,
@@ -185,6 +203,7 @@ RUNNERS: dict[Loop, Runner] = {
     Loop.TRITON: _triton,
     Loop.TRITON_AUTOGRAD: _triton_autograd,
     Loop.PACKED: _packed,
+    Loop.PACKED_AUTOGRAD: _packed_autograd,
 }
 
 __all__ = [

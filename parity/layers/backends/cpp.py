@@ -288,6 +288,67 @@ def backward(
     return (dx if need_dx else None), dh0, dc0, grads
 
 
+class _PackedTrainSteps(torch.autograd.Function):
+    """The length-aware loop's steps through packed_train_forward / packed_train_backward.
+
+    forward(h0, c0, sizes, options, n_dir, *x_proj, *w_hh): h0, c0 (D, B, h) in sorted row
+    order; per direction x_proj (N, 4h) and w_hh (4h, h); options as train_options."""
+
+    @staticmethod
+    def forward(
+        h0: Tensor, c0: Tensor, sizes: list[int], options: tuple, n_dir: int, *tensors: Tensor
+    ) -> tuple[Tensor, ...]:
+        gate_tail, act_tail, scale, offset, _, parallel, onednn = options
+        return torch.ops.parity_lstm.packed_train_forward(
+            list(tensors[:n_dir]), list(tensors[n_dir:]), h0, c0, sizes, gate_tail, act_tail,
+            scale, offset, parallel, PACK_HH_ROWS if onednn else 0,
+        )  # fmt: skip
+
+    @staticmethod
+    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: tuple):
+        _, _, sizes, options, n_dir, *tensors = inputs
+        kept = output[3:]
+        ctx.mark_non_differentiable(*kept)
+        ctx.set_materialize_grads(False)  # as _TrainLayer: no zero-filled kept gradients
+        ctx.save_for_backward(*kept, *tensors[n_dir:])
+        ctx.sizes, ctx.options, ctx.state_shape = sizes, options, inputs[0].shape
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor | None,
+        grad_h: Tensor | None, grad_c: Tensor | None, *unused: Tensor,
+    ) -> tuple[Tensor | None, ...]:  # fmt: skip
+        gates, tc, hprev, cprev, *w_hh = ctx.saved_tensors
+        gate_tail, act_tail, scale, _, _, parallel, onednn = ctx.options
+        if grad_out is None:
+            grad_out = torch.zeros_like(tc)
+        grad_h, grad_c = (
+            tc.new_zeros(ctx.state_shape) if g is None else g for g in (grad_h, grad_c)
+        )
+        dz, dh0, dc0, dw_hh = torch.ops.parity_lstm.packed_train_backward(
+            grad_out, grad_h, grad_c, w_hh, gates, tc, hprev, cprev, ctx.sizes, gate_tail,
+            act_tail, scale, parallel, PACK_HH_T_ROWS if onednn else 0,
+        )  # fmt: skip
+        return (dh0, dc0, None, None, None, *dz.unbind(0), *dw_hh)
+
+
+def packed_train_steps(
+    x_proj: list[Tensor],
+    w_hh: list[Tensor],
+    h0: Tensor,
+    c0: Tensor,
+    sizes: list[int],
+    options: tuple,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The length-aware loop's steps for training (backends.packed.run_layer_autograd): per
+    direction x_proj (N, 4h), the packed rows' input projections with the parameters as they
+    are (rows i, f, g, o, b_ih + b_hh included), and w_hh (4h, h); h0, c0 (D, B, h) in sorted
+    row order. Returns the packed outputs (D, N, h) and the final h, c (D, B, h), sorted;
+    differentiable with respect to x_proj, w_hh, h0 and c0."""
+    out, h_n, c_n, *_ = _PackedTrainSteps.apply(h0, c0, sizes, options, len(w_hh), *x_proj, *w_hh)
+    return out, h_n, c_n
+
+
 def train_options(
     gate: str, activation: str, zero_output_for_mask: bool, x: Tensor, n_dir: int
 ) -> tuple:

@@ -12,19 +12,24 @@ for a plain Keras RNN, the carried output (the last real output going forward, a
 going backward, before it).
 
 It handles masks whose real steps are contiguous per row (pre-, post-, or both-sided padding, as
-``pad_sequences`` makes); ``applies`` says when, and the other loops run otherwise. Inference only
-(no autograd), on the weights ``prepare.pack`` makes, as backends.python's loop; the steps run in
-C++ (csrc/lstm_cpu.cpp ``packed_steps``) where the extension is built, in Python otherwise.
+``pad_sequences`` makes); ``contiguous_rows`` says when, and the other loops run otherwise.
+Inference (``run_layer``) runs on the weights ``prepare.pack`` makes, as backends.python's loop;
+its steps run in C++ (csrc/lstm_cpu.cpp ``packed_steps``) where the extension is built, in Python
+otherwise. Training (``run_layer_autograd``) runs on the parameters as they are, its steps and
+their backward in C++ (``packed_train_forward`` / ``packed_train_backward``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from parity.layers.activations import ACTIVATIONS
 from parity.layers.backends import cpp
-from parity.layers.backends.prepare import Packed
+from parity.layers.backends.prepare import Packed, Weights
 
 
 def contiguous_rows(mask: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -36,6 +41,65 @@ def contiguous_rows(mask: Tensor) -> tuple[Tensor, Tensor] | None:
     t = torch.arange(steps, device=mask.device)[:, None]
     run = (t >= start) & (t < start + lengths)
     return (start, lengths) if torch.equal(run, mask) else None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where a batch's real steps go in the packed loop: rows sorted by length (longest first),
+    packed step k holds the first ``sizes[k]`` sorted rows, step-major (N rows in all)."""
+
+    order: Tensor  # (B,) original row of each sorted row
+    unsort: Tensor  # (B,) sorted position of each original row
+    sizes: list[int]  # rows active at each packed step; non-increasing
+    rows: Tensor  # (N,) original row of each packed row
+    times: list[Tensor]  # per direction (N,): the time step each packed row computes
+
+
+def plan(start: Tensor, lengths: Tensor, n_dir: int) -> Plan:
+    """The packed layout for rows that start at ``start`` and run ``lengths`` steps (from
+    ``contiguous_rows``): going forward each row's first real step comes first, going backward
+    its last."""
+    batch = lengths.shape[0]
+    order = torch.argsort(lengths, descending=True, stable=True)
+    len_sorted = lengths[order]
+    longest = int(len_sorted[0]) if batch else 0
+    k = torch.arange(longest, device=lengths.device)[:, None]  # (K, 1) step of the packed loop
+    real = k < len_sorted[None, :]  # (K, B) in sorted row order, step-major
+    # Rows active at each step: a prefix of the sorted batch (one host sync for all steps).
+    sizes = real.sum(1).tolist()
+    rows = order[None, :].expand(longest, batch)[real]
+    start_s = start[order]
+    times = [
+        (start_s + k if d == 0 else start_s + len_sorted - 1 - k)[real] for d in range(n_dir)
+    ]
+    unsort = torch.empty_like(order)
+    unsort[order] = torch.arange(batch, device=order.device)
+    return Plan(order, unsort, sizes, rows, times)
+
+
+def outputs(
+    h_packed: Sequence[Tensor],
+    final: Tensor,
+    p: Plan,
+    start: Tensor,
+    lengths: Tensor,
+    seq_len: int,
+    zero_output_for_mask: bool,
+) -> Tensor:
+    """The layer's output (T, B, D*h) from each direction's packed outputs (N, h): each goes
+    back to its time step; masked steps get zeros or, for a plain Keras RNN, the carried output
+    (the row's final state ``final`` (D, B, h), original row order: going forward after the
+    row, going backward before it). Differentiable."""
+    n_dir, batch, hidden = final.shape
+    out = final.new_zeros(seq_len, batch, n_dir, hidden)
+    for d in range(n_dir):
+        out[:, :, d].index_put_((p.times[d], p.rows), h_packed[d])
+    if not zero_output_for_mask:  # a plain Keras RNN repeats its last output
+        t = torch.arange(seq_len, device=final.device)[:, None]
+        carried = torch.stack([t >= start + lengths, t < start][:n_dir], dim=-1)  # (T, B, D)
+        carried &= (lengths > 0)[None, :, None]
+        out = torch.where(carried[..., None], final.transpose(0, 1)[None], out)
+    return out.view(seq_len, batch, n_dir * hidden)
 
 
 def run_layer(
@@ -53,30 +117,16 @@ def run_layer(
     """One layer, every direction, real steps only. x: (T, B, in); h, c: (D, B, h); start,
     lengths: (B,) from ``contiguous_rows`` of the (T, B) mask. Returns what the reference
     loop returns: output (T, B, D*h) and the final h, c (D, B, h)."""
-    seq_len, batch = x.shape[0], x.shape[1]
-    n_dir, hidden = h.shape[0], h.shape[-1]
-    order = torch.argsort(lengths, descending=True, stable=True)
-    len_sorted = lengths[order]
-    longest = int(len_sorted[0]) if batch else 0
-    k = torch.arange(longest, device=x.device)[:, None]  # (K, 1) step of the packed loop
-    real = k < len_sorted[None, :]  # (K, B) in sorted row order, step-major
-    # Rows active at each step: a prefix of the sorted batch (one host sync for all steps).
-    sizes = real.sum(1).tolist()
-    rows = order[None, :].expand(longest, batch)[real]  # (N,) original row of each packed row
-    out = x.new_zeros(seq_len, batch, n_dir, hidden)
-    h_n, c_n = h[:, order].clone(), c[:, order].clone()  # sorted; updated in place
-    start_s, len_s = start[order], len_sorted
-    t_packed, x_proj = [], []
-    for d in range(n_dir):
-        # The time step of packed step k of each sorted row: forward from its first real step,
-        # backward from its last.
-        times = start_s + k if d == 0 else start_s + len_s - 1 - k  # (K, B)
-        t_packed.append(times[real])  # (N,)
-        x_packed = x[t_packed[d], rows]  # (N, in): real steps only, step-major
-        x_proj.append(prep.gemm.linear(x_packed, prep.w_ih[d], prep.bias[d]))  # (N, 4h)
+    n_dir = h.shape[0]
+    p = plan(start, lengths, n_dir)
+    h_n, c_n = h[:, p.order].clone(), c[:, p.order].clone()  # sorted; updated in place
+    x_proj = [
+        prep.gemm.linear(x[p.times[d], p.rows], prep.w_ih[d], prep.bias[d])  # (N, 4h)
+        for d in range(n_dir)
+    ]
     if cpp.applies(x, h, c, gate, activation):  # the steps in C++, directions on their threads
         h_packed = torch.ops.parity_lstm.packed_steps(
-            x_proj, list(prep.w_hh), h_n, c_n, sizes, int(ACTIVATIONS[gate].fused.cpp),
+            x_proj, list(prep.w_hh), h_n, c_n, p.sizes, int(ACTIVATIONS[gate].fused.cpp),
             int(ACTIVATIONS[activation].fused.cpp), cpp.parallel_directions(n_dir),
         )  # fmt: skip
     else:
@@ -87,28 +137,48 @@ def run_layer(
                 prep.gemm.linear_add,
                 h_n[d],
                 c_n[d],
-                sizes,
+                p.sizes,
                 gate,
                 activation,
             )
             for d in range(n_dir)
         ]
-    for d in range(n_dir):
-        out[t_packed[d], rows, d] = h_packed[d]
-        if not zero_output_for_mask:  # a plain Keras RNN repeats its last output
-            t = torch.arange(seq_len, device=x.device)[:, None]
-            after = t >= start + lengths if d == 0 else t < start
-            carried = after & (lengths > 0)  # (T, B)
-            final = torch.empty_like(h_n[d])
-            final[order] = h_n[d]
-            out[:, :, d] = torch.where(carried[..., None], final[None], out[:, :, d])
-    unsort = torch.empty_like(order)
-    unsort[order] = torch.arange(batch, device=order.device)
-    return (
-        out.view(seq_len, batch, n_dir * hidden),
-        h_n[:, unsort].contiguous(),
-        c_n[:, unsort].contiguous(),
+    h_n, c_n = h_n[:, p.unsort].contiguous(), c_n[:, p.unsort].contiguous()
+    out = outputs(h_packed, h_n, p, start, lengths, x.shape[0], zero_output_for_mask)
+    return out, h_n, c_n
+
+
+def run_layer_autograd(
+    weights: Weights,
+    x: Tensor,
+    h: Tensor,
+    c: Tensor,
+    start: Tensor,
+    lengths: Tensor,
+    *,
+    gate: str,
+    activation: str,
+    zero_output_for_mask: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``run_layer`` for training, differentiable with respect to x, h, c and the parameters as
+    they are (``weights``: per direction w_ih, w_hh, b_ih, b_hh). The input projection of the
+    real steps is one torch linear per direction (autograd gives its gradients: real steps
+    only); the steps run in C++ (``cpp.packed_train_steps``, CPU float32, the extension built:
+    ``cpp_training`` says when)."""
+    n_dir = h.shape[0]
+    p = plan(start, lengths, n_dir)
+    x_proj = []
+    for d, (w_ih, _, b_ih, b_hh) in enumerate(weights):
+        bias = None if b_ih is None else b_ih + b_hh
+        x_proj.append(torch.nn.functional.linear(x[p.times[d], p.rows], w_ih, bias))
+    options = cpp.train_options(gate, activation, zero_output_for_mask, x, n_dir)
+    w_hh = [w[1] for w in weights]
+    h_packed, h_n, c_n = cpp.packed_train_steps(
+        x_proj, w_hh, h[:, p.order], c[:, p.order], p.sizes, options
     )
+    h_n, c_n = h_n[:, p.unsort], c_n[:, p.unsort]
+    out = outputs(h_packed, h_n, p, start, lengths, x.shape[0], zero_output_for_mask)
+    return out, h_n, c_n
 
 
 def _steps(

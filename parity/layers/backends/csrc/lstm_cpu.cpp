@@ -648,6 +648,20 @@ train_backward(const at::Tensor& grad_out, const at::Tensor& grad_h, const at::T
   return {dx_sum.view({steps, batch, n_in}), dh, dc, dw_ih, dw_hh, db};
 }
 
+// The packed loops' step sizes: non-increasing, at most the batch. Returns their sum (the packed
+// rows, N); offsets gets each packed step's first row.
+int64_t check_sizes(at::IntArrayRef sizes, int64_t batch, std::vector<int64_t>& offsets) {
+  int64_t total = 0, previous = batch;
+  offsets.clear();
+  for (const int64_t size : sizes) {
+    TORCH_CHECK(0 <= size && size <= previous, "parity_lstm: sizes must not grow");
+    previous = size;
+    offsets.push_back(total);
+    total += size;
+  }
+  return total;
+}
+
 // The length-aware loop's time steps (parity/layers/backends/packed.py prepares them): rows
 // sorted by length, each row's real steps moved to the front, so at packed step k the active
 // rows are the first sizes[k] of the batch and every one of them is real (no masking). Per
@@ -668,12 +682,8 @@ std::vector<at::Tensor> packed_steps(at::TensorList x_proj, at::TensorList w_hh,
   TORCH_CHECK(0 <= gate_tail && gate_tail < kNumTails && 0 <= activation &&
                   activation < kNumTails,
               "parity_lstm: unknown tail");
-  int64_t total = 0, previous = batch;
-  for (const int64_t size : sizes) {
-    TORCH_CHECK(0 <= size && size <= previous, "parity_lstm: sizes must not grow");
-    previous = size;
-    total += size;
-  }
+  std::vector<int64_t> offsets;
+  const int64_t total = check_sizes(sizes, batch, offsets);
   for (int64_t d = 0; d < n_dir; ++d) {
     TORCH_CHECK(x_proj[d].is_contiguous() && x_proj[d].scalar_type() == at::kFloat &&
                     x_proj[d].dim() == 2 && x_proj[d].size(0) == total &&
@@ -710,6 +720,167 @@ std::vector<at::Tensor> packed_steps(at::TensorList x_proj, at::TensorList w_hh,
     outs[d] = out;
   });
   return outs;
+}
+
+// packed_steps for training, on the parameters as torch holds them (as train_forward): x_proj
+// per direction (N, 4h) = the packed rows' input projections with the raw w_ih and b_ih + b_hh,
+// rows (i, f, g, o); w_hh (4h, h) per direction; h0, c0 (D, B, h) in sorted row order. Every
+// packed row is real, so no masking. Returns the outputs (D, N, h), the final h and c (D, B, h)
+// (each row's state after its last real step) and what packed_train_backward needs, each
+// (D, N, .): gates after their tails (rows i, f, o, g), activation(c), h and c before the step.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+packed_train_forward(at::TensorList x_proj, at::TensorList w_hh, const at::Tensor& h0,
+                     const at::Tensor& c0, at::IntArrayRef sizes, int64_t gate_tail,
+                     int64_t activation, double gate_scale, double gate_offset, bool parallel,
+                     int64_t pack_hh_rows) {
+  const int64_t n_dir = h0.size(0), batch = h0.size(1), hidden = h0.size(2), n4 = 4 * hidden;
+  TORCH_CHECK(h0.dim() == 3 && h0.scalar_type() == at::kFloat && c0.sizes() == h0.sizes() &&
+                  c0.scalar_type() == at::kFloat,
+              "parity_lstm: h0, c0 must be float32 (D, B, h)");
+  TORCH_CHECK(static_cast<int64_t>(x_proj.size()) == n_dir &&
+                  static_cast<int64_t>(w_hh.size()) == n_dir,
+              "parity_lstm: one set of weights per direction");
+  TORCH_CHECK(0 <= gate_tail && gate_tail < kNumTails && 0 <= activation &&
+                  activation < kNumTails,
+              "parity_lstm: unknown tail");
+  std::vector<int64_t> offsets;
+  const int64_t total = check_sizes(sizes, batch, offsets);
+  for (int64_t d = 0; d < n_dir; ++d) {
+    TORCH_CHECK(x_proj[d].is_contiguous() && x_proj[d].scalar_type() == at::kFloat &&
+                    x_proj[d].dim() == 2 && x_proj[d].size(0) == total &&
+                    x_proj[d].size(1) == n4,
+                "parity_lstm: x_proj must be contiguous float32 (sum(sizes), 4h)");
+    TORCH_CHECK(!w_hh[d].is_mkldnn() && w_hh[d].dim() == 2 && w_hh[d].size(0) == n4 &&
+                    w_hh[d].size(1) == hidden && w_hh[d].scalar_type() == at::kFloat,
+                "parity_lstm: w_hh must be dense float32 (4h, h)");
+  }
+  const auto options = h0.options();
+  at::Tensor h_n = h0.contiguous().clone(), c_n = c0.contiguous().clone();
+  at::Tensor out = at::empty({n_dir, total, hidden}, options);
+  at::Tensor gates = at::empty({n_dir, total, n4}, options);
+  at::Tensor tc = at::empty({n_dir, total, hidden}, options);
+  at::Tensor hprev = at::empty({n_dir, total, hidden}, options);
+  at::Tensor cprev = at::empty({n_dir, total, hidden}, options);
+  const CellFn cell = kCells[true][gate_tail][activation];
+  const bool pack = pack_hh_rows > 0 && total >= pack_hh_rows;
+  each_direction(n_dir, parallel, [&](int64_t d) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    const at::Tensor w = pack ? onednn_pack(w_hh[d]) : w_hh[d].t();
+    at::Tensor h_d = h_n.select(0, d), z_buf = at::empty({batch, n4}, options);
+    Step s{};
+    s.h = h_d.data_ptr<float>();
+    s.c = c_n.select(0, d).data_ptr<float>();
+    s.hidden = hidden;
+    s.out_stride = hidden;
+    s.zero_output = true;
+    s.gate_scale = static_cast<float>(gate_scale);
+    s.gate_offset = static_cast<float>(gate_offset);
+    float* out_d = out.select(0, d).data_ptr<float>();
+    float* kg = gates.select(0, d).data_ptr<float>();
+    float* ktc = tc.select(0, d).data_ptr<float>();
+    float* khp = hprev.select(0, d).data_ptr<float>();
+    float* kcp = cprev.select(0, d).data_ptr<float>();
+    const float* xp = x_proj[d].data_ptr<float>();
+    for (size_t k = 0; k < sizes.size() && sizes[k] > 0; ++k) {
+      const int64_t size = sizes[k], row = offsets[k];
+      at::Tensor buf = pack ? at::Tensor() : z_buf.narrow(0, 0, size);
+      const at::Tensor z = linear(h_d.narrow(0, 0, size), w, at::Tensor(), pack, buf);
+      s.z = z.data_ptr<float>();
+      s.xp = xp + row * n4;
+      s.out = out_d + row * hidden;
+      s.batch = size;
+      s.kept = {kg + row * n4, ktc + row * hidden, khp + row * hidden, kcp + row * hidden};
+      cell(s);
+    }
+  });
+  return {out, h_n, c_n, gates, tc, hprev, cprev};
+}
+
+// The gradients of packed_train_forward: grad_out (D, N, h), grad_h and grad_c (D, B, h) (of
+// the final state), the kept tensors as it returned them, w_hh (4h, h) per direction. Per packed
+// step, last first: one vectorized pass (train_backward's, nothing masked) on the active rows,
+// then their h gradient through one GEMM; rows not yet active hold their final state's
+// gradient. Returns the gradients of x_proj (D, N, 4h; rows i, f, g, o, with respect to the
+// unfolded pre-activations), of h0 and c0 (D, B, h), and of each w_hh.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> packed_train_backward(
+    const at::Tensor& grad_out, const at::Tensor& grad_h, const at::Tensor& grad_c,
+    at::TensorList w_hh, const at::Tensor& gates, const at::Tensor& tc, const at::Tensor& hprev,
+    const at::Tensor& cprev, at::IntArrayRef sizes, int64_t gate_tail, int64_t activation,
+    double gate_scale, bool parallel, int64_t pack_hh_rows) {
+  const int64_t n_dir = grad_h.size(0), batch = grad_h.size(1), hidden = grad_h.size(2);
+  const int64_t n4 = 4 * hidden;
+  TORCH_CHECK(grad_h.dim() == 3 && grad_h.scalar_type() == at::kFloat &&
+                  grad_c.sizes() == grad_h.sizes() && grad_c.scalar_type() == at::kFloat,
+              "parity_lstm: grad_h, grad_c must be float32 (D, B, h)");
+  TORCH_CHECK(static_cast<int64_t>(w_hh.size()) == n_dir,
+              "parity_lstm: one set of weights per direction");
+  TORCH_CHECK(0 <= gate_tail && gate_tail < kNumTails && 0 <= activation &&
+                  activation < kNumTails,
+              "parity_lstm: unknown tail");
+  std::vector<int64_t> offsets;
+  const int64_t total = check_sizes(sizes, batch, offsets);
+  const at::Tensor go = grad_out.contiguous(), kg = gates.contiguous(), ktc = tc.contiguous();
+  const at::Tensor khp = hprev.contiguous(), kcp = cprev.contiguous();
+  TORCH_CHECK(go.scalar_type() == at::kFloat &&
+                  go.sizes() == at::IntArrayRef({n_dir, total, hidden}) &&
+                  kg.sizes() == at::IntArrayRef({n_dir, total, n4}) && ktc.sizes() == go.sizes() &&
+                  khp.sizes() == go.sizes() && kcp.sizes() == go.sizes() &&
+                  kg.scalar_type() == at::kFloat && ktc.scalar_type() == at::kFloat &&
+                  khp.scalar_type() == at::kFloat && kcp.scalar_type() == at::kFloat,
+              "parity_lstm: grad_out and the kept tensors do not match the layer");
+  for (int64_t d = 0; d < n_dir; ++d) {
+    TORCH_CHECK(!w_hh[d].is_mkldnn() && w_hh[d].dim() == 2 && w_hh[d].size(0) == n4 &&
+                    w_hh[d].size(1) == hidden && w_hh[d].scalar_type() == at::kFloat,
+                "parity_lstm: w_hh must be dense float32 (4h, h)");
+  }
+  const auto options = grad_h.options();
+  at::Tensor dh = grad_h.contiguous().clone(), dc = grad_c.contiguous().clone();
+  at::Tensor dz = at::empty({n_dir, total, n4}, options);
+  std::vector<at::Tensor> dw_hh(n_dir);
+  const BackFn back = kBacks[gate_tail][activation];
+  const bool pack = pack_hh_rows > 0 && total >= pack_hh_rows;
+  each_direction(n_dir, parallel, [&](int64_t d) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    // dh = dz @ w_hh: oneDNN's packed GEMM on w_hh.T (out h, in 4h), or a plain mm.
+    const at::Tensor w = pack ? onednn_pack(w_hh[d].t()) : w_hh[d].contiguous();
+    at::Tensor dh_d = dh.select(0, d), dz_d = dz.select(0, d);
+    at::Tensor unused = at::zeros({batch, hidden}, options);  // pend: nothing is carried here
+    BackStep s{};
+    s.dh = dh_d.data_ptr<float>();
+    s.dc = dc.select(0, d).data_ptr<float>();
+    s.pend = unused.data_ptr<float>();
+    s.hidden = hidden;
+    s.gout_stride = hidden;
+    s.gate_scale = static_cast<float>(gate_scale);
+    s.zero_output = true;
+    s.mask = nullptr;
+    const float* go_d = go.select(0, d).data_ptr<float>();
+    const float* g_d = kg.select(0, d).data_ptr<float>();
+    const float* tc_d = ktc.select(0, d).data_ptr<float>();
+    const float* cp_d = kcp.select(0, d).data_ptr<float>();
+    for (int64_t k = static_cast<int64_t>(sizes.size()) - 1; k >= 0; --k) {
+      const int64_t size = sizes[k], row = offsets[k];
+      if (size == 0) {
+        continue;
+      }
+      s.gates = g_d + row * n4;
+      s.tc = tc_d + row * hidden;
+      s.cprev = cp_d + row * hidden;
+      s.gout = go_d + row * hidden;
+      s.dz = dz_d.data_ptr<float>() + row * n4;
+      s.batch = size;
+      back(s);
+      const at::Tensor dz_k = dz_d.narrow(0, row, size);
+      at::Tensor dh_k = dh_d.narrow(0, 0, size);
+      if (pack) {
+        dh_k.copy_(onednn_linear(dz_k, w, std::nullopt));
+      } else {
+        at::mm_out(dh_k, dz_k, w);
+      }
+    }
+    dw_hh[d] = at::mm(dz_d.t(), khp.select(0, d));
+  });
+  return {dz, dh, dc, dw_hh};
 }
 
 // One tail over a float32 tensor, with the vector code the step uses: lets the tests check its
@@ -752,6 +923,15 @@ TORCH_LIBRARY(parity_lstm, m) {
   m.def(
       "packed_steps(Tensor[] x_proj, Tensor[] w_hh, Tensor(a!) h, Tensor(b!) c, int[] sizes, "
       "int gate_tail, int activation, bool parallel) -> Tensor[]");
+  m.def(
+      "packed_train_forward(Tensor[] x_proj, Tensor[] w_hh, Tensor h0, Tensor c0, int[] sizes, "
+      "int gate_tail, int activation, float gate_scale, float gate_offset, bool parallel, "
+      "int pack_hh_rows) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "packed_train_backward(Tensor grad_out, Tensor grad_h, Tensor grad_c, Tensor[] w_hh, "
+      "Tensor gates, Tensor tc, Tensor hprev, Tensor cprev, int[] sizes, int gate_tail, "
+      "int activation, float gate_scale, bool parallel, int pack_hh_rows) "
+      "-> (Tensor, Tensor, Tensor, Tensor[])");
   m.def("apply_tail(Tensor x, int kind) -> Tensor");
 }
 
@@ -761,6 +941,8 @@ TORCH_LIBRARY_IMPL(parity_lstm, CPU, m) {
   m.impl("train_forward", &train_forward);
   m.impl("train_backward", &train_backward);
   m.impl("packed_steps", &packed_steps);
+  m.impl("packed_train_forward", &packed_train_forward);
+  m.impl("packed_train_backward", &packed_train_backward);
   m.impl("apply_tail", &apply_tail);
 }
 TORCH_LIBRARY_IMPL(parity_lstm, MkldnnCPU, m) {
