@@ -157,7 +157,7 @@ def measure(mode: str, calls: dict[str, Call], data: list[np.ndarray], repeats: 
                     for a, b in zip(grads["packed"], grads["masked"], strict=True)
                 )
             }
-            for name, f in calls.items():  # warm-up (Keras traces its step once)
+            for f in calls.values():  # warm-up (Keras traces its step once)
                 f(data[0])
         times: dict[str, list[float]] = {k: [] for k in calls}
         for _ in range(repeats):

@@ -69,9 +69,7 @@ def plan(start: Tensor, lengths: Tensor, n_dir: int) -> Plan:
     sizes = real.sum(1).tolist()
     rows = order[None, :].expand(longest, batch)[real]
     start_s = start[order]
-    times = [
-        (start_s + k if d == 0 else start_s + len_sorted - 1 - k)[real] for d in range(n_dir)
-    ]
+    times = [(start_s + k if d == 0 else start_s + len_sorted - 1 - k)[real] for d in range(n_dir)]
     unsort = torch.empty_like(order)
     unsort[order] = torch.arange(batch, device=order.device)
     return Plan(order, unsort, sizes, rows, times)
