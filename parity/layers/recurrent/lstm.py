@@ -40,8 +40,9 @@ class LSTM(KerasRNNBase):
             carried previous output (a plain Keras LSTM). ``None`` means ``bidirectional``.
         impl: "fast" (default), "reference", "op", "packed" ("fast", with the length-aware
             inference loop backends.packed on any device; "fast" uses it on CPU with the C++
-            extension) or "masked" ("fast" without it); see the module docstring. A plain
-            attribute, so it can be switched on a built model (benchmarks compare them).
+            extension, for float32 training too) or "masked" ("fast" without it: every step,
+            masked); see the module docstring. A plain attribute, so it can be switched on a
+            built model (benchmarks compare them).
 
     ``proj_size`` exists only to keep nn.LSTM's positional order; any value but 0 is refused.
     """
