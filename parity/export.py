@@ -23,8 +23,9 @@ Parity notes: the ONNX model is checked in onnxruntime against Keras' golden out
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,49 +126,79 @@ def export_program(
     return torch.export.export(model, inputs, dynamic_shapes=_dynamic_shapes(model, inputs))
 
 
-class CompiledModel(nn.Module):
-    """``torch.compile(model, dynamic=True)`` whose batch dimension is never specialised.
+#: The dimensions ``CompiledModel`` keeps unbacked, tried in this order: batch and length (token
+#: ids and sequences), then batch only (for a model that cannot trace with its second dimension
+#: unknown).
+UNBACKED_DIMS: tuple[tuple[int, ...], ...] = ((0, 1), (0,))
 
-    torch specialises sizes 0 and 1: with ``dynamic=True`` a batch of 1 still compiles a graph of
-    its own. Here each call marks dimension 0 of its tensor arguments unbacked first
-    (``torch._dynamo.decorators.mark_unbacked``), so one graph serves every batch size, 1
-    included. A model whose code branches on its batch size cannot be traced that way; then the
-    first call warns and the model is compiled with plain ``dynamic=True`` instead.
+
+class CompiledModel(nn.Module):
+    """``torch.compile(model, dynamic=True)`` whose batch and length dimensions are never
+    specialised.
+
+    torch specialises sizes 0 and 1: with ``dynamic=True`` a batch of 1, or a text of one token,
+    still compiles a graph of its own. Here each call marks dimensions 0 and 1 of its tensor
+    arguments unbacked first (``torch._dynamo.decorators.mark_unbacked``), so one graph serves
+    every batch size and length, 1 included. A model that cannot be traced that way is compiled
+    again with dimension 0 only unbacked and, failing that too, with plain ``dynamic=True``
+    (with a warning). The C++ LSTM extension is built (or loaded) before the first trace, so
+    a traced training step uses it from the start.
     """
 
     def __init__(self, model: nn.Module, **compile_kwargs: Any) -> None:
         super().__init__()
+        from parity.layers import LSTM
+        from parity.layers.backends import cpp
+
         self.model = model
         self._kwargs = {"dynamic": True, **compile_kwargs}
         self._compiled = torch.compile(model, **self._kwargs)
-        self._unbacked = True
+        self._level = 0  # index into UNBACKED_DIMS; past its end: plain dynamic=True
+        if any(isinstance(m, LSTM) for m in model.modules()):
+            cpp.available()  # a trace only uses the extension if already loaded
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if not self._unbacked:
-            return self._compiled(*args, **kwargs)
-        for value in (*args, *kwargs.values()):
-            if isinstance(value, Tensor) and value.dim() > 0:
-                torch._dynamo.decorators.mark_unbacked(value, 0)
-        try:
-            return self._compiled(*args, **kwargs)
-        except Exception as e:  # torch's tracing errors have no common public base class
-            import warnings
+        while self._level < len(UNBACKED_DIMS):
+            try:
+                with _unbacked((*args, *kwargs.values()), UNBACKED_DIMS[self._level]):
+                    return self._compiled(*args, **kwargs)
+            except Exception as e:  # torch's tracing errors have no common public base class
+                self._level += 1
+                if self._level == len(UNBACKED_DIMS):
+                    import warnings
 
-            warnings.warn(
-                f"parity.compile_model: the batch dimension cannot stay unbacked for this model "
-                f"({type(e).__name__}); compiling with dynamic=True (batch 1 compiles its own "
-                f"graph)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            self._unbacked = False
-            self._compiled = torch.compile(self.model, **self._kwargs)
-            return self._compiled(*args, **kwargs)
+                    warnings.warn(
+                        f"parity.compile_model: the batch dimension cannot stay unbacked for "
+                        f"this model ({type(e).__name__}); compiling with dynamic=True (batch 1 "
+                        f"compiles its own graph)",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                self._compiled = torch.compile(self.model, **self._kwargs)
+        return self._compiled(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _unbacked(values: Iterable[Any], dims: tuple[int, ...]) -> Iterator[None]:
+    """The tensors among ``values`` with ``dims`` (those they have) marked unbacked for the
+    duration: the caller's tensors leave unmarked (a retry with fewer dimensions, or another
+    compiled function, must not see the marks)."""
+    tensors = [v for v in values if isinstance(v, Tensor)]
+    before = [set(getattr(t, "_dynamo_unbacked_indices", ())) for t in tensors]
+    for t in tensors:
+        for dim in dims:
+            if t.dim() > dim:
+                torch._dynamo.decorators.mark_unbacked(t, dim)
+    try:
+        yield
+    finally:
+        for t, marks in zip(tensors, before, strict=True):
+            t._dynamo_unbacked_indices = marks
 
 
 def compile_model(model: nn.Module, **compile_kwargs: Any) -> CompiledModel:
-    """torch.compile for a converted model: one graph for every batch size (1 included) and every
-    length >= 2 (see CompiledModel); keyword arguments go to torch.compile."""
+    """torch.compile for a converted model: one graph for every batch size and every length, 1
+    included (see CompiledModel); keyword arguments go to torch.compile."""
     return CompiledModel(model, **compile_kwargs)
 
 

@@ -360,19 +360,76 @@ def test_compile_traces_one_graph_for_every_batch_and_length(deepmoji: torch.nn.
     assert counters["stats"]["unique_graphs"] == 1
 
 
-def test_compile_model_one_graph_batch_one_included(deepmoji: torch.nn.Module) -> None:
-    """parity.compile_model: batch 1 shares the graph of the other batch sizes (plain
-    dynamic=True compiles batch 1 on its own)."""
+def test_compile_model_one_graph_batch_and_length_one_included(
+    deepmoji: torch.nn.Module,
+) -> None:
+    """parity.compile_model: batch 1 and length 1 share the graph of the other sizes (plain
+    dynamic=True compiles each of them on its own)."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
     compiled = parity.compile_model(deepmoji, fullgraph=True, backend="aot_eager")
     with torch.inference_mode():
-        for batch, steps in ((4, 12), (1, 12), (1, 7), (6, 30)):
+        for batch, steps in ((4, 12), (1, 12), (1, 7), (6, 1), (1, 1), (6, 30)):
             ids = _ragged(deepmoji.config.vocab_size, batch, steps, seed=steps)
             np.testing.assert_allclose(compiled(ids).numpy(), _eager(deepmoji, ids), **TOL)
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_compile_model_training_one_graph(deepmoji: torch.nn.Module) -> None:
+    """A compiled training step: one graph for every batch and length, 1 included; outputs and
+    every gradient equal eager's."""
+    from torch._dynamo.utils import counters
+
+    model = copy.deepcopy(deepmoji).train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = parity.compile_model(model, fullgraph=True, backend="aot_eager")
+    tol = tolerance_for(torch.float32, "cpu", "gradient")
+    for batch, steps in ((5, 9), (1, 1), (1, 6), (3, 1)):
+        ids = _ragged(model.config.vocab_size, batch, steps, seed=batch + steps)
+        results = []
+        for run in (model, compiled):
+            model.zero_grad(set_to_none=True)
+            out = run(ids)
+            (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+            results.append([out.detach(), *(p.grad.clone() for p in model.parameters())])
+        for a, b in zip(*results, strict=True):
+            torch.testing.assert_close(a, b, rtol=tol.rtol, atol=tol.atol)
+    assert counters["stats"]["unique_graphs"] == 1
+
+
+class _BranchesOn(torch.nn.Module):
+    """Branches on one dimension of its input: that dimension cannot stay unbacked."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2 if x.shape[self.dim] == 1 else x + 1
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+def test_compile_model_falls_back(dim: int) -> None:
+    """A model that branches on its length is compiled with the batch alone unbacked (no
+    warning); one that branches on its batch size with plain dynamic=True, with a warning.
+    Either way the answers are the model's."""
+    import warnings
+
+    torch._dynamo.reset()
+    compiled = parity.compile_model(_BranchesOn(dim), backend="eager", fullgraph=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for shape in ((3, 4), (1, 4), (3, 1)):
+            x = torch.randn(shape)
+            torch.testing.assert_close(compiled(x), _BranchesOn(dim)(x))
+    messages = [str(w.message) for w in caught if w.category is RuntimeWarning]
+    assert bool(messages) == (dim == 0), messages
 
 
 def test_traced_training_keeps_the_gates(deepmoji: torch.nn.Module) -> None:
