@@ -119,7 +119,12 @@ def test_default_is_length_aware_on_cpu(impl: str, monkeypatch: pytest.MonkeyPat
 PACKING = {"plain": (0, 0), "packed": (1, 1)}
 
 
-@pytest.mark.parametrize("packing", sorted(PACKING))
+#: How the training steps run: C++ with plain or oneDNN-packed GEMMs (impl="fast", the default),
+#: and the Python autograd form (impl="packed" where the C++ pair does not apply).
+TRAIN_STEPS = ["cpp-plain", "cpp-packed", "python"]
+
+
+@pytest.mark.parametrize("steps_in", TRAIN_STEPS)
 @pytest.mark.parametrize(
     ("gate", "bidirectional", "zero_output"),
     [
@@ -130,16 +135,22 @@ PACKING = {"plain": (0, 0), "packed": (1, 1)}
     ],
 )
 def test_packed_training_matches_float64_reference(
-    gate: str, bidirectional: bool, zero_output: bool, packing: str,
+    gate: str, bidirectional: bool, zero_output: bool, steps_in: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    """Training through the length-aware loop (float32, C++ steps and backward) against the
-    reference loop in float64: outputs, final states and every gradient (parameters, input,
-    initial state), on pre-, post- and both-sided padding with one-token and empty rows."""
-    if not cpp.available():
-        pytest.skip("the length-aware training loop needs the C++ extension")
-    for name, value in zip(("PACK_HH_ROWS", "PACK_HH_T_ROWS"), PACKING[packing], strict=True):
-        monkeypatch.setattr(cpp, name, value)
+    """Training through the length-aware loop (float32) against the reference loop in float64:
+    outputs, final states and every gradient (parameters, input, initial state), on pre-, post-
+    and both-sided padding with one-token and empty rows."""
+    impl = "fast"
+    if steps_in == "python":
+        monkeypatch.setattr(cpp, "applies", lambda *args, **kwargs: False)
+        impl = "packed"
+    elif not cpp.available():
+        pytest.skip("the C++ steps need the extension")
+    else:
+        packing = PACKING[steps_in.removeprefix("cpp-")]
+        for name, value in zip(("PACK_HH_ROWS", "PACK_HH_T_ROWS"), packing, strict=True):
+            monkeypatch.setattr(cpp, name, value)
     calls: list[int] = []
     run = packed.run_layer_autograd
     monkeypatch.setattr(
@@ -152,9 +163,9 @@ def test_packed_training_matches_float64_reference(
     x = 2 * torch.randn(8, STEPS, 6)
     hx = tuple(0.5 * torch.randn(n_states, 8, 20) for _ in range(2))
     results = {}
-    for impl, dtype in (("reference", torch.float64), ("fast", torch.float32)):
+    for name, dtype in (("reference", torch.float64), (impl, torch.float32)):
         model = copy.deepcopy(lstm).to(dtype)
-        model.impl = impl
+        model.impl = name
         xi = x.to(dtype).requires_grad_()
         hxi = tuple(t.to(dtype).requires_grad_() for t in hx)
         out, (h_n, c_n) = model(xi, hxi, mask=_mask(8))
@@ -164,16 +175,37 @@ def test_packed_training_matches_float64_reference(
         values = {"output": out, "h_n": h_n, "c_n": c_n}
         grads = {n: p.grad for n, p in model.named_parameters()}
         grads |= {"input": xi.grad, "h0": hxi[0].grad, "c0": hxi[1].grad}
-        results[impl] = (values, grads)
+        results[name] = (values, grads)
     assert calls == [1, 1]  # both layers took the length-aware loop
     out_tol = tolerance_for(torch.float32, "cpu", "output")
     grad_tol = tolerance_for(torch.float32, "cpu", "gradient")
     for kind, tol in ((0, out_tol), (1, grad_tol)):
         for name, expected in results["reference"][kind].items():
             torch.testing.assert_close(
-                results["fast"][kind][name], expected.float(), rtol=tol.rtol, atol=tol.atol,
+                results[impl][kind][name], expected.float(), rtol=tol.rtol, atol=tol.atol,
                 msg=lambda m, w=name: f"{w}: {m}",
             )  # fmt: skip
+
+
+def test_python_training_steps_float64() -> None:
+    """The Python training steps in float64 (any dtype, any device: what impl="packed" runs
+    off the C++ path) agree with the reference loop to float64 rounding, gradients included."""
+    torch.manual_seed(0)
+    lstm = LSTM(4, 6, batch_first=True, bidirectional=True, zero_output_for_mask=False,
+                dtype=torch.float64)  # fmt: skip
+    x = torch.randn(8, STEPS, 4, dtype=torch.float64)
+    grads = {}
+    for impl in ("reference", "packed"):
+        lstm.impl = impl
+        lstm.zero_grad(set_to_none=True)
+        xi = x.clone().requires_grad_()
+        out = lstm(xi, mask=_mask(8))[0]
+        (
+            out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view(out.shape)
+        ).sum().backward()
+        grads[impl] = [out.detach(), xi.grad, *(p.grad for p in lstm.parameters())]
+    for a, b in zip(grads["packed"], grads["reference"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("impl", ["fast", "masked"])

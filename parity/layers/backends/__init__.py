@@ -15,8 +15,9 @@ pass the same tests):
   are C++ there); ``LSTM(impl="packed")`` asks for it on any device. Batches without padding,
   and rows with holes, go to the usual loops.
 - ``packed_autograd``: the length-aware loop for training (backends.packed.run_layer_autograd),
-  its steps and their backward in C++: "fast" and "packed" take it where ``cpp_autograd``
-  applies; batches without padding, and rows with holes, go to ``cpp_autograd``.
+  its steps and their backward in C++ where ``cpp_autograd`` applies (then "fast" takes it too),
+  out of place in Python elsewhere (``impl="packed"`` on any device); batches without padding,
+  and rows with holes, go to the every-step training loops.
 
 Shared weight preparation (fold, pack, the per-weight-version cache) is backends.prepare.
 """
@@ -104,6 +105,8 @@ def select(
         impl == "packed" or (impl == "fast" and cpp.applies(x, h, c, gate, activation))
     ):
         return Loop.PACKED
+    if grad and impl == "packed":
+        return Loop.PACKED_AUTOGRAD
     if triton.applies(x, gate, activation):
         return Loop.TRITON_AUTOGRAD if grad else Loop.TRITON
     if not grad:
@@ -156,9 +159,11 @@ def _packed_autograd(weights, cache, layer, x, h, c, mask, gate, activation, zer
     rows = None if mask is None else packed.contiguous_rows(mask[..., 0])
     if rows is None or bool((rows[1] == x.shape[0]).all()):
         # No padding (nothing to skip) or a row with a hole: every step, masked.
-        return _cpp_autograd(
-            weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask
-        )
+        if cpp_training(x, h, c, gate, activation):
+            inner = _cpp_autograd
+        else:
+            inner = _triton_autograd if triton.applies(x, gate, activation) else _python_autograd
+        return inner(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask)
     return packed.run_layer_autograd(
         weights, x, h, c, *rows, gate=gate, activation=activation,
         zero_output_for_mask=zero_output_for_mask,

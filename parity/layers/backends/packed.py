@@ -16,7 +16,8 @@ It handles masks whose real steps are contiguous per row (pre-, post-, or both-s
 Inference (``run_layer``) runs on the weights ``prepare.pack`` makes, as backends.python's loop;
 its steps run in C++ (csrc/lstm_cpu.cpp ``packed_steps``) where the extension is built, in Python
 otherwise. Training (``run_layer_autograd``) runs on the parameters as they are, its steps and
-their backward in C++ (``packed_train_forward`` / ``packed_train_backward``).
+their backward in C++ (``packed_train_forward`` / ``packed_train_backward``) on CPU float32,
+out of place in Python for autograd elsewhere.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch import Tensor
 
 from parity.layers.activations import ACTIVATIONS
 from parity.layers.backends import cpp
-from parity.layers.backends.prepare import Packed, Weights
+from parity.layers.backends.prepare import Packed, Weights, fold
 
 
 def contiguous_rows(mask: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -158,25 +159,67 @@ def run_layer_autograd(
     activation: str,
     zero_output_for_mask: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``run_layer`` for training, differentiable with respect to x, h, c and the parameters as
-    they are (``weights``: per direction w_ih, w_hh, b_ih, b_hh). The input projection of the
-    real steps is one torch linear per direction (autograd gives its gradients: real steps
-    only); the steps run in C++ (``cpp.packed_train_steps``, CPU float32, the extension built:
-    ``cpp_training`` says when)."""
+    """``run_layer`` for training, differentiable with respect to x, h, c and the parameters
+    (``weights``: per direction w_ih, w_hh, b_ih, b_hh). The input projection of the real steps
+    is one torch linear per direction (autograd gives its gradients: real steps only). The
+    steps run in C++ on the parameters as they are (``cpp.packed_train_steps``) where the C++
+    training loop applies (CPU float32, the extension built), elsewhere in Python on the folded
+    weights (``_train_steps``: any device and dtype)."""
     n_dir = h.shape[0]
     p = plan(start, lengths, n_dir)
-    x_proj = []
-    for d, (w_ih, _, b_ih, b_hh) in enumerate(weights):
-        bias = None if b_ih is None else b_ih + b_hh
-        x_proj.append(torch.nn.functional.linear(x[p.times[d], p.rows], w_ih, bias))
-    options = cpp.train_options(gate, activation, zero_output_for_mask, x, n_dir)
-    w_hh = [w[1] for w in weights]
-    h_packed, h_n, c_n = cpp.packed_train_steps(
-        x_proj, w_hh, h[:, p.order], c[:, p.order], p.sizes, options
-    )
+    h0, c0 = h[:, p.order], c[:, p.order]
+    linear = torch.nn.functional.linear
+    if cpp.applies(x, h, c, gate, activation, training=True):
+        x_proj = []
+        for d, (w_ih, _, b_ih, b_hh) in enumerate(weights):
+            bias = None if b_ih is None else b_ih + b_hh
+            x_proj.append(linear(x[p.times[d], p.rows], w_ih, bias))
+        options = cpp.train_options(gate, activation, zero_output_for_mask, x, n_dir)
+        w_hh = [w[1] for w in weights]
+        h_packed, h_n, c_n = cpp.packed_train_steps(x_proj, w_hh, h0, c0, p.sizes, options)
+    else:
+        results = []
+        for d, (w_ih, w_hh, b) in enumerate(fold(weights, gate, h.shape[-1])):
+            x_proj = linear(x[p.times[d], p.rows], w_ih, b)
+            results.append(_train_steps(x_proj, w_hh, h0[d], c0[d], p.sizes, gate, activation))
+        h_packed = [r[0] for r in results]
+        h_n, c_n = (torch.stack([r[i] for r in results]) for i in (1, 2))
     h_n, c_n = h_n[:, p.unsort], c_n[:, p.unsort]
     out = outputs(h_packed, h_n, p, start, lengths, x.shape[0], zero_output_for_mask)
     return out, h_n, c_n
+
+
+def _train_steps(
+    x_proj: Tensor, w_hh: Tensor, h: Tensor, c: Tensor, sizes: list[int], gate: str, activation: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One direction's packed steps out of place, for autograd (where the C++ pair does not
+    run): x_proj (N, 4h) and w_hh (4h, h) folded (rows i, f, o, g, the gate's affine part in
+    them); h, c (B, h) sorted. Returns each packed step's output (N, h) and the final h, c
+    (B, h). A row's state is set aside when its last step is done."""
+    hidden = h.shape[-1]
+    tail = ACTIVATIONS[gate].fused.tail
+    act = ACTIVATIONS[activation].fn
+    w_t = w_hh.t()
+    outs: list[Tensor] = []
+    done_h: list[Tensor] = []  # finished rows' final states, the shortest rows first
+    done_c: list[Tensor] = []
+    lo, active = 0, h.shape[0]
+    for size in sizes:
+        if size < active:
+            done_h.append(h[size:active])
+            done_c.append(c[size:active])
+            h, c, active = h[:size], c[:size], size
+        if size == 0:
+            break
+        z = torch.addmm(x_proj[lo : lo + size], h, w_t)  # (size, 4h)
+        ifo, g = z.split((3 * hidden, hidden), dim=-1)
+        i, f, o = tail(ifo).split(hidden, dim=-1)
+        c = torch.addcmul(f * c, i, act(g))
+        h = o * act(c)
+        outs.append(h)
+        lo += size
+    h_packed = torch.cat(outs) if outs else x_proj.new_zeros(0, hidden)
+    return h_packed, torch.cat([h, *reversed(done_h)]), torch.cat([c, *reversed(done_c)])
 
 
 def _steps(
