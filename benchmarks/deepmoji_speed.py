@@ -17,8 +17,8 @@ Times, interleaved round by round on the same weights and the same inputs:
   exported   the port through torch.export (parity.export.export_program, batch and length
              dynamic), run as ``ExportedProgram.module()``: what a user serving the exported
              program gets
-  compiled   ``torch.compile(port, dynamic=True)`` (Inductor), compiled once before timing (a
-             batch of 1 compiles its own specialisation, as torch does for size-1 dimensions)
+  compiled   ``parity.compile_model(port)`` (torch.compile, Inductor, batch and length
+             unbacked: one graph for every case, batch 1 included), compiled before timing
   onnxruntime  the port exported to ONNX (parity.export, the LSTMs as ONNX LSTM nodes with
              HardSigmoid gates), run by onnxruntime's CPU provider with torch's thread count;
              inference only, CPU only, skipped when onnx/onnxruntime are not installed
@@ -205,7 +205,9 @@ class Served:
         return export_program(self.port, (_example(self.scope, self.device),)).module()
 
     def _build_compiled(self) -> nn.Module:
-        return torch.compile(self.port, dynamic=True)
+        import parity
+
+        return parity.compile_model(self.port)
 
     def _build_onnxruntime(self) -> object:
         if self.device != "cpu":
