@@ -662,6 +662,27 @@ int64_t check_sizes(at::IntArrayRef sizes, int64_t batch, std::vector<int64_t>& 
   return total;
 }
 
+// Checks shared by the packed ops: one x_proj (sum(sizes), 4h) and one w_hh per direction, tails
+// they know, sizes that do not grow. Returns sum(sizes) (N); offsets as check_sizes.
+int64_t check_packed(at::TensorList x_proj, at::TensorList w_hh, int64_t n_dir, int64_t batch,
+                     int64_t hidden, int64_t gate_tail, int64_t activation,
+                     at::IntArrayRef sizes, std::vector<int64_t>& offsets) {
+  TORCH_CHECK(static_cast<int64_t>(x_proj.size()) == n_dir &&
+                  static_cast<int64_t>(w_hh.size()) == n_dir,
+              "parity_lstm: one set of weights per direction");
+  TORCH_CHECK(0 <= gate_tail && gate_tail < kNumTails && 0 <= activation &&
+                  activation < kNumTails,
+              "parity_lstm: unknown tail");
+  const int64_t total = check_sizes(sizes, batch, offsets);
+  for (int64_t d = 0; d < n_dir; ++d) {
+    TORCH_CHECK(x_proj[d].is_contiguous() && x_proj[d].scalar_type() == at::kFloat &&
+                    x_proj[d].dim() == 2 && x_proj[d].size(0) == total &&
+                    x_proj[d].size(1) == 4 * hidden,
+                "parity_lstm: x_proj must be contiguous float32 (sum(sizes), 4h)");
+  }
+  return total;
+}
+
 // The length-aware loop's time steps (parity/layers/backends/packed.py prepares them): rows
 // sorted by length, each row's real steps moved to the front, so at packed step k the active
 // rows are the first sizes[k] of the batch and every one of them is real (no masking). Per
@@ -673,23 +694,12 @@ std::vector<at::Tensor> packed_steps(at::TensorList x_proj, at::TensorList w_hh,
                                      at::IntArrayRef sizes, int64_t gate_tail, int64_t activation,
                                      bool parallel) {
   const int64_t n_dir = h.size(0), batch = h.size(1), hidden = h.size(2), n4 = 4 * hidden;
-  TORCH_CHECK(static_cast<int64_t>(x_proj.size()) == n_dir &&
-                  static_cast<int64_t>(w_hh.size()) == n_dir,
-              "parity_lstm: one set of weights per direction");
   TORCH_CHECK(h.is_contiguous() && c.is_contiguous() && h.scalar_type() == at::kFloat &&
                   c.sizes() == h.sizes() && c.scalar_type() == at::kFloat,
               "parity_lstm: h, c must be contiguous float32 (D, B, h)");
-  TORCH_CHECK(0 <= gate_tail && gate_tail < kNumTails && 0 <= activation &&
-                  activation < kNumTails,
-              "parity_lstm: unknown tail");
   std::vector<int64_t> offsets;
-  const int64_t total = check_sizes(sizes, batch, offsets);
-  for (int64_t d = 0; d < n_dir; ++d) {
-    TORCH_CHECK(x_proj[d].is_contiguous() && x_proj[d].scalar_type() == at::kFloat &&
-                    x_proj[d].dim() == 2 && x_proj[d].size(0) == total &&
-                    x_proj[d].size(1) == n4,
-                "parity_lstm: x_proj must be contiguous float32 (sum(sizes), 4h)");
-  }
+  const int64_t total =
+      check_packed(x_proj, w_hh, n_dir, batch, hidden, gate_tail, activation, sizes, offsets);
   std::vector<at::Tensor> outs(n_dir);
   const CellFn cell = kCells[false][gate_tail][activation];
   each_direction(n_dir, parallel, [&](int64_t d) {
@@ -737,19 +747,10 @@ packed_train_forward(at::TensorList x_proj, at::TensorList w_hh, const at::Tenso
   TORCH_CHECK(h0.dim() == 3 && h0.scalar_type() == at::kFloat && c0.sizes() == h0.sizes() &&
                   c0.scalar_type() == at::kFloat,
               "parity_lstm: h0, c0 must be float32 (D, B, h)");
-  TORCH_CHECK(static_cast<int64_t>(x_proj.size()) == n_dir &&
-                  static_cast<int64_t>(w_hh.size()) == n_dir,
-              "parity_lstm: one set of weights per direction");
-  TORCH_CHECK(0 <= gate_tail && gate_tail < kNumTails && 0 <= activation &&
-                  activation < kNumTails,
-              "parity_lstm: unknown tail");
   std::vector<int64_t> offsets;
-  const int64_t total = check_sizes(sizes, batch, offsets);
+  const int64_t total =
+      check_packed(x_proj, w_hh, n_dir, batch, hidden, gate_tail, activation, sizes, offsets);
   for (int64_t d = 0; d < n_dir; ++d) {
-    TORCH_CHECK(x_proj[d].is_contiguous() && x_proj[d].scalar_type() == at::kFloat &&
-                    x_proj[d].dim() == 2 && x_proj[d].size(0) == total &&
-                    x_proj[d].size(1) == n4,
-                "parity_lstm: x_proj must be contiguous float32 (sum(sizes), 4h)");
     TORCH_CHECK(!w_hh[d].is_mkldnn() && w_hh[d].dim() == 2 && w_hh[d].size(0) == n4 &&
                     w_hh[d].size(1) == hidden && w_hh[d].scalar_type() == at::kFloat,
                 "parity_lstm: w_hh must be dense float32 (4h, h)");
