@@ -12,6 +12,7 @@ import torch
 from parity.check import tolerance_for
 from parity.layers import LSTM
 from parity.layers.backends import cpp, packed
+from tests.lstm_oracle import assert_runs_close, outputs_and_grads
 
 _TOL = tolerance_for(torch.float32, "cpu", "output")
 STEPS = 11
@@ -166,25 +167,12 @@ def test_packed_training_matches_float64_reference(
     for name, dtype in (("reference", torch.float64), (impl, torch.float32)):
         model = copy.deepcopy(lstm).to(dtype)
         model.impl = name
-        xi = x.to(dtype).requires_grad_()
-        hxi = tuple(t.to(dtype).requires_grad_() for t in hx)
-        out, (h_n, c_n) = model(xi, hxi, mask=_mask(8))
-        g = torch.Generator().manual_seed(1)
-        cot = [torch.randn(t.shape, generator=g).to(dtype) for t in (out, h_n, c_n)]
-        sum((t * w).sum() for t, w in zip((out, h_n, c_n), cot, strict=True)).backward()
-        values = {"output": out, "h_n": h_n, "c_n": c_n}
-        grads = {n: p.grad for n, p in model.named_parameters()}
-        grads |= {"input": xi.grad, "h0": hxi[0].grad, "c0": hxi[1].grad}
-        results[name] = (values, grads)
+        hx_d = tuple(t.to(dtype) for t in hx)
+        results[name] = outputs_and_grads(model, x.to(dtype), hx_d, _mask(8))
     assert calls == [1, 1]  # both layers took the length-aware loop
     out_tol = tolerance_for(torch.float32, "cpu", "output")
     grad_tol = tolerance_for(torch.float32, "cpu", "gradient")
-    for kind, tol in ((0, out_tol), (1, grad_tol)):
-        for name, expected in results["reference"][kind].items():
-            torch.testing.assert_close(
-                results[impl][kind][name], expected.float(), rtol=tol.rtol, atol=tol.atol,
-                msg=lambda m, w=name: f"{w}: {m}",
-            )  # fmt: skip
+    assert_runs_close(results[impl], results["reference"], out_tol, grad_tol, steps_in)
 
 
 def test_python_training_steps_float64() -> None:

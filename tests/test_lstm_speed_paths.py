@@ -23,6 +23,7 @@ from parity.layers.backends import Loop, prepare, select
 from parity.layers.backends import cpp as cpp_loops
 from parity.layers.backends import python as python_loops
 from tests.golden_cases import CASES
+from tests.lstm_oracle import assert_runs_close, outputs_and_grads
 
 DEEPMOJI_CASES = [case for case in CASES if case.pair == "deepmoji"]
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -126,25 +127,8 @@ def test_fast_gradients_equal_reference(gate, shape, dtype, zero_output, device)
         results = {}
         for impl in ("reference", "fast"):
             lstm.impl = impl
-            lstm.zero_grad(set_to_none=True)
-            xi = x.clone().requires_grad_()
-            hxi = tuple(t.clone().requires_grad_() for t in hx)
-            out, (h_n, c_n) = lstm(xi, hxi, mask=mask)
-            g = torch.Generator().manual_seed(1)
-            cot = [
-                torch.randn(t.shape, generator=g, dtype=dtype).to(device) for t in (out, h_n, c_n)
-            ]
-            sum((t * w).sum() for t, w in zip((out, h_n, c_n), cot, strict=True)).backward()
-            grads = {n: p.grad for n, p in lstm.named_parameters()}
-            grads |= {"input": xi.grad, "h0": hxi[0].grad, "c0": hxi[1].grad}
-            results[impl] = ({"output": out, "h_n": h_n, "c_n": c_n}, grads)
-        for kind, tol in ((0, out_tol), (1, grad_tol)):
-            for name, expected in results["reference"][kind].items():
-                where = f"{mask_name} {name}"
-                torch.testing.assert_close(
-                    results["fast"][kind][name], expected, rtol=tol.rtol, atol=tol.atol,
-                    msg=lambda m, w=where: f"{w}: {m}",
-                )  # fmt: skip
+            results[impl] = outputs_and_grads(lstm, x, hx, mask)
+        assert_runs_close(results["fast"], results["reference"], out_tol, grad_tol, mask_name)
 
 
 def _fast_and_reference(lstm: LSTM, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -332,21 +316,9 @@ def test_cpp_training_equals_float64_reference(
         for name, dtype in (("reference", torch.float64), (impl, torch.float32)):
             model = copy.deepcopy(lstm).to(dtype)
             model.impl = name
-            xi = x.detach().to(dtype).requires_grad_()
-            hxi = tuple(t.detach().to(dtype).requires_grad_() for t in hx)
-            out, (h_n, c_n) = model(xi, hxi, mask=mask)
-            g = torch.Generator().manual_seed(1)
-            cot = [torch.randn(t.shape, generator=g).to(dtype) for t in (out, h_n, c_n)]
-            sum((t * w).sum() for t, w in zip((out, h_n, c_n), cot, strict=True)).backward()
-            grads = {n: p.grad for n, p in model.named_parameters()}
-            grads |= {"input": xi.grad, "h0": hxi[0].grad, "c0": hxi[1].grad}
-            results[name] = ({"output": out, "h_n": h_n, "c_n": c_n}, grads)
-        for kind, tol in ((0, out_tol), (1, grad_tol)):
-            for name, expected in results["reference"][kind].items():
-                torch.testing.assert_close(
-                    results[impl][kind][name], expected.float(), rtol=tol.rtol,
-                    atol=tol.atol, msg=lambda m, w=f"{mask_name} {name}": f"{w}: {m}",
-                )  # fmt: skip
+            hx_d = tuple(t.to(dtype) for t in hx)
+            results[name] = outputs_and_grads(model, x.to(dtype), hx_d, mask)
+        assert_runs_close(results[impl], results["reference"], out_tol, grad_tol, mask_name)
 
 
 @needs_cpp
