@@ -28,7 +28,7 @@ padding, and exporters translate the node as a whole (parity.export maps it to O
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -165,6 +165,8 @@ def _keras_lstm_fake(
 
 #: Positions of the differentiable inputs of keras_lstm: x, h0, c0, then the eight weights.
 _DIFFERENTIABLE = (0, 1, 2, *range(4, 12))
+#: keras_lstm's (and keras_lstm_train's) inputs: x, h0, c0, mask, eight weights, three options.
+_N_INPUTS = 15
 
 
 @torch.library.custom_op(f"{NAMESPACE}::keras_lstm_backward", mutates_args=())
@@ -238,16 +240,23 @@ def _setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, outp
     ctx.options = inputs[12:]
 
 
+def _place(grads: list[Tensor], weights: Sequence[Tensor | None]) -> tuple[Tensor | None, ...]:
+    """keras_lstm's (and keras_lstm_train's) input gradients, for autograd: ``grads`` holds x's,
+    h0's, c0's, then one per weight that is not None (as the backward operators return them)."""
+    given = iter(grads)
+    result: list[Tensor | None] = [None] * _N_INPUTS
+    for i in _DIFFERENTIABLE:
+        if i < 4 or weights[i - 4] is not None:
+            result[i] = next(given)
+    return tuple(result)
+
+
 def _backward(
     ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor, grad_h: Tensor, grad_c: Tensor
 ) -> tuple[Tensor | None, ...]:
     saved = ctx.saved_tensors
-    grads = iter(keras_lstm_backward(grad_out, grad_h, grad_c, *saved, *ctx.options))
-    result: list[Tensor | None] = [None] * (len(saved) + len(ctx.options))
-    for i in _DIFFERENTIABLE:
-        if saved[i] is not None:
-            result[i] = next(grads)
-    return tuple(result)
+    grads = keras_lstm_backward(grad_out, grad_h, grad_c, *saved, *ctx.options)
+    return _place(grads, saved[4:12])
 
 
 keras_lstm.register_autograd(_backward, setup_context=_setup_context)
@@ -359,7 +368,6 @@ def _train_setup_context(
     ctx.mark_non_differentiable(*output[3:])
     ctx.save_for_backward(inputs[0], inputs[3], *output[3:], *inputs[4:12])
     ctx.options = inputs[12:]
-    ctx.present = [w is not None for w in inputs[4:12]]
 
 
 def _train_backward(
@@ -367,18 +375,10 @@ def _train_backward(
     *unused: Tensor,
 ) -> tuple[Tensor | None, ...]:  # fmt: skip
     x, mask, gates, tc, hprev, cprev, *weights = ctx.saved_tensors
-    grads = iter(
-        keras_lstm_train_backward(
-            grad_out, grad_h, grad_c, x, mask, gates, tc, hprev, cprev, *weights, *ctx.options
-        )
+    grads = keras_lstm_train_backward(
+        grad_out, grad_h, grad_c, x, mask, gates, tc, hprev, cprev, *weights, *ctx.options
     )
-    result: list[Tensor | None] = [None] * 15
-    for i in (0, 1, 2):
-        result[i] = next(grads)
-    for i, present in enumerate(ctx.present):
-        if present:
-            result[4 + i] = next(grads)
-    return tuple(result)
+    return _place(grads, weights)
 
 
 keras_lstm_train.register_autograd(_train_backward, setup_context=_train_setup_context)
