@@ -362,6 +362,23 @@ void run_direction(int64_t d, int64_t n_dir, const at::Tensor& x, const Weights&
   }
 }
 
+void check_tails(int64_t gate_tail, int64_t activation) {
+  TORCH_CHECK(0 <= gate_tail && gate_tail < kNumTails && 0 <= activation &&
+                  activation < kNumTails,
+              "parity_lstm: unknown tail");
+}
+
+// Per direction, w_hh as the packed training ops take it: the parameter itself, dense (4h, h).
+void check_dense_w_hh(at::TensorList w_hh, int64_t n_dir, int64_t hidden) {
+  TORCH_CHECK(static_cast<int64_t>(w_hh.size()) == n_dir,
+              "parity_lstm: one set of weights per direction");
+  for (int64_t d = 0; d < n_dir; ++d) {
+    TORCH_CHECK(!w_hh[d].is_mkldnn() && w_hh[d].dim() == 2 && w_hh[d].size(0) == 4 * hidden &&
+                    w_hh[d].size(1) == hidden && w_hh[d].scalar_type() == at::kFloat,
+                "parity_lstm: w_hh must be dense float32 (4h, h)");
+  }
+}
+
 // Checks shared by the forward and the backward; returns the mask's data or nullptr.
 const bool* check_layer(const at::Tensor& x, at::TensorList w_ih, at::TensorList w_hh,
                         int64_t n_bias, const at::Tensor& h0, const at::Tensor& c0,
@@ -371,9 +388,7 @@ const bool* check_layer(const at::Tensor& x, at::TensorList w_ih, at::TensorList
   TORCH_CHECK(n_dir >= 1 && static_cast<int64_t>(w_ih.size()) == n_dir &&
                   static_cast<int64_t>(w_hh.size()) == n_dir && n_bias == n_dir,
               "parity_lstm: one set of weights per direction");
-  TORCH_CHECK(0 <= gate_tail && gate_tail < kNumTails && 0 <= activation &&
-                  activation < kNumTails,
-              "parity_lstm: unknown tail");
+  check_tails(gate_tail, activation);
   TORCH_CHECK(h0.scalar_type() == at::kFloat && h0.dim() == 3 && c0.sizes() == h0.sizes() &&
                   c0.scalar_type() == at::kFloat,
               "parity_lstm: h0, c0 must be float32 (D, B, h)");
@@ -670,9 +685,7 @@ int64_t check_packed(at::TensorList x_proj, at::TensorList w_hh, int64_t n_dir, 
   TORCH_CHECK(static_cast<int64_t>(x_proj.size()) == n_dir &&
                   static_cast<int64_t>(w_hh.size()) == n_dir,
               "parity_lstm: one set of weights per direction");
-  TORCH_CHECK(0 <= gate_tail && gate_tail < kNumTails && 0 <= activation &&
-                  activation < kNumTails,
-              "parity_lstm: unknown tail");
+  check_tails(gate_tail, activation);
   const int64_t total = check_sizes(sizes, batch, offsets);
   for (int64_t d = 0; d < n_dir; ++d) {
     TORCH_CHECK(x_proj[d].is_contiguous() && x_proj[d].scalar_type() == at::kFloat &&
@@ -750,11 +763,7 @@ packed_train_forward(at::TensorList x_proj, at::TensorList w_hh, const at::Tenso
   std::vector<int64_t> offsets;
   const int64_t total =
       check_packed(x_proj, w_hh, n_dir, batch, hidden, gate_tail, activation, sizes, offsets);
-  for (int64_t d = 0; d < n_dir; ++d) {
-    TORCH_CHECK(!w_hh[d].is_mkldnn() && w_hh[d].dim() == 2 && w_hh[d].size(0) == n4 &&
-                    w_hh[d].size(1) == hidden && w_hh[d].scalar_type() == at::kFloat,
-                "parity_lstm: w_hh must be dense float32 (4h, h)");
-  }
+  check_dense_w_hh(w_hh, n_dir, hidden);
   const auto options = h0.options();
   at::Tensor h_n = h0.contiguous().clone(), c_n = c0.contiguous().clone();
   at::Tensor out = at::empty({n_dir, total, hidden}, options);
@@ -813,11 +822,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> packed_t
   TORCH_CHECK(grad_h.dim() == 3 && grad_h.scalar_type() == at::kFloat &&
                   grad_c.sizes() == grad_h.sizes() && grad_c.scalar_type() == at::kFloat,
               "parity_lstm: grad_h, grad_c must be float32 (D, B, h)");
-  TORCH_CHECK(static_cast<int64_t>(w_hh.size()) == n_dir,
-              "parity_lstm: one set of weights per direction");
-  TORCH_CHECK(0 <= gate_tail && gate_tail < kNumTails && 0 <= activation &&
-                  activation < kNumTails,
-              "parity_lstm: unknown tail");
+  check_tails(gate_tail, activation);
   std::vector<int64_t> offsets;
   const int64_t total = check_sizes(sizes, batch, offsets);
   const at::Tensor go = grad_out.contiguous(), kg = gates.contiguous(), ktc = tc.contiguous();
@@ -829,11 +834,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> packed_t
                   kg.scalar_type() == at::kFloat && ktc.scalar_type() == at::kFloat &&
                   khp.scalar_type() == at::kFloat && kcp.scalar_type() == at::kFloat,
               "parity_lstm: grad_out and the kept tensors do not match the layer");
-  for (int64_t d = 0; d < n_dir; ++d) {
-    TORCH_CHECK(!w_hh[d].is_mkldnn() && w_hh[d].dim() == 2 && w_hh[d].size(0) == n4 &&
-                    w_hh[d].size(1) == hidden && w_hh[d].scalar_type() == at::kFloat,
-                "parity_lstm: w_hh must be dense float32 (4h, h)");
-  }
+  check_dense_w_hh(w_hh, n_dir, hidden);
   const auto options = grad_h.options();
   at::Tensor dh = grad_h.contiguous().clone(), dc = grad_c.contiguous().clone();
   at::Tensor dz = at::empty({n_dir, total, n4}, options);
