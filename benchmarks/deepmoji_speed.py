@@ -47,9 +47,10 @@ threads per library and other processes on the cores, barrier waits dominate sma
 Writes OUT/deepmoji_speed.json and OUT/deepmoji_speed.png and prints a table. Ratios are
 throughput ratios (port sequences/s over the other's), from medians of interleaved rounds: on a
 shared machine absolute times drift, so the ratios of one run are the figures to quote.
-Peak memory (CPU) is the growth of the process' resident set during one call above its size
-just before (after malloc_trim), sampled every millisecond; on CUDA, max_memory_allocated above
-the memory allocated before the call. Keras is skipped when not installed (e.g. GPU machines).
+Peak memory is measured in an untimed call of its own (the sampling would slow the timed ones):
+on CPU the growth of the process' resident set during the call above its size just before
+(after malloc_trim), sampled every millisecond; on CUDA, max_memory_allocated above the memory
+allocated before the call. Keras is skipped when not installed (e.g. GPU machines).
 """
 
 from __future__ import annotations
@@ -523,23 +524,26 @@ def measure(
     repeats: int,
     budget_s: float,
 ) -> None:
-    """Warm up each, then interleaved rounds; the first timed round also samples memory.
-    Rounds stop after ``repeats``, or after 3 once ``budget_s`` is spent."""
+    """Warm up each, measure each one's peak memory in one more untimed call (the sampling
+    thread would take CPU time from the timed call), then interleaved rounds. Rounds stop after
+    ``repeats``, or after 3 once ``budget_s`` is spent."""
     for prep, fn in fns.values():
         prep()
         fn()
+    for name, (prep, fn) in fns.items():
+        prep()
+        with PeakMemory(device) as mem:
+            fn()
+        case.peak_bytes[name] = mem.peak
     case.times = {name: [] for name in fns}
     start = time.perf_counter()
     for r in range(repeats):
         for name, (prep, fn) in fns.items():
             prep()
             time.sleep(SETTLE_S)
-            with PeakMemory(device) if r == 0 else contextlib.nullcontext() as mem:
-                t0 = time.perf_counter()
-                fn()
-                case.times[name].append(time.perf_counter() - t0)
-            if mem is not None:
-                case.peak_bytes[name] = mem.peak
+            t0 = time.perf_counter()
+            fn()
+            case.times[name].append(time.perf_counter() - t0)
         if r >= 2 and time.perf_counter() - start > budget_s:
             break
 
