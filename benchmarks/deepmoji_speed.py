@@ -525,8 +525,9 @@ def measure(
     budget_s: float,
 ) -> None:
     """Warm up each, measure each one's peak memory in one more untimed call (the sampling
-    thread would take CPU time from the timed call), then interleaved rounds. Rounds stop after
-    ``repeats``, or after 3 once ``budget_s`` is spent."""
+    thread would take CPU time from the timed call), then interleaved rounds, each starting one
+    contender later than the one before. Rounds stop after ``repeats``, or after 3 once
+    ``budget_s`` is spent."""
     for prep, fn in fns.values():
         prep()
         fn()
@@ -536,9 +537,12 @@ def measure(
             fn()
         case.peak_bytes[name] = mem.peak
     case.times = {name: [] for name in fns}
+    names = list(fns)
     start = time.perf_counter()
     for r in range(repeats):
-        for name, (prep, fn) in fns.items():
+        # Each round starts one contender later: none always follows the same one.
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            prep, fn = fns[name]
             prep()
             time.sleep(SETTLE_S)
             t0 = time.perf_counter()
