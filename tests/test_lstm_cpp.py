@@ -136,6 +136,93 @@ def test_schedules_agree(parallel, chunk_rows, monkeypatch, cpp_calls):
     assert cpp_calls
 
 
+@pytest.fixture
+def split_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the layers run by the units-split loop (run_layer_split)."""
+    calls: list[int] = []
+    run = _lstm_cpp.run_layer_split
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(_lstm_cpp, "run_layer_split", counted)
+    return calls
+
+
+@needs_ext
+@pytest.mark.parametrize("parts", [1, 2, 4])  # 4 parts: more parts than threads on 2 cores
+@pytest.mark.parametrize(("gate", "shape", "zero_output"), [
+    ("hard_sigmoid_keras2", (2, True), None),
+    ("sigmoid", (1, False), False),
+    ("hard_sigmoid_keras3", (1, True), False),
+])  # fmt: skip
+@pytest.mark.parametrize("batch", [1, 3])
+def test_split_units_equal_reference(parts, gate, shape, zero_output, batch, monkeypatch,
+                                     split_calls):  # fmt: skip
+    """Each direction's units split into parts (threads): every mask, both output modes."""
+    monkeypatch.setattr(_lstm_cpp, "split_parts", lambda batch, hidden: parts)
+    monkeypatch.setattr(_lstm_cpp, "CHUNK_ROWS", 4)  # partial chunks of input projections
+    num_layers, bidirectional = shape
+    torch.manual_seed(3)
+    lstm = LSTM(INPUT, HIDDEN, num_layers, batch_first=True, bidirectional=bidirectional,
+                gate_activation=gate, zero_output_for_mask=zero_output,
+                bias=num_layers == 1)  # fmt: skip
+    n_states = num_layers * (2 if bidirectional else 1)
+    x = 3 * torch.randn(batch, STEPS, INPUT)
+    hx = tuple(torch.randn(n_states, batch, HIDDEN) for _ in range(2))
+    for mask_name, mask in _masks(batch).items():
+        calls = len(split_calls)
+        ours = _run(lstm, x, hx, mask, "cpp")
+        assert len(split_calls) == calls + num_layers, "the split loop did not run"
+        _assert_close(ours, _run(lstm, x, hx, mask, "reference"), f"{mask_name} vs reference")
+
+
+def test_split_policy(monkeypatch):
+    """Small batches split the units among the threads; large batches, one thread, too few
+    units or units that do not divide evenly keep one direction per thread."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert _lstm_cpp.split_parts(1, 512) == 2
+    assert _lstm_cpp.split_parts(_lstm_cpp.SPLIT_MAX_BATCH, 512) == 2
+    assert _lstm_cpp.split_parts(_lstm_cpp.SPLIT_MAX_BATCH + 1, 512) == 0
+    assert _lstm_cpp.split_parts(1, 2 * _lstm_cpp.SPLIT_MIN_UNITS - 2) == 0
+    assert _lstm_cpp.split_parts(1, 2 * _lstm_cpp.SPLIT_MIN_UNITS + 1) == 0
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert _lstm_cpp.split_parts(1, 512) == 0
+
+
+@needs_ext
+def test_split_op_refuses_bad_parts():
+    """Weights that are not one dense part per direction and part are refused, not read."""
+    h = torch.zeros(1, 1, HIDDEN)
+    x = torch.zeros(STEPS, 1, INPUT)
+    w_ih, w_hh = torch.zeros(INPUT, 2 * HIDDEN), torch.zeros(HIDDEN, 2 * HIDDEN)
+    op = torch.ops.parity_lstm.run_layer_split
+    with pytest.raises(RuntimeError, match="one set of weights per direction and part"):
+        op(x, [w_ih], [w_hh], [None], h, h, None, 0, 2, True, 2, 0)
+    with pytest.raises(RuntimeError, match="dense"):
+        op(x, [w_ih, w_ih], [w_hh, w_hh[:, :3]], [None, None], h, h, None, 0, 2, True, 2, 0)
+    with pytest.raises(RuntimeError, match="evenly"):
+        op(x, [w_ih] * 3, [w_hh] * 3, [None] * 3, h, h, None, 0, 2, True, 3, 0)
+
+
+@needs_ext
+def test_deepmoji_size_splits_at_batch_one(split_calls):
+    """At DeepMoji's width a batch of one takes the split loop (with two or more threads)."""
+    if _lstm_cpp.split_parts(1, 512) == 0:
+        pytest.skip("one thread: no split")
+    torch.manual_seed(4)
+    lstm = LSTM(16, 512, bidirectional=True, gate_activation="hard_sigmoid_keras2")
+    x = torch.randn(STEPS, 1, 16)
+    with torch.no_grad():
+        ours = lstm(x)
+    lstm.impl = "reference"
+    with torch.no_grad():
+        expected = lstm(x)
+    assert split_calls
+    _assert_close((ours[0], *ours[1]), (expected[0], *expected[1]), "batch 1")
+
+
 @needs_ext
 @pytest.mark.parametrize(
     ("gate", "activation"),

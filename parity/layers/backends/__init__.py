@@ -5,7 +5,9 @@ pass the same tests):
 
 - ``python``: the fused in-place inference loop on folded, packed weights (backends.python).
 - ``cpp``: the same loop in C++ (backends.cpp, csrc/lstm_cpu.cpp), CPU float32, when the
-  extension builds (``PARITY_NO_EXT=1`` skips it).
+  extension builds (``PARITY_NO_EXT=1`` skips it); at small batches each direction's hidden
+  units are split among the threads (``cpp.run_layer_split``), otherwise one direction per
+  thread.
 - ``python_autograd``: the fused loop out of place, for training (backends.python).
 - ``cpp_autograd``: training in C++ (backends.cpp.run_layer_autograd): a forward that keeps the
   gates and a backward written out, per step one GEMM and one fused pass in each.
@@ -24,6 +26,7 @@ Shared weight preparation (fold, pack, the per-weight-version cache) is backends
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 
@@ -32,7 +35,7 @@ from torch import Tensor
 
 from parity.layers.activations import ACTIVATIONS
 from parity.layers.backends import cpp, packed, python, triton
-from parity.layers.backends.prepare import PreparedCache, Weights, pack
+from parity.layers.backends.prepare import PreparedCache, Weights, pack, split
 
 #: LSTM(impl=...) choices: "fast" lets ``select`` pick the fastest loop that applies; "op" runs
 #: the registered operator parity::keras_lstm (parity.layers.recurrent.ops), as a traced model does;
@@ -135,6 +138,14 @@ def _python(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_
 
 
 def _cpp(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask):
+    parts = cpp.split_parts(x.shape[1], h.shape[-1])
+    if parts:
+        build = functools.partial(split, parts=parts)
+        prep = cache.get(layer, f"split{parts}", weights, gate, build, h.shape[-1])
+        return cpp.run_layer_split(
+            prep, x.contiguous(), h, c, mask, gate=gate, activation=activation,
+            zero_output_for_mask=zero_output_for_mask,
+        )  # fmt: skip
     prep = cache.get(layer, "packed", weights, gate, pack, h.shape[-1])
     return cpp.run_layer(
         prep, x.contiguous(), h, c, mask, gate=gate, activation=activation,

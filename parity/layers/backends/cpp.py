@@ -8,7 +8,9 @@ per step and direction one GEMM (the same oneDNN-packed or dense weights the Pyt
 and one fused, vectorized pass (gate tails, cell, hidden state, Keras masking, output). With two
 directions and at most two threads, the directions run on one thread each: on two cores that
 beats running them one after the other with two-threaded GEMMs at every batch size
-(benchmarks/deepmoji_speed.py measures it).
+(benchmarks/deepmoji_speed.py measures it). At small batches inference splits each direction's
+hidden units among the threads instead (``run_layer_split``): each thread then reads only its
+share of w_hh, which stays in its core's cache.
 
 The extension is built on first use with ``torch.utils.cpp_extension`` (needs a C++ compiler and
 ninja; once, then cached in torch's extensions directory, keyed by source and flags). When it
@@ -27,7 +29,7 @@ import torch
 from torch import Tensor
 
 from parity.layers.activations import ACTIVATIONS
-from parity.layers.backends.prepare import Packed, Weights, onednn_usable, pack
+from parity.layers.backends.prepare import Packed, Split, Weights, onednn_usable, pack
 
 #: Set to "1" to never build or use the extension (the Python loop runs instead).
 DISABLE_ENV = "PARITY_NO_EXT"
@@ -190,6 +192,49 @@ def run_layer(
         parallel,
         CHUNK_ROWS,
     )
+
+
+#: Batches up to this size run ``run_layer_split`` (each direction's hidden units shared among
+#: the threads, the directions one after the other) instead of one direction per thread. At
+#: small batches a step is bound by reading w_hh, and a thread's share of it stays in its core's
+#: cache from step to step (full-size DeepMoji, 2 threads: 1.5-1.7x at batch 1, 1.0-1.1x at
+#: 8-32); above, no gain was measured, and the direction-per-thread loop keeps oneDNN's packed
+#: GEMMs (benchmarks/deepmoji_speed.py times both sides).
+SPLIT_MAX_BATCH = 32
+#: Fewest hidden units a part gets: below, the per-step barriers cost more than the split saves.
+SPLIT_MIN_UNITS = 64
+
+
+def split_parts(batch: int, hidden: int) -> int:
+    """Parts ``run_layer_split`` would split ``hidden`` units into at this batch size: one per
+    torch thread; 0 when the split does not apply (larger batches, one thread, uneven parts)."""
+    parts = torch.get_num_threads()
+    if batch > SPLIT_MAX_BATCH or parts < 2 or hidden % parts or hidden // parts < SPLIT_MIN_UNITS:
+        return 0
+    return parts
+
+
+def run_layer_split(
+    prep: Split,
+    x: Tensor,
+    h: Tensor,
+    c: Tensor,
+    mask: Tensor | None,
+    *,
+    gate: str,
+    activation: str,
+    zero_output_for_mask: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``run_layer`` with each direction's hidden units split among threads (``split_parts``),
+    the directions one after the other; the same arguments and results, the weights from
+    ``prepare.split``."""
+    seq_len, batch = x.shape[0], x.shape[1]
+    step_mask = None if mask is None else mask.reshape(seq_len, batch)
+    return torch.ops.parity_lstm.run_layer_split(
+        x.contiguous(), list(prep.w_ih), list(prep.w_hh), list(prep.bias), h, c, step_mask,
+        int(ACTIVATIONS[gate].fused.cpp), int(ACTIVATIONS[activation].fused.cpp),
+        zero_output_for_mask, prep.parts, CHUNK_ROWS,
+    )  # fmt: skip
 
 
 #: Training packs a layer's weights for oneDNN (every step: the optimizer changes them) when

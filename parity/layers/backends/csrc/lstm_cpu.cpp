@@ -16,6 +16,7 @@
 // them back through the fold.
 
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/cpu/vec/vec.h>
@@ -29,9 +30,14 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
+#include <omp.h>
+
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <exception>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -88,15 +94,17 @@ struct Kept {
 };
 
 // Where one direction's step reads and writes. Row b of a (B, n) operand starts at b * stride.
+// The step covers `hidden` units: all of them, or one part's share (run_layer_split), whose
+// state columns lie within rows of state_stride and whose z and xp hold only its gate rows.
 struct Step {
-  const float* z;      // (B, 4h) recurrent GEMM output, rows (i, f, o, g)
-  const float* xp;     // (B, 4h) input projection of this time step, bias included
+  const float* z;      // (B, 4h) recurrent GEMM output, rows (i, f, o, g), row stride gate_stride
+  const float* xp;     // (B, 4h) input projection of this time step, bias included, likewise
   float* h;            // (B, h) state, read by this step's GEMM, overwritten here
   float* c;            // (B, h) state, updated in place
   float* out;          // (B, h) this step's output slot, row stride out_stride
   const float* prev;   // previous output slot of this direction, or nullptr (zeros)
   const bool* mask;    // (B,) true = real step, or nullptr (every row real)
-  int64_t batch, hidden, out_stride;
+  int64_t batch, hidden, out_stride, state_stride, gate_stride;
   bool zero_output;    // masked rows output zeros instead of the previous output
   Kept kept;           // training: where this step's values are kept (kTrain), else unused
   float gate_scale, gate_offset;  // training: the gate's affine part, applied here
@@ -114,9 +122,11 @@ void cell_step(const Step& s) {
   const int64_t h = s.hidden, n4 = 4 * h, w = Vec::size();
   for (int64_t b = 0; b < s.batch; ++b) {
     float* out = s.out + b * s.out_stride;
+    float* hb = s.h + b * s.state_stride;
+    float* cb = s.c + b * s.state_stride;
     if constexpr (kTrain) {  // every row: the weight gradients' GEMMs read them all
-      std::copy(s.h + b * h, s.h + (b + 1) * h, s.kept.hprev + b * h);
-      std::copy(s.c + b * h, s.c + (b + 1) * h, s.kept.cprev + b * h);
+      std::copy(hb, hb + h, s.kept.hprev + b * h);
+      std::copy(cb, cb + h, s.kept.cprev + b * h);
     }
     if (s.mask != nullptr && !s.mask[b]) {  // Keras: carry h and c, output zeros or previous
       if (s.zero_output || s.prev == nullptr) {
@@ -130,10 +140,8 @@ void cell_step(const Step& s) {
       }
       continue;
     }
-    const float* z = s.z + b * n4;
-    const float* xp = s.xp + b * n4;
-    float* hb = s.h + b * h;
-    float* cb = s.c + b * h;
+    const float* z = s.z + b * s.gate_stride;
+    const float* xp = s.xp + b * s.gate_stride;
     for (int64_t j = 0; j < h; j += w) {
       const int64_t n = std::min(w, h - j);
       auto pre = [&](int64_t gate) {
@@ -322,6 +330,8 @@ void run_direction(int64_t d, int64_t n_dir, const at::Tensor& x, const Weights&
   s.batch = batch;
   s.hidden = hidden;
   s.out_stride = n_dir * hidden;
+  s.state_stride = hidden;
+  s.gate_stride = n4;
   s.zero_output = zero_output;
   s.gate_scale = gate_scale;
   s.gate_offset = gate_offset;
@@ -485,6 +495,151 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_layer(
       forward(x, static_cast<int64_t>(weights.size()), [&](int64_t d) { return weights[d]; }, h0,
               c0, m, gate_tail, activation, zero_output_for_mask, parallel, chunk_rows, false,
               1.0f, 0.0f);
+  return {out, h_n, c_n};
+}
+
+// Where run_layer_split checks and reads one part's weights: w_ih (k, 4u), w_hh (h, 4u) and the
+// bias (4u) or undefined, dense and contiguous, rows (i, f, o, g) of the part's u units.
+void check_part(const at::Tensor& w_ih, const at::Tensor& w_hh,
+                const std::optional<at::Tensor>& bias, int64_t n_in, int64_t hidden,
+                int64_t n4) {
+  auto dense = [](const at::Tensor& t, int64_t rows, int64_t cols) {
+    return !t.is_mkldnn() && t.dim() == 2 && t.size(0) == rows && t.size(1) == cols &&
+           t.is_contiguous() && t.scalar_type() == at::kFloat;
+  };
+  TORCH_CHECK(dense(w_ih, n_in, n4) && dense(w_hh, hidden, n4),
+              "parity_lstm: run_layer_split takes dense (k, 4u) and (h, 4u) part weights");
+  TORCH_CHECK(!bias.has_value() || (bias->dim() == 1 && bias->size(0) == n4 &&
+                                    bias->is_contiguous() && bias->scalar_type() == at::kFloat),
+              "parity_lstm: a part's bias must be float32 (4u)");
+}
+
+// run_layer with each direction's hidden units split into `parts` parts, one thread per part
+// (threads take parts in turn if the team is smaller), the directions one after the other.
+// Why: at small batches each step is bound by reading w_hh (DeepMoji: 4 MB per direction, more
+// than a core's L2 cache); a thread that multiplies by its part's columns only reads a share
+// of w_hh, which stays in its cache from step to step. Per step each thread computes its
+// part's gate rows from the whole h, then (after a barrier: every thread has read h) updates
+// its part's units of h and c, then a barrier (h is whole again). Weights: per direction, per
+// part (index d * parts + p) as check_part takes them, folded as run_layer's.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> run_layer_split(
+    const at::Tensor& x, at::TensorList w_ih, at::TensorList w_hh,
+    const c10::List<std::optional<at::Tensor>>& bias, const at::Tensor& h0, const at::Tensor& c0,
+    const std::optional<at::Tensor>& mask, int64_t gate_tail, int64_t activation,
+    bool zero_output_for_mask, int64_t parts, int64_t chunk_rows) {
+  const int64_t n_dir = h0.dim() == 3 ? h0.size(0) : 0;
+  TORCH_CHECK(parts >= 1 && static_cast<int64_t>(w_ih.size()) == n_dir * parts &&
+                  static_cast<int64_t>(w_hh.size()) == n_dir * parts &&
+                  static_cast<int64_t>(bias.size()) == n_dir * parts,
+              "parity_lstm: one set of weights per direction and part");
+  at::Tensor mask_c;
+  const bool* m = check_layer(x, w_ih.slice(0, n_dir), w_hh.slice(0, n_dir), n_dir, h0, c0,
+                              mask, gate_tail, activation, mask_c);
+  const int64_t batch = h0.size(1), hidden = h0.size(2), steps = x.size(0), n_in = x.size(2);
+  TORCH_CHECK(hidden % parts == 0, "parity_lstm: the parts must share the units evenly");
+  const int64_t units = hidden / parts, n4 = 4 * units;
+  for (int64_t i = 0; i < n_dir * parts; ++i) {
+    check_part(w_ih[i], w_hh[i], bias.get(i), n_in, hidden, n4);
+  }
+  at::Tensor h_n = h0.contiguous().clone(), c_n = c0.contiguous().clone();
+  at::Tensor out = at::empty({steps, batch, n_dir * hidden}, x.options());
+  if (steps == 0 || batch == 0) {
+    return {out, h_n, c_n};
+  }
+  const int64_t chunk = std::max<int64_t>(
+      1, chunk_rows > 0 ? std::min(steps, chunk_rows / batch) : steps);
+  // Every buffer is made here: inside the parallel region nothing allocates.
+  std::vector<at::Tensor> z(parts), xp(parts);
+  for (int64_t p = 0; p < parts; ++p) {
+    z[p] = at::empty({batch, n4}, x.options());
+    xp[p] = at::empty({chunk * batch, n4}, x.options());
+  }
+  const at::Tensor x2 = x.view({steps * batch, n_in});
+  const CellFn cell = kCells[false][gate_tail][activation];
+  const at::ThreadLocalState state;  // grad and inference mode, as at::parallel_for passes on
+  std::mutex error_lock;
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+  // Runs f unless a thread failed; an error is kept, not thrown: every thread must still reach
+  // every barrier.
+  auto guarded = [&](const auto& f) {
+    if (failed.load(std::memory_order_relaxed)) {
+      return;
+    }
+    try {
+      f();
+    } catch (...) {
+      const std::lock_guard<std::mutex> lock(error_lock);
+      if (!error) {
+        error = std::current_exception();
+      }
+      failed = true;
+    }
+  };
+#pragma omp parallel num_threads(parts)
+  {
+    const at::ThreadLocalStateGuard state_guard(state);
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;
+    const int64_t team = omp_get_num_threads(), tid = omp_get_thread_num();
+    std::vector<Step> s(parts);
+    for (int64_t d = 0; d < n_dir; ++d) {
+      const at::Tensor h_d = h_n.select(0, d);
+      float* out0 = out.data_ptr<float>() + d * hidden;
+      for (int64_t p = tid; p < parts; p += team) {
+        s[p] = Step{};
+        s[p].h = h_d.data_ptr<float>() + p * units;
+        s[p].c = c_n.select(0, d).data_ptr<float>() + p * units;
+        s[p].batch = batch;
+        s[p].hidden = units;
+        s[p].out_stride = n_dir * hidden;
+        s[p].state_stride = hidden;
+        s[p].gate_stride = n4;
+        s[p].zero_output = zero_output_for_mask;
+        s[p].gate_scale = 1.0f;
+      }
+      for (int64_t k0 = 0; k0 < steps; k0 += chunk) {
+        const int64_t n = std::min(chunk, steps - k0);
+        const int64_t t0 = d ? steps - k0 - n : k0;  // the chunk holds steps [t0, t0 + n)
+        for (int64_t p = tid; p < parts; p += team) {  // only part p's thread reads xp[p]
+          guarded([&] {
+            const std::optional<at::Tensor> b = bias.get(d * parts + p);
+            at::Tensor buf = xp[p].narrow(0, 0, n * batch);
+            const at::Tensor rows = x2.narrow(0, t0 * batch, n * batch);
+            if (b.has_value()) {
+              at::addmm_out(buf, *b, rows, w_ih[d * parts + p]);
+            } else {
+              at::mm_out(buf, rows, w_ih[d * parts + p]);
+            }
+          });
+        }
+        for (int64_t k = 0; k < n; ++k) {
+          const int64_t t = d ? t0 + n - 1 - k : t0 + k;
+          for (int64_t p = tid; p < parts; p += team) {
+            guarded([&] { at::mm_out(z[p], h_d, w_hh[d * parts + p]); });
+          }
+#pragma omp barrier
+          const bool* mask_t = nullptr;
+          if (m != nullptr &&
+              !std::all_of(m + t * batch, m + (t + 1) * batch, [](bool v) { return v; })) {
+            mask_t = m + t * batch;
+          }
+          for (int64_t p = tid; p < parts && !failed.load(std::memory_order_relaxed);
+               p += team) {
+            s[p].z = z[p].data_ptr<float>();
+            s[p].xp = xp[p].data_ptr<float>() + (t - t0) * batch * n4;
+            s[p].out = out0 + t * batch * n_dir * hidden + p * units;
+            s[p].mask = mask_t;
+            cell(s[p]);
+            s[p].prev = s[p].out;
+          }
+#pragma omp barrier
+        }
+      }
+    }
+  }
+  if (error) {
+    std::rethrow_exception(error);
+  }
   return {out, h_n, c_n};
 }
 
@@ -725,6 +880,8 @@ std::vector<at::Tensor> packed_steps(at::TensorList x_proj, at::TensorList w_hh,
     s.c = c.select(0, d).data_ptr<float>();
     s.hidden = hidden;
     s.out_stride = hidden;
+    s.state_stride = hidden;
+    s.gate_stride = n4;
     s.gate_scale = 1.0f;
     int64_t offset = 0;
     for (const int64_t size : sizes) {
@@ -782,6 +939,8 @@ packed_train_forward(at::TensorList x_proj, at::TensorList w_hh, const at::Tenso
     s.c = c_n.select(0, d).data_ptr<float>();
     s.hidden = hidden;
     s.out_stride = hidden;
+    s.state_stride = hidden;
+    s.gate_stride = n4;
     s.zero_output = true;
     s.gate_scale = static_cast<float>(gate_scale);
     s.gate_offset = static_cast<float>(gate_offset);
@@ -911,6 +1070,10 @@ TORCH_LIBRARY(parity_lstm, m) {
       "Tensor? mask, int gate_tail, int activation, bool zero_output_for_mask, bool parallel, "
       "int chunk_rows) -> (Tensor, Tensor, Tensor)");
   m.def(
+      "run_layer_split(Tensor x, Tensor[] w_ih, Tensor[] w_hh, Tensor?[] bias, Tensor h0, "
+      "Tensor c0, Tensor? mask, int gate_tail, int activation, bool zero_output_for_mask, "
+      "int parts, int chunk_rows) -> (Tensor, Tensor, Tensor)");
+  m.def(
       "train_forward(Tensor x, Tensor[] w_ih, Tensor[] w_hh, Tensor?[] b_ih, Tensor?[] b_hh, "
       "Tensor h0, Tensor c0, Tensor? mask, int gate_tail, int activation, float gate_scale, "
       "float gate_offset, bool zero_output_for_mask, bool parallel, int chunk_rows, "
@@ -940,6 +1103,7 @@ TORCH_LIBRARY(parity_lstm, m) {
 // The packed weights are oneDNN (MkldnnCPU) tensors; the rest are plain CPU tensors.
 TORCH_LIBRARY_IMPL(parity_lstm, CPU, m) {
   m.impl("run_layer", &run_layer);
+  m.impl("run_layer_split", &run_layer_split);
   m.impl("train_forward", &train_forward);
   m.impl("train_backward", &train_backward);
   m.impl("packed_steps", &packed_steps);
