@@ -35,7 +35,7 @@ from torch import Tensor
 
 from parity.layers.activations import ACTIVATIONS
 from parity.layers.backends import cpp, packed, python, triton
-from parity.layers.backends.prepare import PreparedCache, Weights, pack, split
+from parity.layers.backends.prepare import PreparedCache, Split, Weights, pack, split
 
 #: LSTM(impl=...) choices: "fast" lets ``select`` pick the fastest loop that applies; "op" runs
 #: the registered operator parity::keras_lstm (parity.layers.recurrent.ops), as a traced model does;
@@ -137,17 +137,20 @@ def _python(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_
     )  # fmt: skip
 
 
-def _cpp(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask):
-    parts = cpp.split_parts(x.shape[1], h.shape[-1])
+def _cpp_prepared(cache, layer, weights, gate, x, hidden):
+    """The C++ inference loops' weights: split by hidden units among the threads at small
+    batches (``cpp.split_parts``), else packed per direction."""
+    parts = cpp.split_parts(x.shape[1], hidden)
     if parts:
         build = functools.partial(split, parts=parts)
-        prep = cache.get(layer, f"split{parts}", weights, gate, build, h.shape[-1])
-        return cpp.run_layer_split(
-            prep, x.contiguous(), h, c, mask, gate=gate, activation=activation,
-            zero_output_for_mask=zero_output_for_mask,
-        )  # fmt: skip
-    prep = cache.get(layer, "packed", weights, gate, pack, h.shape[-1])
-    return cpp.run_layer(
+        return cache.get(layer, f"split{parts}", weights, gate, build, hidden)
+    return cache.get(layer, "packed", weights, gate, pack, hidden)
+
+
+def _cpp(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask):
+    prep = _cpp_prepared(cache, layer, weights, gate, x, h.shape[-1])
+    run = cpp.run_layer_split if isinstance(prep, Split) else cpp.run_layer
+    return run(
         prep, x.contiguous(), h, c, mask, gate=gate, activation=activation,
         zero_output_for_mask=zero_output_for_mask,
     )  # fmt: skip
@@ -159,7 +162,10 @@ def _packed(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_
         # No padding (nothing to skip) or a row with a hole: the usual loops.
         inner = _cpp if cpp.applies(x, h, c, gate, activation) else _python
         return inner(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask)
-    prep = cache.get(layer, "packed", weights, gate, pack, h.shape[-1])
+    if cpp.applies(x, h, c, gate, activation):
+        prep = _cpp_prepared(cache, layer, weights, gate, x, h.shape[-1])
+    else:
+        prep = cache.get(layer, "packed", weights, gate, pack, h.shape[-1])
     return packed.run_layer(
         prep, x.contiguous(), h, c, *rows, gate=gate, activation=activation,
         zero_output_for_mask=zero_output_for_mask,
