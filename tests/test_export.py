@@ -125,6 +125,52 @@ def test_operator_matches_reference_loop(
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"{name} #{i}")
 
 
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("zero_output", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+def test_training_operator_matches_float64_reference(
+    bidirectional: bool, zero_output: bool, bias: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """keras_lstm_train (CPU float32, what a compiled training step runs): outputs, final state
+    and every gradient against the float64 reference loop, every kind of mask; padded batches
+    take its length-aware form (packed rows kept first), the others every step."""
+    torch.manual_seed(2)
+    module = LSTM(5, 20, num_layers=2, batch_first=True, bidirectional=bidirectional,
+                  gate_activation="hard_sigmoid_keras2", zero_output_for_mask=zero_output,
+                  bias=bias)  # fmt: skip
+    x0, h0 = torch.zeros(1, 1, 1), torch.zeros(1, 1, 1)
+    if not backends.cpp_training(x0, h0, h0, "hard_sigmoid_keras2", "tanh"):
+        pytest.skip("the C++ training loop is not built here")
+    packed_calls: list[int] = []
+    forward = backends.packed.train_forward
+
+    def spied(*args: object, **kwargs: object) -> object:
+        packed_calls.append(1)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(backends.packed, "train_forward", spied)
+    x = torch.randn(6, 9, 5)
+    tol = tolerance_for(torch.float32, "cpu", "gradient")
+    t = torch.arange(9)[None, :]
+    starts, ends = torch.tensor([0, 2, 4, 1, 3, 8])[:, None], torch.tensor([9, 5, 8, 1, 7, 9])
+    masks = {**_masks(6, 9), "both_sides": (t >= starts) & (t < ends[:, None])}
+    for name, mask in masks.items():
+        expected = _forward_backward(copy.deepcopy(module).double().eval(), x.double(), mask)
+        calls = len(packed_calls)
+        with operators():
+            ours = _forward_backward(module, x, mask)
+        padded = name in ("pre", "post", "both_sides")
+        assert len(packed_calls) - calls == (module.num_layers if padded else 0), name
+        for i, (a, b) in enumerate(zip(ours, expected, strict=True)):
+            torch.testing.assert_close(
+                a.double(),
+                b,
+                rtol=tol.rtol,
+                atol=tol.atol,
+                msg=lambda m, w=f"{name} #{i}": f"{w}: {m}",
+            )
+
+
 def test_lstm_impl_op_is_the_operator() -> None:
     lstm = LSTM(4, 3, batch_first=True, bidirectional=True, impl="op")
     graph = torch.export.export(lstm, (torch.randn(2, 5, 4),)).graph
@@ -148,6 +194,9 @@ def test_operators_pass_opcheck() -> None:
     torch.library.opcheck(torch.ops.parity.keras_lstm.default, args)
     if backends.cpp_training(x, h0, c0, "hard_sigmoid_keras2", "tanh"):
         torch.library.opcheck(torch.ops.parity.keras_lstm_train.default, args)
+        padded = torch.arange(t)[:, None] < torch.tensor([t, 1, 0])[None, :]  # length-aware
+        args_padded = (x, h0, c0, padded, *args[4:])
+        torch.library.opcheck(torch.ops.parity.keras_lstm_train.default, args_padded)
     gru = [w(3 * h, n_in), w(3 * h, h), w(2, 3 * h), None]
     args = (x, h0[:1].detach(), mask, *gru, *[None] * 4, "gru", "sigmoid", "tanh", False)
     torch.library.opcheck(torch.ops.parity.keras_rnn.default, args)

@@ -157,8 +157,8 @@ def _cpp(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for
 
 
 def _packed(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask):
-    rows = None if mask is None else packed.contiguous_rows(mask[..., 0])
-    if rows is None or bool((rows[1] == x.shape[0]).all()):
+    rows = packed.skippable_rows(None if mask is None else mask[..., 0])
+    if rows is None:
         # No padding (nothing to skip) or a row with a hole: the usual loops.
         inner = _cpp if cpp.applies(x, h, c, gate, activation) else _python
         return inner(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask)
@@ -173,8 +173,8 @@ def _packed(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_
 
 
 def _packed_autograd(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask):
-    rows = None if mask is None else packed.contiguous_rows(mask[..., 0])
-    if rows is None or bool((rows[1] == x.shape[0]).all()):
+    rows = packed.skippable_rows(None if mask is None else mask[..., 0])
+    if rows is None:
         # No padding (nothing to skip) or a row with a hole: every step, masked.
         if cpp_training(x, h, c, gate, activation):
             inner = _cpp_autograd

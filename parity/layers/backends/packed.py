@@ -17,7 +17,8 @@ Inference (``run_layer``) runs on the weights ``prepare.pack`` makes, as backend
 its steps run in C++ (csrc/lstm_cpu.cpp ``packed_steps``) where the extension is built, in Python
 otherwise. Training (``run_layer_autograd``) runs on the parameters as they are, its steps and
 their backward in C++ (``packed_train_forward`` / ``packed_train_backward``) on CPU float32,
-out of place in Python for autograd elsewhere.
+out of place in Python for autograd elsewhere. ``train_forward`` / ``train_backward`` are the C++
+form without autograd, for the compiled training operator (recurrent.ops.keras_lstm_train).
 """
 
 from __future__ import annotations
@@ -42,6 +43,16 @@ def contiguous_rows(mask: Tensor) -> tuple[Tensor, Tensor] | None:
     t = torch.arange(steps, device=mask.device)[:, None]
     run = (t >= start) & (t < start + lengths)
     return (start, lengths) if torch.equal(run, mask) else None
+
+
+def skippable_rows(mask: Tensor | None) -> tuple[Tensor, Tensor] | None:
+    """``contiguous_rows`` of a (T, B) bool mask when this loop has padding to skip; None when
+    there is none (no mask, no row shorter than T) or a row has a hole: the every-step loops
+    run then."""
+    rows = None if mask is None else contiguous_rows(mask)
+    if rows is None or bool((rows[1] == mask.shape[0]).all()):
+        return None
+    return rows
 
 
 @dataclass(frozen=True)
@@ -179,8 +190,7 @@ def run_layer_autograd(
     if cpp.applies(x, h, c, gate, activation, training=True):
         x_proj = []
         for d, (w_ih, _, b_ih, b_hh) in enumerate(weights):
-            bias = None if b_ih is None else b_ih + b_hh
-            x_proj.append(linear(x[p.times[d], p.rows], w_ih, bias))
+            x_proj.append(linear(x[p.times[d], p.rows], w_ih, _bias(b_ih, b_hh)))
         options = cpp.train_options(gate, activation, zero_output_for_mask, x, n_dir)
         w_hh = [w[1] for w in weights]
         h_packed, h_n, c_n = cpp.packed_train_steps(x_proj, w_hh, h0, c0, p.sizes, options)
@@ -194,6 +204,71 @@ def run_layer_autograd(
     h_n, c_n = h_n[:, p.unsort], c_n[:, p.unsort]
     out = outputs(h_packed, h_n, p, start, lengths, x.shape[0], zero_output_for_mask)
     return out, h_n, c_n
+
+
+def train_forward(
+    weights: Weights, x: Tensor, h: Tensor, c: Tensor, start: Tensor, lengths: Tensor,
+    options: tuple, capacity: int = 0,
+) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:  # fmt: skip
+    """``run_layer_autograd``'s C++ form without autograd, for an operator that keeps what its
+    backward (``train_backward``) needs: output (T, B, D*h), the final h, c (D, B, h), and the
+    packed steps' kept tensors (gates, activation(c), h and c before each step), each (D, N, .),
+    or (D, capacity, .) with the N packed rows first. ``options``: ``cpp.train_options``."""
+    n_dir = h.shape[0]
+    p = plan(start, lengths, n_dir)
+    gate_tail, act_tail, scale, offset, zero_output, parallel, onednn = options
+    with torch.no_grad():
+        x_proj = [
+            torch.nn.functional.linear(x[p.times[d], p.rows], w_ih, _bias(b_ih, b_hh))
+            for d, (w_ih, _, b_ih, b_hh) in enumerate(weights)
+        ]
+        h_packed, h_n, c_n, *kept = torch.ops.parity_lstm.packed_train_forward(
+            x_proj, [w[1] for w in weights], h[:, p.order], c[:, p.order], p.sizes, gate_tail,
+            act_tail, scale, offset, parallel, cpp.PACK_HH_ROWS if onednn else 0, capacity,
+        )  # fmt: skip
+        h_n, c_n = h_n[:, p.unsort].contiguous(), c_n[:, p.unsort].contiguous()
+        out = outputs(h_packed, h_n, p, start, lengths, x.shape[0], zero_output)
+    return out, h_n, c_n, kept
+
+
+def train_backward(
+    weights: Weights, x: Tensor, start: Tensor, lengths: Tensor, kept: list[Tensor],
+    options: tuple, grad_out: Tensor, grad_h: Tensor, grad_c: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, list[Tensor | None]]:  # fmt: skip
+    """The gradients of ``train_forward``'s results with respect to x, h, c and, per
+    direction, w_ih, w_hh, b_ih, b_hh (None for an absent bias), from its kept tensors: what
+    autograd computes through ``run_layer_autograd``, written out. ``kept``: each (D, N, .),
+    the rows of each direction dense."""
+    n_dir, hidden = kept[2].shape[0], kept[2].shape[-1]
+    seq_len, batch = x.shape[0], x.shape[1]
+    p = plan(start, lengths, n_dir)
+    gate_tail, act_tail, scale, _, zero_output, parallel, onednn = options
+    g_out = grad_out.reshape(seq_len, batch, n_dir, hidden)
+    g_packed = torch.stack([g_out[p.times[d], p.rows, d] for d in range(n_dir)])  # (D, N, h)
+    g_final = grad_h
+    if not zero_output:  # carried outputs repeat the final h: their gradients go to it
+        t = torch.arange(seq_len, device=x.device)[:, None]
+        carried = torch.stack([t >= start + lengths, t < start][:n_dir], dim=-1)  # (T, B, D)
+        carried &= (lengths > 0)[None, :, None]
+        g_final = grad_h + (g_out * carried[..., None]).sum(0).transpose(0, 1)
+    dz, dh0, dc0, dw_hh = torch.ops.parity_lstm.packed_train_backward(
+        g_packed, g_final[:, p.order].contiguous(), grad_c[:, p.order].contiguous(),
+        [w[1] for w in weights], *kept, p.sizes, gate_tail, act_tail, scale, parallel,
+        cpp.PACK_HH_T_ROWS if onednn else 0,
+    )  # fmt: skip
+    dx = x.new_zeros(x.shape)
+    grads: list[Tensor | None] = []
+    for d, (w_ih, _, b_ih, _) in enumerate(weights):
+        x_real = x[p.times[d], p.rows]
+        dx.index_put_((p.times[d], p.rows), dz[d] @ w_ih, accumulate=True)
+        db = dz[d].sum(0)
+        biases = [None, None] if b_ih is None else [db, db.clone()]
+        grads += [dz[d].t() @ x_real, dw_hh[d], *biases]
+    return dx, dh0[:, p.unsort], dc0[:, p.unsort], grads
+
+
+def _bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
+    return None if b_ih is None else b_ih + b_hh
 
 
 def _train_steps(

@@ -17,7 +17,9 @@ padding, and exporters translate the node as a whole (parity.export maps it to O
   product with torch.func.vjp.
 - ``keras_lstm_train``: keras_lstm for training under torch.compile on CPU float32 with the C++
   extension loaded; it also returns the gates and states the C++ backward reads, so its backward
-  (``keras_lstm_train_backward``) recomputes nothing. torch.export keeps keras_lstm (portable).
+  (``keras_lstm_train_backward``) recomputes nothing. Padded batches run the length-aware loop
+  (backends.packed) inside it, its kept values in the same fixed-shape buffers, packed rows
+  first. torch.export keeps keras_lstm (portable).
 - ``keras_rnn`` runs the one-state reference loop (recurrent.base.reference_layer) with the
   cell's arithmetic from its module (``CELLS``); its backward is the same vjp.
 - Weights are passed per direction, as the parameters themselves (no stacked copies), so the
@@ -34,7 +36,7 @@ import torch
 from torch import Tensor
 
 from parity.layers import backends
-from parity.layers.backends import Loop, Weights
+from parity.layers.backends import Loop, Weights, packed
 from parity.layers.backends.prepare import cache_key
 from parity.layers.recurrent import base, gru, simple_rnn
 from parity.layers.recurrent.lstm import reference_layer
@@ -286,14 +288,23 @@ def keras_lstm_train(
     """keras_lstm for training on CPU float32 (where ``backends.cpp_training`` says so; the
     traced LSTM picks it when autograd records): the same arguments and
     first three results, then what the C++ backward reads, each (D, T, B, .): the gates (i, f,
-    o, g after their tails), activation(c) and h, c before each step."""
+    o, g after their tails), activation(c) and h, c before each step. A padded batch runs the
+    length-aware loop (backends.packed, as the eager LSTM does): then each holds its packed
+    rows' values first, (D, N, .) of the flattened (D, T * B, .)."""
     weights = _weights(
         w_ih, w_hh, b_ih, b_hh, w_ih_reverse, w_hh_reverse, b_ih_reverse, b_hh_reverse
     )
     params = [w for direction in weights for w in direction]
-    options = backends.cpp.train_options(gate, activation, zero_output_for_mask, x, h0.shape[0])
+    n_dir, batch, steps = h0.shape[0], x.shape[1], x.shape[0]
+    options = backends.cpp.train_options(gate, activation, zero_output_for_mask, x, n_dir)
     m = None if mask is None else mask.to(torch.bool)
     with torch.no_grad():
+        rows = packed.skippable_rows(m)
+        if rows is not None:  # padded steps cost nothing
+            out, h, c, kept = packed.train_forward(
+                weights, x, h0, c0, *rows, options, capacity=steps * batch
+            )
+            return out, h, c, *(k.view(n_dir, steps, batch, -1) for k in kept)
         out, h, c, *kept = backends.cpp.train_forward(x, h0, c0, m, options, params)
     return out, h, c, *kept
 
@@ -340,12 +351,22 @@ def keras_lstm_train_backward(
     """Gradients of keras_lstm_train w.r.t. x, h0, c0 and each weight that is not None, from
     the kept tensors (the C++ backward; nothing recomputed)."""
     flat = [w_ih, w_hh, b_ih, b_hh, w_ih_reverse, w_hh_reverse, b_ih_reverse, b_hh_reverse]
-    params = [w for direction in _weights(*flat) for w in direction]
-    options = backends.cpp.train_options(gate, activation, zero_output_for_mask, x, hprev.shape[0])
+    weights = _weights(*flat)
+    params = [w for direction in weights for w in direction]
+    n_dir = hprev.shape[0]
+    options = backends.cpp.train_options(gate, activation, zero_output_for_mask, x, n_dir)
     m = None if mask is None else mask.to(torch.bool)
-    dx, dh, dc, grads = backends.cpp.backward(
-        x, m, [gates, tc, hprev, cprev], params, options, grad_out, grad_h, grad_c, True
-    )
+    rows = packed.skippable_rows(m)
+    if rows is not None:  # the forward ran the length-aware loop: its packed rows come first
+        n = int(rows[1].sum())
+        kept = [k.view(n_dir, -1, k.shape[-1])[:, :n] for k in (gates, tc, hprev, cprev)]
+        dx, dh, dc, grads = packed.train_backward(
+            weights, x, *rows, kept, options, grad_out, grad_h, grad_c
+        )
+    else:
+        dx, dh, dc, grads = backends.cpp.backward(
+            x, m, [gates, tc, hprev, cprev], params, options, grad_out, grad_h, grad_c, True
+        )
     present = [g for g, w in zip(grads, params, strict=True) if w is not None]
     return [dx, dh, dc, *present]
 

@@ -1006,12 +1006,13 @@ std::vector<at::Tensor> packed_steps_split(at::TensorList x_proj, at::TensorList
 // rows (i, f, g, o); w_hh (4h, h) per direction; h0, c0 (D, B, h) in sorted row order. Every
 // packed row is real, so no masking. Returns the outputs (D, N, h), the final h and c (D, B, h)
 // (each row's state after its last real step) and what packed_train_backward needs, each
-// (D, N, .): gates after their tails (rows i, f, o, g), activation(c), h and c before the step.
+// (D, N, .): gates after their tails (rows i, f, o, g), activation(c), h and c before the step;
+// with capacity > N, (D, capacity, .), the packed rows first (a fixed-shape operator's output).
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 packed_train_forward(at::TensorList x_proj, at::TensorList w_hh, const at::Tensor& h0,
                      const at::Tensor& c0, at::IntArrayRef sizes, int64_t gate_tail,
                      int64_t activation, double gate_scale, double gate_offset, bool parallel,
-                     int64_t pack_hh_rows) {
+                     int64_t pack_hh_rows, int64_t capacity) {
   const int64_t n_dir = h0.size(0), batch = h0.size(1), hidden = h0.size(2), n4 = 4 * hidden;
   TORCH_CHECK(h0.dim() == 3 && h0.scalar_type() == at::kFloat && c0.sizes() == h0.sizes() &&
                   c0.scalar_type() == at::kFloat,
@@ -1020,13 +1021,18 @@ packed_train_forward(at::TensorList x_proj, at::TensorList w_hh, const at::Tenso
   const int64_t total =
       check_packed(x_proj, w_hh, n_dir, batch, hidden, gate_tail, activation, sizes, offsets);
   check_dense_w_hh(w_hh, n_dir, hidden);
+  TORCH_CHECK(capacity == 0 || capacity >= total,
+              "parity_lstm: the kept tensors' capacity must hold every packed row");
   const auto options = h0.options();
   at::Tensor h_n = h0.contiguous().clone(), c_n = c0.contiguous().clone();
   at::Tensor out = at::empty({n_dir, total, hidden}, options);
-  at::Tensor gates = at::empty({n_dir, total, n4}, options);
-  at::Tensor tc = at::empty({n_dir, total, hidden}, options);
-  at::Tensor hprev = at::empty({n_dir, total, hidden}, options);
-  at::Tensor cprev = at::empty({n_dir, total, hidden}, options);
+  // Rows past the packed ones (capacity > N) are zeros: defined, never read.
+  const int64_t rows = std::max(capacity, total);
+  auto kept = [&](int64_t width) {
+    return rows > total ? at::zeros({n_dir, rows, width}, options)
+                        : at::empty({n_dir, rows, width}, options);
+  };
+  at::Tensor gates = kept(n4), tc = kept(hidden), hprev = kept(hidden), cprev = kept(hidden);
   const CellFn cell = kCells[true][gate_tail][activation];
   const bool pack = pack_hh_rows > 0 && total >= pack_hh_rows;
   each_direction(n_dir, parallel, [&](int64_t d) {
@@ -1083,8 +1089,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> packed_t
   check_tails(gate_tail, activation);
   std::vector<int64_t> offsets;
   const int64_t total = check_sizes(sizes, batch, offsets);
-  const at::Tensor go = grad_out.contiguous(), kg = gates.contiguous(), ktc = tc.contiguous();
-  const at::Tensor khp = hprev.contiguous(), kcp = cprev.contiguous();
+  // Each direction's rows dense (the directions may lie further apart: kept tensors that are
+  // the first N rows of larger ones, as the compiled training operator passes them).
+  auto rows_dense = [](const at::Tensor& t) {
+    return t.dim() == 3 && t.stride(2) == 1 && t.stride(1) == t.size(2) ? t : t.contiguous();
+  };
+  const at::Tensor go = rows_dense(grad_out), kg = rows_dense(gates), ktc = rows_dense(tc);
+  const at::Tensor khp = rows_dense(hprev), kcp = rows_dense(cprev);
   TORCH_CHECK(go.scalar_type() == at::kFloat &&
                   go.sizes() == at::IntArrayRef({n_dir, total, hidden}) &&
                   kg.sizes() == at::IntArrayRef({n_dir, total, n4}) && ktc.sizes() == go.sizes() &&
@@ -1193,7 +1204,7 @@ TORCH_LIBRARY(parity_lstm, m) {
   m.def(
       "packed_train_forward(Tensor[] x_proj, Tensor[] w_hh, Tensor h0, Tensor c0, int[] sizes, "
       "int gate_tail, int activation, float gate_scale, float gate_offset, bool parallel, "
-      "int pack_hh_rows) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "int pack_hh_rows, int capacity=0) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "packed_train_backward(Tensor grad_out, Tensor grad_h, Tensor grad_c, Tensor[] w_hh, "
       "Tensor gates, Tensor tc, Tensor hprev, Tensor cprev, int[] sizes, int gate_tail, "
