@@ -7,6 +7,8 @@ by side in one process, on the same weights and batches.
               Keras' answer, pre- or post-padded), in inference and training
   keras       Keras 3's DeepMoji (masked, every step): inference ``predict_on_batch``,
               training a tf.function GradientTape step
+  compiled    ``parity.compile_model(packed)`` (torch.compile, one graph for every shape): the
+              LSTMs run as parity's operators, length-aware inside, in inference and training
   torch_pack  the port with both BiLSTMs replaced by torch.nn.LSTM (sigmoid gates) on a
               PackedSequence: rows moved to post-padding, pack_padded_sequence, nn.LSTM,
               pad_packed_sequence, moved back; what torch's own length-aware path costs
@@ -44,6 +46,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deepmoji_speed import SETTLE_S, _set_impl, _with_lstms, build_models, machine
 
+import parity
 from parity.layers import LSTM
 from parity.text import encode, load_vocabulary
 
@@ -87,10 +90,13 @@ def batches(padding: str, maxlen: int, batch: int, count: int) -> list[np.ndarra
 Call = Callable[[np.ndarray], object]
 
 
-def inference_calls(port: nn.Module, masked: nn.Module, torch_pack: nn.Module, keras_model) -> dict:
+def inference_calls(
+    port: nn.Module, masked: nn.Module, compiled: nn.Module, torch_pack: nn.Module, keras_model
+) -> dict:
     calls: dict[str, Call] = {
         "masked": lambda x: masked(torch.from_numpy(x)),
         "packed": lambda x: port(torch.from_numpy(x)),
+        "compiled": lambda x: compiled(torch.from_numpy(x)),
     }
     if keras_model is not None:
         calls["keras"] = lambda x: keras_model.predict_on_batch(x.astype(np.int32))
@@ -99,7 +105,12 @@ def inference_calls(port: nn.Module, masked: nn.Module, torch_pack: nn.Module, k
 
 
 def training_calls(
-    port: nn.Module, masked: nn.Module, torch_pack: nn.Module, keras_model, batch: int
+    port: nn.Module,
+    masked: nn.Module,
+    compiled: nn.Module,
+    torch_pack: nn.Module,
+    keras_model,
+    batch: int,
 ) -> dict:
     """name -> one training step on a batch; the torch ones return every parameter's gradient
     (flattened, in parameter order) for the agreement check."""
@@ -114,7 +125,11 @@ def training_calls(
 
         return step
 
-    calls: dict[str, Call] = {"masked": torch_step(masked), "packed": torch_step(port)}
+    calls: dict[str, Call] = {
+        "masked": torch_step(masked),
+        "packed": torch_step(port),
+        "compiled": torch_step(compiled),
+    }
     if keras_model is not None:
         import tensorflow as tf
 
@@ -138,8 +153,9 @@ def training_calls(
 
 
 def measure(mode: str, calls: dict[str, Call], data: list[np.ndarray], repeats: int) -> dict:
-    """One row: throughput of each call over all batches, and how far packed is from the
-    others (inference: outputs; training: every parameter's gradient, masked only)."""
+    """One row: throughput of each call over all batches (interleaved rounds, each starting one
+    call later than the one before), and how far packed is from the others (inference:
+    outputs; training: every parameter's gradient, masked and compiled)."""
     grad_mode = torch.inference_mode() if mode == "inference" else contextlib.nullcontext()
     with grad_mode:
         if mode == "inference":
@@ -150,18 +166,19 @@ def measure(mode: str, calls: dict[str, Call], data: list[np.ndarray], repeats: 
                 if k not in ("packed", "torch_pack")
             }
         else:
-            grads = {k: [calls[k](b) for b in data] for k in ("packed", "masked")}
+            grads = {k: [calls[k](b) for b in data] for k in ("packed", "masked", "compiled")}
+            pairs = {k: zip(grads["packed"], grads[k], strict=True) for k in ("masked", "compiled")}
             diffs = {
-                "packed_vs_masked_grad": max(
-                    float((a - b).abs().max())
-                    for a, b in zip(grads["packed"], grads["masked"], strict=True)
-                )
+                f"packed_vs_{k}_grad": max(float((a - b).abs().max()) for a, b in pair)
+                for k, pair in pairs.items()
             }
             for f in calls.values():  # warm-up (Keras traces its step once)
                 f(data[0])
         times: dict[str, list[float]] = {k: [] for k in calls}
-        for _ in range(repeats):
-            for name, f in calls.items():
+        names = list(calls)
+        for r in range(repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                f = calls[name]
                 time.sleep(SETTLE_S)
                 t0 = time.perf_counter()
                 for b in data:
@@ -202,12 +219,13 @@ def main() -> None:
     port = models["port"]
     masked = _set_impl(copy.deepcopy(port), "masked")
     torch_pack = _with_lstms(port, PackedTorchBiLSTM, ["bi_lstm_0", "bi_lstm_1"])
+    compiled = parity.compile_model(port)
     rows = []
     for mode in args.modes:
         if mode == "inference":
-            calls = inference_calls(port, masked, torch_pack, keras_model)
+            calls = inference_calls(port, masked, compiled, torch_pack, keras_model)
         else:
-            calls = training_calls(port, masked, torch_pack, keras_model, args.batch)
+            calls = training_calls(port, masked, compiled, torch_pack, keras_model, args.batch)
         for padding in ("pre", "post"):
             data = batches(padding, args.maxlen, args.batch, args.batches)
             row = {
