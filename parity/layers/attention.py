@@ -49,7 +49,8 @@ class AttentionWeightedAverage(nn.Module):
         if mask is not None:
             a = a * mask.to(a.dtype)
         att = a / (a.sum(dim=1, keepdim=True) + ATTENTION_EPSILON)  # (B, T)
-        out = (x * att.unsqueeze(-1)).sum(dim=1)  # (B, d)
+        # The weighted sum over time as one batched matrix product: no (B, T, d) temporary.
+        out = torch.bmm(att.unsqueeze(1), x).squeeze(1)  # (B, d)
         if self.return_attention if return_attention is None else return_attention:
             return out, att
         return out
