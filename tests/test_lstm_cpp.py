@@ -32,18 +32,23 @@ TOL = tolerance_for(torch.float32, "cpu", "output")
 STEPS, INPUT, HIDDEN = 9, 5, 20  # HIDDEN: one full AVX-512 vector and a partial one
 
 
-@pytest.fixture
-def cpp_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the layers run by the C++ loop, so a test knows it did not fall back."""
+def _count_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Counts the calls of backends.cpp's function ``name`` (one per layer)."""
     calls: list[int] = []
-    run = _lstm_cpp.run_layer
+    run = getattr(_lstm_cpp, name)
 
     def counted(*args: object, **kwargs: object) -> object:
         calls.append(1)
         return run(*args, **kwargs)
 
-    monkeypatch.setattr(_lstm_cpp, "run_layer", counted)
+    monkeypatch.setattr(_lstm_cpp, name, counted)
     return calls
+
+
+@pytest.fixture
+def cpp_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the layers run by the C++ loop, so a test knows it did not fall back."""
+    return _count_calls(monkeypatch, "run_layer")
 
 
 def _masks(batch: int) -> dict[str, torch.Tensor | None]:
@@ -139,15 +144,7 @@ def test_schedules_agree(parallel, chunk_rows, monkeypatch, cpp_calls):
 @pytest.fixture
 def split_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the layers run by the units-split loop (run_layer_split)."""
-    calls: list[int] = []
-    run = _lstm_cpp.run_layer_split
-
-    def counted(*args: object, **kwargs: object) -> object:
-        calls.append(1)
-        return run(*args, **kwargs)
-
-    monkeypatch.setattr(_lstm_cpp, "run_layer_split", counted)
-    return calls
+    return _count_calls(monkeypatch, "run_layer_split")
 
 
 @needs_ext

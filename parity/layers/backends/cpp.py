@@ -201,7 +201,8 @@ def run_layer(
 #: 8-32); above, no gain was measured, and the direction-per-thread loop keeps oneDNN's packed
 #: GEMMs (benchmarks/deepmoji_speed.py times both sides).
 SPLIT_MAX_BATCH = 32
-#: Fewest hidden units a part gets: below, the per-step barriers cost more than the split saves.
+#: Fewest hidden units a part gets. A guard, not a measured break-even (only 2 threads were
+#: measured): with many threads and few units per part, two barriers per step would dominate.
 SPLIT_MIN_UNITS = 64
 
 
