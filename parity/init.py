@@ -271,7 +271,8 @@ def _recurrent_init(forget_bias: bool) -> Callable[[nn.Module], None]:
                 orthogonal_(p)
             elif name.startswith("bias"):
                 p.zero_()
-                # Keras has one bias; torch adds bias_ih and bias_hh, so only one carries the 1.
+                # Keras has one bias; torch adds bias_ih and bias_hh (a zero buffer in a
+                # converted model), so only one carries the 1.
                 if forget_bias and name.startswith("bias_ih"):
                     block = p.shape[-1] // LSTM_GATES
                     start = LSTM_FORGET_GATE_INDEX * block

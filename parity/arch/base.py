@@ -4,7 +4,7 @@ An architecture is everything parity knows about one kind of model, in one place
 file holds it and read its sizes (``plan``), how to build the torch module (``build``), the
 mapping table between Keras weights and torch parameters (``mapping``), where each Keras layer's
 output is found for `parity check` (``check_points``), and what fine-tuning needs (``head``,
-``with_head``, ``layer_groups``, ``fixed_parameters``, ``input_length``). Registered pairs (a
+``with_head``, ``layer_groups``, ``input_length``). Registered pairs (a
 hand-written port with a Keras reference) and the generic architecture (any model of supported
 layers, rebuilt from the file's config) implement the same interface, so conversion, checks,
 initialisation and fine-tuning treat them alike.
@@ -129,11 +129,6 @@ class Architecture:
         """The token sequence length the model is fixed to (a Flatten after the embedding, a
         config that states it), or None when it takes any length."""
         return None
-
-    def fixed_parameters(self, model: nn.Module) -> set[str]:
-        """Parameters with no Keras counterpart, held at their constant by the mapping (an
-        LSTM's bias_hh: Keras has one bias, so training both would move the sum twice)."""
-        return {torch_name for keras_name, torch_name, _ in self.mapping(model) if not keras_name}
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,7 @@ class DeepMoji(nn.Module):
             "batch_first": True,
             "bidirectional": True,
             "gate_activation": config.gate_activation,
+            "trainable_bias_hh": False,  # Keras' LSTM has one bias
         }
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim)
         self.embed_dropout = SpatialDropout1D(config.embed_dropout)
@@ -135,7 +136,7 @@ KERAS_LAYERS: tuple[tuple[str, str], ...] = (
 
 def _bidirectional_lstm_rows(layer: str) -> tuple[Row, ...]:
     """Keras (forward, backward) x (kernel, recurrent_kernel, bias) -> torch's _l0[_reverse];
-    Keras has one bias, so torch's bias_hh is fixed at zero."""
+    Keras has one bias, so torch's bias_hh is a zero buffer."""
     rows: list[Row] = []
     for direction, suffix in (("forward", ""), ("backward", "_reverse")):
         rows += [

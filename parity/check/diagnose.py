@@ -192,7 +192,9 @@ def _bias_variants(subject: Subject, ids: np.ndarray, device: str) -> list[Varia
     grus = {path for path, _, _ in _gru_modules(subject.model)}
     for path, module in subject.model.named_modules():
         gru_like = path in grus  # nn.GRU's recurrent bias sits inside r * (W_hn h + b_hn)
+        # a converted LSTM's bias_hh is a zero buffer; a hand port's is a parameter
         own = dict(module.named_parameters(recurse=False))
+        own |= dict(module.named_buffers(recurse=False))
         pairs = [(n, n.replace("bias_hh", "bias_ih")) for n in own if n.startswith("bias_hh")]
         pairs = [(hh, ih) for hh, ih in pairs if ih in own]
         for group in _groups(pairs):

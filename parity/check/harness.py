@@ -208,10 +208,10 @@ def torch_side(
     params = dict(model.named_parameters())
     fixes = grad_fixes or {}
     for keras_name, torch_name, how in mapping:
-        if keras_name is None:
-            continue  # a parameter Keras does not have (e.g. LSTM bias_hh, fixed at zero)
-        if torch_name not in params:
-            continue  # a buffer: Keras' non-trainable weights (moving statistics) get no gradient
+        if keras_name is None or torch_name not in params:
+            # a buffer: a constant Keras does not have (an LSTM's bias_hh) or Keras'
+            # non-trainable weights (moving statistics), which get no gradient
+            continue
         grad = params[torch_name].grad
         value = np.zeros(tuple(params[torch_name].shape)) if grad is None else grad.cpu().numpy()
         if torch_name in fixes:

@@ -141,7 +141,8 @@ def _cudnn_kernel(kernel: np.ndarray, gates: int) -> np.ndarray:
 
 
 def _cudnn_lstm(arrays: list[np.ndarray]) -> list[np.ndarray]:
-    # cuDNN keeps an input and a recurrent bias (8u,); Keras' LSTM adds them into one (4u,).
+    # cuDNN keeps an input and a recurrent bias (8u,), both trained: they stay two weights
+    # (kernel, recurrent_kernel, bias, recurrent_bias), which the LSTM adds.
     kernel, recurrent, bias = arrays
     half = bias.shape[0] // 2
     if bias.ndim != 1 or 2 * half != bias.shape[0] or half != recurrent.shape[-1]:
@@ -150,7 +151,8 @@ def _cudnn_lstm(arrays: list[np.ndarray]) -> list[np.ndarray]:
     return [
         _cudnn_kernel(kernel, gates),
         _cudnn_kernel(recurrent, gates),
-        bias[:half] + bias[half:],
+        bias[:half],
+        bias[half:],
     ]
 
 

@@ -73,6 +73,9 @@ CUDNN_DEFAULTS: dict[str, Any] = {
 }
 #: cuDNN's GRU is reset_after=True by construction (one bias per side).
 CUDNN_GRU_RESET_AFTER = True
+#: Config key marking an LSTM read from a CuDNNLSTM: it has two trained biases (input and
+#: recurrent, cuDNN's), where Keras' LSTM has one; both train in Keras, so both stay weights.
+CUDNN_LSTM_BIASES_KEY = "_cudnn_biases"
 INPUT_LAYER = "InputLayer"
 #: Prefix of Keras 3 op nodes' classes (see module docstring).
 OP_PREFIX = "ops."
@@ -211,6 +214,8 @@ def normalise_layer(class_name: str, config: dict[str, Any]) -> tuple[str, dict[
         config = {**CUDNN_DEFAULTS, **config}
         if class_name == "CuDNNGRU":
             config["reset_after"] = CUDNN_GRU_RESET_AFTER
+        if class_name == "CuDNNLSTM":
+            config[CUDNN_LSTM_BIASES_KEY] = True
         class_name = CUDNN_AS[class_name]
     return class_name, config
 

@@ -99,7 +99,8 @@ def _kwargs(cls: type, state: KerasOptimizerState) -> dict[str, Any]:
 def load_keras_optimizer(path: str | os.PathLike[str], model: nn.Module) -> optim.KerasOptimizer:
     """The Keras file's optimizer as a parity.optim optimizer over ``model``'s parameters
     (a model converted from the same file), with its step count and moments, so training
-    resumes where Keras stopped. Parameters Keras does not have (bias_hh) are left out."""
+    resumes where Keras stopped. Frozen weights (requires_grad False) have no slots, as in
+    Keras' trainable_variables."""
     state = read_optimizer_state(path)
     if state.class_name not in SLOTS:
         raise ConversionError(
@@ -108,7 +109,11 @@ def load_keras_optimizer(path: str | os.PathLike[str], model: nn.Module) -> opti
         )
     names = SLOTS[state.class_name]
     params = dict(model.named_parameters())
-    rows = [(k, t, tr) for k, t, tr in arch_of(model).mapping(model) if k and t in params]
+    rows = [
+        (k, t, tr)
+        for k, t, tr in arch_of(model).mapping(model)
+        if k and t in params and params[t].requires_grad
+    ]
     if len(state.slots) != len(names) * len(rows):
         raise ConversionError(
             f"{path}: {len(state.slots)} optimizer slots for {len(rows)} trainable weights; "

@@ -189,12 +189,11 @@ def with_new_head(
 
 
 def freeze(model: nn.Module, trainable: Sequence[str]) -> list[nn.Parameter]:
-    """requires_grad only for the named top-level layers, never for the parameters the mapping
-    holds constant (arch.fixed_parameters); returns the parameters that train."""
-    fixed = arch_of(model).fixed_parameters(model)
+    """requires_grad only for the named top-level layers; returns the parameters that train.
+    (A converted model's parameters are exactly Keras' weights: nothing else to hold back.)"""
     params = []
     for name, p in model.named_parameters():
-        on = name.split(".")[0] in trainable and name not in fixed
+        on = name.split(".")[0] in trainable
         p.requires_grad_(on)
         if on:
             params.append(p)

@@ -30,12 +30,15 @@ from parity.arch.generic.converter import (
 )
 from parity.convert.mapping import Row
 from parity.errors import ConversionError
+from parity.keras.graph import CUDNN_LSTM_BIASES_KEY
 from parity.layers import GRU, LSTM, SimpleRNN
 
 RNN_CLASSES = ("SimpleRNN", "LSTM", "GRU")
 #: State tensors per direction (an initial_state passes this many per direction).
 STATE_COUNT = {"SimpleRNN": 1, "LSTM": 2, "GRU": 1}
 RNN_WEIGHTS = ("kernel", "recurrent_kernel", "bias")
+#: A CuDNNLSTM's weights: its recurrent bias is a trained weight of its own.
+CUDNN_LSTM_WEIGHTS = (*RNN_WEIGHTS, "recurrent_bias")
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 #: Config flags with no torch counterpart here: refused by name.
 UNSUPPORTED_FLAGS = ("stateful", "time_major", "unroll_initial_state")
@@ -58,7 +61,9 @@ def inner_config(config: Config) -> Config:
 
 
 def _rnn_weights(config: Config) -> tuple[str, ...]:
-    return RNN_WEIGHTS if config.get("use_bias", True) else RNN_WEIGHTS[:2]
+    if not config.get("use_bias", True):
+        return RNN_WEIGHTS[:2]
+    return CUDNN_LSTM_WEIGHTS if config.get(CUDNN_LSTM_BIASES_KEY) else RNN_WEIGHTS
 
 
 def _bidirectional_weights(config: Config) -> tuple[str, ...]:
@@ -66,7 +71,9 @@ def _bidirectional_weights(config: Config) -> tuple[str, ...]:
     return tuple(f"{d}{w}" for d, _ in BIDIRECTIONAL_DIRECTIONS for w in inner)
 
 
-def _rnn_rows(layer: str, path: str, cls: str, use_bias: bool, prefix: str, suffix: str):
+def _rnn_rows(
+    layer: str, path: str, cls: str, use_bias: bool, prefix: str, suffix: str, cudnn: bool
+) -> list[Row]:
     kernel = "gru_kernel" if cls == "GRU" else "transpose"
     rows: list[Row] = [
         (f"{layer}/{prefix}kernel", f"{path}.weight_ih_l0{suffix}", kernel),
@@ -75,23 +82,28 @@ def _rnn_rows(layer: str, path: str, cls: str, use_bias: bool, prefix: str, suff
     if use_bias and cls == "GRU":
         rows.append((f"{layer}/{prefix}bias", f"{path}.bias_l0{suffix}", "gru_bias"))
     elif use_bias:
-        # Keras has one bias; torch's second one is held at zero (a fixed parameter).
+        # Keras has one bias; torch's second one is a zero buffer (trainable_bias_hh=False),
+        # except in a CuDNNLSTM, which trains both.
+        recurrent = (f"{layer}/{prefix}recurrent_bias", "identity") if cudnn else (None, "zeros")
         rows += [
             (f"{layer}/{prefix}bias", f"{path}.bias_ih_l0{suffix}", "identity"),
-            (None, f"{path}.bias_hh_l0{suffix}", "zeros"),
+            (recurrent[0], f"{path}.bias_hh_l0{suffix}", recurrent[1]),
         ]
     return rows
 
 
 def _single_rows(layer: str, path: str, config: Config) -> list[Row]:
-    return _rnn_rows(layer, path, config["_rnn_class"], config.get("use_bias", True), "", "")
+    cudnn = bool(config.get(CUDNN_LSTM_BIASES_KEY))
+    use_bias = config.get("use_bias", True)
+    return _rnn_rows(layer, path, config["_rnn_class"], use_bias, "", "", cudnn)
 
 
 def _bidirectional_rows(layer: str, path: str, config: Config) -> list[Row]:
-    use_bias = inner_config(config).get("use_bias", True)
+    inner = inner_config(config)
+    use_bias, cudnn = inner.get("use_bias", True), bool(inner.get(CUDNN_LSTM_BIASES_KEY))
     rows: list[Row] = []
     for prefix, suffix in BIDIRECTIONAL_DIRECTIONS:
-        rows += _rnn_rows(layer, path, config["_rnn_class"], use_bias, prefix, suffix)
+        rows += _rnn_rows(layer, path, config["_rnn_class"], use_bias, prefix, suffix, cudnn)
     return rows
 
 
@@ -114,7 +126,13 @@ def _build_rnn(
         "zero_output_for_mask": bidirectional,
     }
     builders: dict[str, Callable[[], nn.Module]] = {
-        "LSTM": lambda: LSTM(fan_in, units, gate_activation=acts["recurrent_activation"], **common),
+        "LSTM": lambda: LSTM(
+            fan_in,
+            units,
+            gate_activation=acts["recurrent_activation"],
+            trainable_bias_hh=bool(config.get(CUDNN_LSTM_BIASES_KEY)),
+            **common,
+        ),
         "GRU": lambda: GRU(
             fan_in,
             units,
@@ -122,7 +140,7 @@ def _build_rnn(
             reset_after=bool(config.get("reset_after", False)),
             **common,
         ),
-        "SimpleRNN": lambda: SimpleRNN(fan_in, units, **common),
+        "SimpleRNN": lambda: SimpleRNN(fan_in, units, trainable_bias_hh=False, **common),
     }
     return builders[cls]()
 

@@ -50,6 +50,9 @@ def traced() -> bool:
 #: Parameter-name suffix per direction: forward, backward (torch's names).
 DIRECTION_SUFFIXES = ("", "_reverse")
 
+#: torch's recurrent bias, which Keras' LSTM and SimpleRNN do not have (they add one bias).
+FIXED_BIAS_PREFIX = "bias_hh_"
+
 #: The recurrent state: (h, c) for an LSTM, (h,) otherwise; returned to the caller as a tuple.
 State = Sequence[Tensor]
 #: Runs one layer: (x, state, mask, layer) -> (output, final state); see ``_run_layer``.
@@ -87,6 +90,7 @@ class KerasRNNBase(nn.Module):
         activation: str,
         zero_output_for_mask: bool | None,
         gate_activation: str | None = None,
+        trainable_bias_hh: bool = True,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -117,14 +121,26 @@ class KerasRNNBase(nn.Module):
         self.zero_output_for_mask = (
             bidirectional if zero_output_for_mask is None else zero_output_for_mask
         )
+        self.trainable_bias_hh = trainable_bias_hh
         factory = {"device": device, "dtype": dtype}
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size * self.num_directions
             for suffix in self._suffixes():
                 shapes = self._parameter_shapes(layer_input, f"l{layer}{suffix}")
                 for param_name, shape in shapes.items():
-                    self.register_parameter(param_name, nn.Parameter(torch.empty(shape, **factory)))
+                    if self._is_fixed_bias(param_name):
+                        # Keras has one bias: torch's second is a constant zero, not a parameter,
+                        # so no optimizer moves the sum twice. A buffer keeps the state_dict's
+                        # keys (nn.LSTM's) and follows .to().
+                        self.register_buffer(param_name, torch.zeros(shape, **factory))
+                    else:
+                        param = nn.Parameter(torch.empty(shape, **factory))
+                        self.register_parameter(param_name, param)
         self.reset_parameters()
+
+    def _is_fixed_bias(self, name: str) -> bool:
+        """Whether ``name`` is torch's second bias held at zero (``trainable_bias_hh=False``)."""
+        return not self.trainable_bias_hh and name.startswith(FIXED_BIAS_PREFIX)
 
     # --- parameters --------------------------------------------------------------------------
 
@@ -174,6 +190,8 @@ class KerasRNNBase(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if not self.trainable_bias_hh:
+            s += ", trainable_bias_hh=False"
         gate = getattr(self, "gate_activation", None)
         if gate is not None:
             s += f", gate_activation={gate!r}"

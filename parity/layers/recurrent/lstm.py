@@ -38,6 +38,9 @@ class LSTM(KerasRNNBase):
         activation: Keras ``activation``, applied to the candidate g and to the cell output.
         zero_output_for_mask: output zeros at masked steps (Keras Bidirectional) instead of the
             carried previous output (a plain Keras LSTM). ``None`` means ``bidirectional``.
+        trainable_bias_hh: False makes bias_hh a zero buffer instead of a parameter: Keras has
+            one bias (bias_ih here), so an optimizer must not move a second one (conversion
+            builds it so; a CuDNNLSTM file's two trained biases stay parameters).
         impl: "fast" (default), "reference", "op", "packed" ("fast", with the length-aware
             inference loop backends.packed on any device; "fast" uses it on CPU with the C++
             extension, for float32 training too) or "masked" ("fast" without it: every step,
@@ -68,6 +71,7 @@ class LSTM(KerasRNNBase):
         gate_activation: str = "sigmoid",
         activation: str = "tanh",
         zero_output_for_mask: bool | None = None,
+        trainable_bias_hh: bool = True,
         impl: str = "fast",
     ) -> None:
         if proj_size != 0:
@@ -87,6 +91,7 @@ class LSTM(KerasRNNBase):
             gate_activation=gate_activation,
             activation=activation,
             zero_output_for_mask=zero_output_for_mask,
+            trainable_bias_hh=trainable_bias_hh,
         )
         self.proj_size = 0
         self.impl = impl

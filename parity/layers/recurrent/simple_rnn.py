@@ -11,7 +11,8 @@ from parity.layers.recurrent.base import KerasRNNBase, Projection, Step
 
 class SimpleRNN(KerasRNNBase):
     """keras.layers.SimpleRNN: h_t = activation(x_t W + b + h_{t-1} U); one layer, batch-first,
-    as Keras. Parameters as nn.RNN's (bias_hh is Keras-less: the converter fixes it at zero)."""
+    as Keras. Parameters as nn.RNN's; ``trainable_bias_hh=False`` (what conversion builds) makes
+    bias_hh, which Keras does not have, a zero buffer."""
 
     batch_first_only = True
 
@@ -27,6 +28,7 @@ class SimpleRNN(KerasRNNBase):
         *,
         activation: str = "tanh",
         zero_output_for_mask: bool | None = None,
+        trainable_bias_hh: bool = True,
     ) -> None:
         super().__init__(
             input_size,
@@ -40,6 +42,7 @@ class SimpleRNN(KerasRNNBase):
             dtype,
             activation=activation,
             zero_output_for_mask=zero_output_for_mask,
+            trainable_bias_hh=trainable_bias_hh,
         )
 
     cell = "simple"
