@@ -26,6 +26,7 @@ from torch import nn
 from parity import __version__
 from parity.arch import arch_of, get_arch
 from parity.arch.base import Plan
+from parity.convert.dtypes import file_dtype
 from parity.convert.gates import check_variant
 from parity.convert.mapping import build_empty
 from parity.convert.match import plan_conversion
@@ -113,7 +114,7 @@ def convert_keras(
     arch: str | None = None,
     hard_sigmoid: str | None = None,
     *,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     config: str | os.PathLike | None = None,
 ) -> Conversion:
     """load_keras, keeping what it read and decided (for `parity check`, which compares layer by
@@ -124,7 +125,7 @@ def convert_keras(
     with malformed_file(path):
         kfile = read_keras_file(path, model_config=companion)
         plan = plan_conversion(kfile, arch, hard_sigmoid)
-        model = plan.build(dtype)
+        model = plan.build(dtype if dtype is not None else file_dtype(kfile, plan.graph))
     for note in plan.notes:
         warnings.warn(note, ParityWarning, stacklevel=3)
     return Conversion(kfile, plan, model)
@@ -135,7 +136,7 @@ def load_keras(
     arch: str | None = None,
     hard_sigmoid: str | None = None,
     *,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     config: str | os.PathLike | None = None,
 ) -> nn.Module:
     """Convert a Keras file (.keras, .weights.h5, legacy .h5), a tf-keras SavedModel directory
@@ -148,7 +149,8 @@ def load_keras(
     matched to a pair. Sizes come from the file. ``config`` names a companion file (.keras,
     full-model .h5, model JSON or a tf-keras SavedModel) whose model config describes a
     weights-only ``path`` (.weights.h5, save_weights .h5, TF checkpoint). Assumptions the file
-    cannot settle are issued as ParityWarning.
+    cannot settle are issued as ParityWarning. ``dtype``: None keeps the file's (float32 or
+    float64; half and mixed precision are refused unless a dtype is given).
     """
     return convert_keras(path, arch, hard_sigmoid, dtype=dtype, config=config).model
 

@@ -191,3 +191,41 @@ MAX_TF_RANK = 32
 MAX_TF_STRING_BYTES = 64 * 2**20
 #: Nodes of a checkpoint's object graph (layers, variables, optimizer slots, SavedModel extras).
 MAX_TF_OBJECTS = 1_000_000
+
+# --- layers saved with trainable=False, during fit (parity.arch.generic.model) ---
+#: Config key of a layer's trainable flag (every Keras version writes it; a nested model's
+#: False holds for its layers too: Keras' setter recurses into them).
+TRAINABLE_KEY = "trainable"
+#: A frozen BatchNormalization runs in inference mode during fit: moving statistics, none
+#: updated. Keras 3 (BatchNormalization.call takes batch statistics only when
+#: ``training and self.trainable``) and tf.keras in TF 2 (its docstring: "setting
+#: layer.trainable = False ... the layer will run in inference mode", TF 2.0 onwards).
+FROZEN_BATCH_NORM_INFERENCE = "inference"
+#: Standalone Keras 1.x-2.3.1: a frozen BatchNormalization still normalises with the batch
+#: statistics in fit, and does not update its moving statistics (Layer.updates is empty for a
+#: non-trainable layer; call() itself never looks at ``trainable``).
+FROZEN_BATCH_NORM_BATCH = "batch"
+#: tf.keras marks its version with "-tf" (2.2.4-tf, 2.3.0-tf); from 2.4 on every Keras 2 is
+#: tf.keras (standalone Keras ended at 2.3.1).
+TF_KERAS_VERSION_SUFFIX = "-tf"
+FIRST_TF_ONLY_KERAS = (2, 4)
+
+
+def frozen_batch_norm_rule(keras_version: str | None) -> str:
+    """How a BatchNormalization saved with trainable=False trains, for the Keras that wrote
+    the file (None, unknown: today's rule)."""
+    if not keras_version:
+        return FROZEN_BATCH_NORM_INFERENCE
+    if keras_version.endswith(TF_KERAS_VERSION_SUFFIX):
+        return FROZEN_BATCH_NORM_INFERENCE
+    parts = []
+    for part in keras_version.split(".")[:2]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    if not parts:
+        return FROZEN_BATCH_NORM_INFERENCE
+    if tuple(parts) < FIRST_TF_ONLY_KERAS:
+        return FROZEN_BATCH_NORM_BATCH
+    return FROZEN_BATCH_NORM_INFERENCE

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.abc
+import importlib.util
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -418,6 +421,55 @@ ONNX_TRANSLATIONS = {
     torch.ops.parity.keras_rnn.default: _rnn_onnx,
 }
 assert recurrent_ops.NAMESPACE == "parity"
+
+#: The module whose default registry torch.onnx.export's (dynamo) exporter reads the ONNX
+#: functions of every operator from, on each export.
+ONNX_FUNCTION_REGISTRY = "onnxscript.function_libs.torch_lib.registration"
+
+
+def _register_onnx_translations(registration: ModuleType) -> None:
+    """Put the recurrent operators' translations into onnxscript's default registry, so a plain
+    ``torch.onnx.export(model, (ids,))`` translates them as ``parity.export`` does."""
+    for op, translation in ONNX_TRANSLATIONS.items():
+        registration.torch_op(op.name(), trace_only=True)(translation)
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``then(module)`` right after module ``name`` is first imported. Importing onnxscript
+    with parity would cost every user a second; this registers only when an ONNX export
+    imports it."""
+
+    def __init__(self, name: str, then: Callable[[ModuleType], None]) -> None:
+        self.name, self.then = name, then
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)  # once; and the lookup below must not find this finder
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module, then = spec.loader.exec_module, self.then
+
+        def exec_then(module: ModuleType) -> None:
+            exec_module(module)
+            then(module)
+
+        spec.loader.exec_module = exec_then  # type: ignore[method-assign]
+        return spec
+
+
+def register_onnx_translations() -> None:
+    """Make plain torch.onnx.export translate parity's recurrent operators: now if onnxscript's
+    registry is loaded, else when it is (called once, by ``import parity``)."""
+    loaded = sys.modules.get(ONNX_FUNCTION_REGISTRY)
+    if loaded is not None:
+        _register_onnx_translations(loaded)
+    elif not any(isinstance(f, _AfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(ONNX_FUNCTION_REGISTRY, _register_onnx_translations))
+
+
+register_onnx_translations()
 
 
 def export_onnx(

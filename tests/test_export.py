@@ -344,6 +344,31 @@ def test_deepmoji_onnx_matches_keras(deepmoji: torch.nn.Module, tmp_path: Path) 
 
 
 @needs_onnx
+def test_plain_torch_onnx_export_of_deepmoji_matches_keras(
+    deepmoji: torch.nn.Module, tmp_path: Path
+) -> None:
+    """``torch.onnx.export`` as users call it (no parity.export): importing parity registered
+    the recurrent operators' translations; onnxruntime gives Keras' numbers."""
+    import onnxruntime
+
+    golden = _golden("deepmoji-trained-real-texts-pre")
+    ids = torch.from_numpy(golden["ids"]).long()
+    path = tmp_path / "plain.onnx"
+    torch.onnx.export(deepmoji, (ids,), str(path))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(_ort(session, ids.numpy()), golden["output/output"], **TOL)
+
+
+def test_plain_torch_export_of_deepmoji_matches_keras(deepmoji: torch.nn.Module) -> None:
+    golden = _golden("deepmoji-trained-real-texts-post")
+    ids = torch.from_numpy(golden["ids"]).long()
+    program = torch.export.export(deepmoji, (ids,))
+    with torch.inference_mode():
+        out = program.module()(ids).numpy()
+    np.testing.assert_allclose(out, golden["output/output"], **TOL)
+
+
+@needs_onnx
 @pytest.mark.parametrize("case_id", GENERIC[:3])
 def test_generic_onnx_matches_keras(case_id: str, tmp_path: Path) -> None:
     model = parity.load_keras(GOLDEN / f"{case_id}.keras")

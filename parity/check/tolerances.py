@@ -31,6 +31,8 @@ class Tolerance:
 FLOAT32_SUMS = "float32 rounding of long gradient sums scales with the tensor's largest values"
 FLOAT32_SUMS_SCALE = 1e-6
 
+ADAPTIVE_STEPS = "Adam's normalised step amplifies float32 rounding of near-zero gradients"
+
 #: (dtype, device type, quantity) -> tolerance. Quantities: "output" (model outputs and
 #: attention weights), "gradient" (loss w.r.t. every weight and named activations).
 TOLERANCES: dict[tuple[torch.dtype, str, str], Tolerance] = {
@@ -47,6 +49,14 @@ TOLERANCES: dict[tuple[torch.dtype, str, str], Tolerance] = {
     # so each update moves by float32 rounding; measured 3e-8 after 72 Adam steps (tiny DeepMoji).
     (torch.float32, "cpu", "trained"): Tolerance(1e-6, 1e-5, "float32 summation order per step"),
     (torch.float32, "cuda", "trained"): Tolerance(1e-6, 1e-5, "float32 summation order per step"),
+    (torch.float64, "cpu", "trained"): Tolerance(1e-12, 1e-10),
+    (torch.float64, "cuda", "trained"): Tolerance(1e-12, 1e-10),
+    # Weights after a few steps of an adaptive optimizer (Adam) in torch vs Keras: each step is
+    # m / (sqrt(v) + epsilon), so the float32 rounding of a gradient entry near zero moves that
+    # entry by a visible fraction of the learning rate; measured 4.1e-6 after 10 Adam steps at
+    # learning rate 0.01 (tests/test_torch_training.py), SGD on the same models within "trained".
+    (torch.float32, "cpu", "trained_adaptive"): Tolerance(1e-5, 1e-5, ADAPTIVE_STEPS),
+    (torch.float32, "cuda", "trained_adaptive"): Tolerance(1e-5, 1e-5, ADAPTIVE_STEPS),
 }
 
 

@@ -29,7 +29,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from parity.conventions import MAX_GRAPH_CALLS, MAX_GRAPH_DEPTH, MAX_GRAPH_LAYERS, MAX_JSON_DEPTH
+from parity.conventions import (
+    MAX_GRAPH_CALLS,
+    MAX_GRAPH_DEPTH,
+    MAX_GRAPH_LAYERS,
+    MAX_JSON_DEPTH,
+    TRAINABLE_KEY,
+)
 from parity.errors import ConversionError
 from parity.keras.read import snake_case
 
@@ -660,9 +666,11 @@ def inline_nested(graph: KerasGraph, legacy_refs: bool = False) -> KerasGraph:
             name = f"{node.name}{SCOPE_SEPARATOR}{input_name}"
             nodes.append(Node(name, NESTED_INPUT, INPUT_LAYER, {}, calls, scope=(node.name,)))
         input_names = {ref[0] for ref in sub.inputs}
+        frozen = node.config.get(TRAINABLE_KEY, True) is False
         for member in sub.nodes:
             if member.name in input_names:
                 continue
+            config = {**member.config, TRAINABLE_KEY: False} if frozen else member.config
             calls = [
                 _mapped_call(call, lambda ref, _, i=i, n=node.name: inner_ref(n, i, ref), where)
                 for i in range(len(node.calls))
@@ -673,7 +681,7 @@ def inline_nested(graph: KerasGraph, legacy_refs: bool = False) -> KerasGraph:
                     f"{node.name}{SCOPE_SEPARATOR}{member.name}",
                     member.class_name,
                     member.source_class,
-                    member.config,
+                    config,
                     calls,
                     scope=(node.name, *member.scope),
                     storage=node.storage + member.storage,

@@ -41,6 +41,9 @@ class BatchNormalization(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_features, **factory)) if center else None
         self.register_buffer("running_mean", torch.zeros(num_features, **factory))
         self.register_buffer("running_var", torch.ones(num_features, **factory))
+        #: Training folds the batch moments into the moving statistics; False keeps them (a
+        #: frozen layer under standalone Keras 2, which trains on batch statistics regardless).
+        self.update_statistics = True
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (..., C, ...) with C at ``axis``. Training uses (and folds into the moving stats)
@@ -50,10 +53,11 @@ class BatchNormalization(nn.Module):
             dims = tuple(d for d in range(x.dim()) if d != axis)
             mean = x.mean(dim=dims)
             var = x.var(dim=dims, unbiased=False)  # Keras: biased variance, also for the update
-            with torch.no_grad():
-                keep = self.momentum
-                self.running_mean.mul_(keep).add_(mean.detach() * (1 - keep))
-                self.running_var.mul_(keep).add_(var.detach() * (1 - keep))
+            if self.update_statistics:
+                with torch.no_grad():
+                    keep = self.momentum
+                    self.running_mean.mul_(keep).add_(mean.detach() * (1 - keep))
+                    self.running_var.mul_(keep).add_(var.detach() * (1 - keep))
         else:
             mean, var = self.running_mean, self.running_var
         inv = torch.rsqrt(var + self.eps)

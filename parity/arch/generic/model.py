@@ -32,7 +32,14 @@ from parity.arch.generic.converter import MASK_PASSED_KEY, LayerConverter, Masks
 from parity.arch.generic.recurrent import RNN_CLASSES
 from parity.arch.generic.table import CONVERTERS
 from parity.arch.generic.wrappers import TIME_DISTRIBUTED, inner_class
-from parity.conventions import KERAS_MAJOR_KEY, MAX_GRAPH_LAYERS
+from parity.conventions import (
+    FROZEN_BATCH_NORM_BATCH,
+    FROZEN_BATCH_NORM_INFERENCE,
+    KERAS_MAJOR_KEY,
+    MAX_GRAPH_LAYERS,
+    TRAINABLE_KEY,
+    frozen_batch_norm_rule,
+)
 from parity.convert.gates import activation_name, resolve_gate
 from parity.convert.mapping import Row
 from parity.convert.stored import node_weights
@@ -47,7 +54,7 @@ from parity.keras.graph import (
     input_length,
 )
 from parity.keras.read import KerasFile
-from parity.layers import KERAS_ACTIVATIONS
+from parity.layers import KERAS_ACTIVATIONS, BatchNormalization
 
 #: Layers a classifier head may be followed by on its way to the model output.
 HEAD_PASS_THROUGH = ("Dropout", "SpatialDropout1D", "Activation")
@@ -63,6 +70,9 @@ class GenericConfig:
     layers: list[dict[str, Any]] = field(default_factory=list)
     inputs: list[list[Any]] = field(default_factory=list)
     outputs: list[list[Any]] = field(default_factory=list)
+    #: How layers saved with trainable=False run BatchNormalization during training, for the
+    #: Keras that wrote the file (conventions.frozen_batch_norm_rule).
+    frozen_batch_norm: str = FROZEN_BATCH_NORM_INFERENCE
 
     def __repr__(self) -> str:
         classes = [layer["class_name"] for layer in self.layers]
@@ -133,10 +143,41 @@ class GenericModel(nn.Module):
                     f"layer {layer['name']!r} ({layer['class_name']}): {exc}"
                 ) from exc
             self.add_module(self._paths[layer["name"]], module)
+            if saved_frozen(layer["config"]):
+                module.requires_grad_(False)  # Keras' trainable=False: no optimizer moves it
+                if config.frozen_batch_norm == FROZEN_BATCH_NORM_BATCH:
+                    for sub in module.modules():
+                        if isinstance(sub, BatchNormalization):
+                            sub.update_statistics = False
 
     @property
     def mapping(self) -> list[Row]:
         return mapping_rows(self.config)
+
+    def frozen_layers(self) -> list[nn.Module]:
+        """The Keras layers that are frozen now: saved with trainable=False and none of their
+        parameters made trainable since (a layer without parameters: as saved)."""
+        frozen = []
+        for layer in self.config.layers:
+            module = getattr(self, self._paths[layer["name"]], None)
+            if module is None or not saved_frozen(layer["config"]):
+                continue
+            params = list(module.parameters())
+            if not any(p.requires_grad for p in params):
+                frozen.append(module)
+        return frozen
+
+    def train(self, mode: bool = True) -> GenericModel:
+        """As nn.Module.train, then what Keras' fit does to frozen layers: a frozen
+        BatchNormalization runs in inference mode (Keras 3, tf.keras), unless the file is
+        standalone Keras 1/2's (batch statistics, moving statistics kept; see GenericConfig)."""
+        super().train(mode)
+        if mode and self.config.frozen_batch_norm == FROZEN_BATCH_NORM_INFERENCE:
+            for module in self.frozen_layers():
+                for sub in module.modules():
+                    if isinstance(sub, FROZEN_INFERENCE_LAYERS):
+                        sub.eval()
+        return self
 
     def forward(self, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]:
         if len(inputs) != len(self.config.inputs):
@@ -167,6 +208,22 @@ class GenericModel(nn.Module):
             cache[(name, node)] = converter.call(module, config, [a[0] for a in args], masks)
         results = tuple(value(ref)[0] for ref in self.config.outputs)
         return results[0] if len(results) == 1 else results
+
+
+#: Layers Keras runs in inference mode inside a frozen layer during fit (Keras 3, tf.keras).
+FROZEN_INFERENCE_LAYERS: tuple[type[nn.Module], ...] = (
+    BatchNormalization,
+    nn.modules.batchnorm._BatchNorm,
+)
+
+
+def saved_frozen(config: dict[str, Any]) -> bool:
+    """Whether a layer's saved config says trainable=False (a wrapper's inner layer too)."""
+    if config.get(TRAINABLE_KEY, True) is False:
+        return True
+    inner = config.get("layer")
+    inner_config = inner.get("config") if isinstance(inner, dict) else None
+    return isinstance(inner_config, dict) and inner_config.get(TRAINABLE_KEY, True) is False
 
 
 def _call_refs(layer: dict[str, Any]) -> list[list[Any]]:
@@ -387,7 +444,12 @@ def config_from_graph(
             )
     if problems:
         raise ConversionError(f"{kfile.path}: " + "; ".join(problems))
-    config = GenericConfig(layers=layers, inputs=graph.inputs, outputs=graph.outputs)
+    config = GenericConfig(
+        layers=layers,
+        inputs=graph.inputs,
+        outputs=graph.outputs,
+        frozen_batch_norm=frozen_batch_norm_rule(kfile.keras_version),
+    )
     return config, weights, notes
 
 
