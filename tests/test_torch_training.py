@@ -66,6 +66,13 @@ def _deepmoji_keras3() -> tuple[Any, Any, str]:
     return deepmoji.build(**DEEPMOJI_SMALL), _keras3(), ".keras"
 
 
+def _deepmoji_frozen_embedding() -> tuple[Any, Any, str]:
+    """DeepMoji fine-tuned on a frozen pretrained embedding (the pair, not the generic path)."""
+    model, k, suffix = _deepmoji_keras3()
+    model.get_layer("embedding").trainable = False
+    return model, k, suffix
+
+
 def _deepmoji_keras2() -> tuple[Any, Any, str]:
     from reference_keras import deepmoji
 
@@ -113,6 +120,7 @@ def _frozen_bn(keras_module: Callable[[], Any], suffix: str) -> Callable[[], tup
 CASES: dict[str, Case] = {
     "deepmoji-keras3": Case(_deepmoji_keras3, DEEPMOJI_SMALL["vocab_size"]),
     "deepmoji-keras2": Case(_deepmoji_keras2, DEEPMOJI_SMALL["vocab_size"]),
+    "deepmoji-frozen_embedding": Case(_deepmoji_frozen_embedding, DEEPMOJI_SMALL["vocab_size"]),
     "stacked_rnn": Case(_zoo("stacked_rnn"), ZOO_SMALL["vocab_size"]),
     "bigru_classifier": Case(_zoo("bigru_classifier"), ZOO_SMALL["vocab_size"]),
     "bigru_classifier-reset_before": Case(

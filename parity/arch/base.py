@@ -24,10 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from parity.conventions import TRAINABLE_KEY
 from parity.convert.mapping import Row, apply_mapping, build_empty, collect_weights, resolve_layers
 from parity.errors import ConversionError
 from parity.keras.graph import KerasGraph
 from parity.keras.read import KerasFile, KerasLayer
+
+
+#: A pair config's field listing the Keras layers saved with trainable=False.
+FROZEN_LAYERS_FIELD = "frozen_layers"
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,15 @@ class PairArch(Architecture):
     length_field: str | None = None
 
     def build(self, config: Any) -> nn.Module:
-        return self.model_cls(config)
+        model = self.model_cls(config)
+        frozen = getattr(config, FROZEN_LAYERS_FIELD, [])
+        roles = {role for role, _ in self.keras_layers}
+        if not isinstance(frozen, list) or not all(r in roles for r in frozen):
+            raise ConversionError(f"{self.name}: {FROZEN_LAYERS_FIELD} {frozen!r} names no layers")
+        for keras_name, torch_name, _ in self.rows:
+            if keras_name is not None and keras_name.split("/", 1)[0] in frozen:
+                model.get_parameter(torch_name).requires_grad_(False)
+        return model
 
     def plan(
         self, kfile: KerasFile, graph: KerasGraph | None, hard_sigmoid: str | None = None
@@ -177,6 +190,13 @@ class PairArch(Architecture):
         layers = self.resolve(kfile)
         weights = collect_weights(kfile, layers, self.keras_layers, self.layer_weights)
         config, notes = self.config_from_keras(kfile, layers, weights, hard_sigmoid)
+        frozen = [
+            role
+            for role, layer in layers.items()
+            if layer.config is not None and layer.config.get(TRAINABLE_KEY, True) is False
+        ]
+        if frozen:
+            config = dataclasses.replace(config, **{FROZEN_LAYERS_FIELD: frozen})
         return Plan(self, config, weights, self.rows, notes, str(kfile.path))
 
     def resolve(self, kfile: KerasFile) -> dict[str, KerasLayer]:

@@ -25,7 +25,7 @@ Parity notes:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -64,6 +64,8 @@ class DeepMojiConfig:
     gate_activation: str = "hard_sigmoid_keras2"
     embed_dropout: float = 0.0
     final_dropout: float = 0.0
+    #: Keras layers saved with trainable=False: their weights convert frozen (requires_grad off).
+    frozen_layers: list[str] = field(default_factory=list)
 
     @property
     def binary(self) -> bool:

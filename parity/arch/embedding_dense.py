@@ -14,7 +14,7 @@ Parity notes:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,6 +33,8 @@ class EmbeddingDenseConfig:
     seq_len: int = 100
     embedding_dim: int = 8
     num_classes: int = 2
+    #: Keras layers saved with trainable=False: their weights convert frozen (requires_grad off).
+    frozen_layers: list[str] = field(default_factory=list)
 
 
 class EmbeddingDense(nn.Module):
