@@ -30,7 +30,6 @@ from parity.errors import ConversionError
 from parity.keras.graph import KerasGraph
 from parity.keras.read import KerasFile, KerasLayer
 
-
 #: A pair config's field listing the Keras layers saved with trainable=False.
 FROZEN_LAYERS_FIELD = "frozen_layers"
 
