@@ -30,7 +30,7 @@ from parity.convert.dtypes import file_dtype
 from parity.convert.gates import check_variant
 from parity.convert.mapping import build_empty
 from parity.convert.match import plan_conversion
-from parity.errors import ConversionError
+from parity.errors import ConversionError, error_line
 from parity.keras.limits import load_json
 from parity.keras.read import KerasFile, read_keras_file, read_model_config
 
@@ -72,9 +72,9 @@ CONFIG_FIELD_TYPES: dict[str, tuple[type, ...]] = {
 
 
 def first_line(exc: BaseException) -> str:
-    """An exception's message as one line (file text can put newlines in it)."""
-    lines = str(exc).splitlines()
-    return lines[0] if lines else ""
+    """An exception's message as one printable line (file text can put newlines and terminal
+    controls in it)."""
+    return error_line(exc)
 
 
 @contextmanager

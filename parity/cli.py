@@ -7,6 +7,7 @@ without a traceback and without leaving an output file behind.
 from __future__ import annotations
 
 import argparse
+import builtins
 import importlib
 import os
 import sys
@@ -20,7 +21,7 @@ from parity.arch import GENERIC, arch_names
 from parity.arch.generic import CONVERTERS, unsupported_layers
 from parity.conventions import HARD_SIGMOID_VARIANTS
 from parity.convert.match import graph_of, match
-from parity.errors import ConversionError
+from parity.errors import ConversionError, printable
 from parity.keras.graph import KerasGraph, normalise_layer
 from parity.keras.read import KerasFile, read_keras_file
 from parity.plugins import load_plugins
@@ -73,7 +74,13 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _show(kfile: KerasFile, graph: KerasGraph | None, problem: str | None) -> int:
-    """Print what `parity inspect` reports about a read file."""
+    """Print what `parity inspect` reports about a read file; names from the file are
+    printed with their control characters escaped (an ESC sequence must not drive the
+    terminal)."""
+
+    def print(line: str) -> None:
+        builtins.print(printable(line))
+
     print(f"file:          {kfile.path}")
     print(f"format:        {kfile.format}")
     print(f"keras version: {kfile.keras_version or 'not recorded'}")

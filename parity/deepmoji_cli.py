@@ -24,6 +24,7 @@ from parity.deepmoji_use import (
     load_emojis,
     score_file,
 )
+from parity.errors import error_line
 from parity.text import load_vocabulary
 
 VOCABULARY_FILE = "vocabulary.json"
@@ -41,7 +42,7 @@ def _load(args: argparse.Namespace):
 
 
 def _fail(message: str) -> int:
-    print(f"parity: error: {message}", file=sys.stderr)
+    print(f"parity: error: {error_line(message)}", file=sys.stderr)
     return 1
 
 

@@ -32,6 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from parity.conventions import EMBEDDING_UNIFORM_LIMIT
+from parity.errors import ConversionError
+from parity.files import atomic_writer, open_regular
 from parity.text import encode
 
 #: DeepMoji's 64 emoji in the pretrained model's output order (DeepMoji's emoji_unicode.csv).
@@ -58,7 +60,7 @@ def load_emojis(path: str | os.PathLike[str]) -> tuple[str, ...]:
     """An emoji list in DeepMoji's emoji_unicode.csv layout (``\\U0001f602,1f602`` a line: the
     second column is the code point(s) in hex), or one emoji a line."""
     emojis = []
-    with open(path, encoding="utf-8") as f:
+    with open_regular(path, "emoji list", encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             line = line.strip()
             if not line:
@@ -204,7 +206,9 @@ def read_texts(path: str | os.PathLike[str], field: str = "text") -> Iterator[st
     """Stream texts: .txt one a line (blank lines kept as empty texts), .jsonl the ``field`` of
     each record (or a bare string), .csv the ``field`` column (else the first column)."""
     suffix = _suffix(path, INPUT_FORMATS, "input")
-    with open(path, encoding="utf-8", newline="" if suffix == ".csv" else None) as f:
+    with open_regular(
+        path, "input", encoding="utf-8", newline="" if suffix == ".csv" else None
+    ) as f:
         if suffix == ".txt":
             for line in f:
                 yield line.rstrip("\r\n")
@@ -314,11 +318,9 @@ def score_file(
     _suffix(src, INPUT_FORMATS, "input")
     total = _count_lines(src)
     bar = _progress(total, progress)
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp")
     n = 0
     try:
-        with open(tmp, "w", encoding="utf-8", newline="" if csv_out else None) as out:
+        with atomic_writer(dst, "scores", text=True, newline="" if csv_out else None) as out:
             writer = _Writer(out, csv_out, k, features)
             writer.header()
             for texts in _chunks(read_texts(src, field), batch_size):
@@ -329,21 +331,18 @@ def score_file(
                 writer.rows(texts, order, top, emojis, feats)
                 n += len(texts)
                 bar.update(len(texts))
-        os.replace(tmp, dst)
     finally:
         bar.close()
-        if tmp.exists():
-            tmp.unlink()
     return n
 
 
 def _count_lines(path: str | os.PathLike[str]) -> int | None:
     """Lines in a file (the progress bar's total; CSV quoting may make it approximate)."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-    except OSError:
-        return None
+    except (OSError, ConversionError):
+        return None  # read_texts names the problem
 
 
 # --- vocabulary extension ---------------------------------------------------------------------

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from parity.files import check_target, write_atomic
 from parity.layers.recurrent import ops as recurrent_ops
 
 #: Formats ``export`` writes, and their usual file suffixes.
@@ -487,7 +488,10 @@ def export_onnx(
         verbose=False,
     )
     path = Path(path)
-    onnx_program.save(str(path))
+    # One protobuf (a model's weights inline; ONNX caps a protobuf at 2 GB, far above these
+    # models), written atomically like every file parity writes.
+    data = onnx_program.model_proto.SerializeToString()
+    write_atomic(path, lambda f: f.write(data), "ONNX file")
     return ExportResult(path, "onnx", _dynamic_dims(program), program)
 
 
@@ -509,7 +513,7 @@ def export(
         return export_onnx(model, path, example_inputs)
     program = export_program(model, example_inputs)
     path = Path(path)
-    torch.export.save(program, path)
+    write_atomic(path, lambda f: torch.export.save(program, f), "exported program")
     return ExportResult(path, format, _dynamic_dims(program), program)
 
 
@@ -520,6 +524,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     from parity.api import load, load_keras
 
     src = Path(args.model)
+    check_target(args.out, "export")  # before the minutes an export can take
     if src.suffix == ".safetensors":
         model = load(src)
     else:

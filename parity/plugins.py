@@ -110,6 +110,8 @@ def unregister_layer(class_name: str) -> None:
 def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
     """Import each named module (it registers its layers when imported); ImportError names it."""
     for name in modules:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ImportError(f"plug-in {name!r} is not a module name (an absolute dotted name)")
         try:
             importlib.import_module(name)
         except ImportError as exc:

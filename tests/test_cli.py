@@ -448,7 +448,7 @@ def test_internal_error_is_one_line_exit_2(
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
     assert cli.main(["convert", str(GOOD), str(tmp_path / "m.safetensors")]) == cli.EXIT_INTERNAL
     err = capsys.readouterr().err
-    assert err == f"parity: internal error on {GOOD}: RuntimeError: a bug\n"
+    assert err == f"parity: internal error on {GOOD}: RuntimeError: a bug; second line\n"
 
 
 def test_generic_safetensors_with_a_cyclic_graph_is_refused(tmp_path: Path) -> None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,8 @@ from parity.arch import PAIRS, arch_names
 from parity.check.harness import golden_meta, load_golden
 from parity.check.keras_side import import_keras, keras_reference, write_golden
 from parity.check.run import DTYPES, check, check_inputs, subject_for
-from parity.errors import ConversionError
+from parity.errors import ConversionError, error_line
+from parity.files import write_atomic, write_atomic_text
 
 EXIT_FAILURE = 1
 PROG = "parity"
@@ -112,12 +111,17 @@ def _check(args: argparse.Namespace) -> int:
             golden = _keras_side(args, model, kfile, {"pair": subject.pair, **keras_args})
         report = check(subject, golden, device=args.device, dtype=DTYPES[args.dtype], notes=notes)
     except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     print(_header(args, model, golden))
     print(report.table())
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        text = json.dumps(report.as_dict(), indent=2) + "\n"
+        try:
+            write_atomic_text(args.json_out, text, "report")
+        except ConversionError as exc:
+            print(f"{PROG}: error: {error_line(exc)}", file=sys.stderr)
+            return EXIT_FAILURE
     return 0 if report.passed else EXIT_FAILURE
 
 
@@ -128,16 +132,14 @@ def _golden(args: argparse.Namespace) -> int:
             subject, keras_args = subject_for(model, kfile)
         golden = _keras_side(args, model, kfile, {"pair": subject.pair, **keras_args})
     except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     dst = Path(args.out)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent or ".", prefix=f".{dst.name}.", suffix=".npz")
-    os.close(fd)
     try:
-        write_golden(tmp, golden)
-        os.replace(tmp, dst)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        write_atomic(dst, lambda f: write_golden(f, golden), "golden file")
+    except ConversionError as exc:
+        print(f"{PROG}: error: {error_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
     kinds = {"activation/": 0, "output/": 0, "grad/": 0}
     for key in golden:
         for prefix in kinds:

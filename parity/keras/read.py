@@ -48,6 +48,7 @@ from parity.conventions import (
     MAX_ZIP_MEMBER_BYTES,
 )
 from parity.errors import ConversionError
+from parity.files import open_regular
 from parity.keras import isolate
 from parity.keras.limits import load_json
 
@@ -176,7 +177,7 @@ def read_keras_file(
         raise ConversionError(
             f"{path}: is a directory, not a Keras file (nor a SavedModel or TF checkpoint)"
         )
-    with path.open("rb") as handle:
+    with open_regular(path, "Keras file") as handle:
         head = handle.read(8)
     if not head:
         raise ConversionError(f"{path}: empty file")
@@ -770,7 +771,7 @@ def _read_member(archive: zipfile.ZipFile, name: str, path: Path, cap: int) -> b
 def _read_keras_v3(
     path: Path, companion: dict | None = None, training_state: bool = False
 ) -> KerasFile:
-    with path.open("rb") as handle, zipfile.ZipFile(handle) as archive:
+    with open_regular(path, "Keras file") as handle, zipfile.ZipFile(handle) as archive:
         names = set(archive.namelist())
         missing = [n for n in (KERAS_V3_CONFIG, KERAS_V3_WEIGHTS) if n not in names]
         if missing:
@@ -831,7 +832,7 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
                 "SavedModel with keras_metadata.pb)"
             )
         return config
-    with path.open("rb") as handle:
+    with open_regular(path, "Keras file") as handle:
         head = handle.read(8)
     with _as_conversion_error(path, "no readable model config"):
         if head.startswith(ZIP_SIGNATURE):
@@ -846,7 +847,7 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
             isolate.walk_isolated(path, lambda: _hdf5_model_config(path))
             config = _hdf5_model_config(path)
         else:
-            with path.open("rb") as handle:
+            with open_regular(path, "Keras file") as handle:
                 config = load_json(handle.read(MAX_JSON_BYTES + 1), str(path))
     if not isinstance(config, dict) or "class_name" not in config:
         raise ConversionError(f"{path}: not a Keras model config")

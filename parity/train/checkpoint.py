@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from parity.api import _mode_for, _signals_raise
+from parity.files import write_atomic
 from parity.train.distributed import Context
 
 #: Checkpoint layout version; a file of another version is refused.
@@ -36,24 +35,6 @@ KILL_AFTER_ENV = "PARITY_TEST_KILL_AFTER_STEP"
 
 class CheckpointMismatch(ValueError):
     """The checkpoint was written by a run with other settings: resuming it would mix runs."""
-
-
-def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` into a temporary file beside ``path``, then rename it over ``path``: a
-    reader (or a crash) sees the old file or the new one, never half of one."""
-    path = Path(path)
-    # SIGTERM (torchrun stopping the others when one process fails) and SIGINT raise, so the
-    # temporary file is removed; the file keeps its permission bits (as parity.save does)
-    with _signals_raise():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            write(Path(tmp))
-            os.chmod(tmp, _mode_for(path))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 def rng_state(device: torch.device) -> dict[str, Tensor]:
@@ -135,7 +116,7 @@ class Checkpointer:
         if not self.context.is_main:
             return
         full = {"version": VERSION, "run": self.run, "rng": rngs, **state}
-        write_atomic(self.path, lambda tmp: torch.save(full, tmp))
+        write_atomic(self.path, lambda f: torch.save(full, f), "checkpoint")
 
     def after_step(self, global_step: int, save: Callable[[], None]) -> None:
         """After an optimizer step: ``save()`` (a checkpoint) when one is due, then the test

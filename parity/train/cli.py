@@ -25,9 +25,11 @@ from parity.api import ParityWarning, load, load_keras, save
 from parity.arch import arch_names, arch_of
 from parity.conventions import DEEPMOJI_FINETUNE_EMBED_DROPOUT, DEEPMOJI_FINETUNE_FINAL_DROPOUT
 from parity.deepmoji_use import extend_embedding
+from parity.errors import error_line
+from parity.files import open_regular, write_atomic_text
 from parity.keras.read import HDF5_SIGNATURE, ZIP_SIGNATURE
 from parity.text import extend_vocabulary, load_vocabulary, save_vocabulary
-from parity.train.checkpoint import Checkpointer, CheckpointMismatch, write_atomic
+from parity.train.checkpoint import Checkpointer, CheckpointMismatch
 from parity.train.data import SPLITS, TaskData, binary_view, encode_dataset, read_jsonl
 from parity.train.distributed import Context, process_group
 from parity.train.loop import (
@@ -65,7 +67,7 @@ def load_model(
     (``config``: the companion describing a weights-only file)."""
     path = Path(path)
     if path.is_file():
-        with path.open("rb") as f:
+        with open_regular(path, "model") as f:
             magic = f.read(8)
         if not magic.startswith(KERAS_SIGNATURES):
             return load(path)
@@ -77,7 +79,7 @@ def _note(message: str) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {error_line(message)}", file=sys.stderr)
     return EXIT_FAILURE
 
 
@@ -257,7 +259,7 @@ def _write_outputs(
         "stages": {name: h.stages for name, h in histories.items()},
     }
     text = json.dumps(report, indent=2) + "\n"
-    write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_atomic_text(out / "metrics.json", text, "metrics")
     plot_history(histories, out / "curve.png")
     print(f"{args.method} on {Path(args.data).stem}: test {metric} {result['test']:.4f} -> {out}")
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from parity.files import open_regular
 from parity.text import encode
 
 SPLITS = ("train", "val", "test")
@@ -51,7 +52,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> dict[str, tuple[list[str], list[
     A label is a class id or, in every record alike, a 0/1 list (one-hot or multi-hot)."""
     splits: dict[str, tuple[list[str], list[Any]]] = {}
     first: Any = None
-    with open(path, encoding="utf-8") as f:
+    with open_regular(path, "data file", encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue

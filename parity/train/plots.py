@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.train.checkpoint import write_atomic
+from parity.files import write_atomic
 
 
 def plot_history(histories: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
@@ -37,5 +37,5 @@ def plot_history(histories: Mapping[str, Any], path: str | os.PathLike[str]) -> 
     fig.tight_layout()
     # atomically: a reader (or a crash) never sees half a PNG; the format from the final name
     fmt = Path(path).suffix.lstrip(".") or "png"
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format=fmt))
+    write_atomic(path, lambda f: fig.savefig(f, dpi=120, format=fmt), "plot")
     plt.close(fig)

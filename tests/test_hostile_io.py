@@ -1,0 +1,243 @@
+"""Hostile paths and terminals: every file parity writes, inputs that are not regular files, and
+what the CLI prints from a file.
+
+Each case ends in a correct result or one clean error naming the file: no traceback, no write
+outside the target, no leftover temporary file, nothing waiting forever.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from parity import files
+from parity.cli import main
+from parity.errors import ConversionError, error_line, printable
+from tests.conftest import GOLDEN, WEIGHTS
+
+DEEPMOJI64 = GOLDEN / "deepmoji64-use.keras"
+VOCAB = WEIGHTS / "vocabulary.json"
+SMALL = GOLDEN / "stacked_rnn-init-float32.keras"
+#: No case may take longer: a blocking open of a FIFO would wait forever.
+DEADLINE_SECONDS = 60
+
+
+@contextmanager
+def deadline(seconds: int = DEADLINE_SECONDS) -> Iterator[None]:
+    def expired(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with deadline():
+        code = main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(files.TEMP_SUFFIX))
+
+
+def _texts(tmp_path: Path) -> Path:
+    src = tmp_path / "in.txt"
+    src.write_text("I love this\nso sad today\n", encoding="utf-8")
+    return src
+
+
+# --- writes -------------------------------------------------------------------------------------
+
+
+def test_score_ignores_a_symlink_planted_at_the_old_temporary_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    (tmp_path / f".{out.name}.tmp").symlink_to(victim)
+    code, err = run_cli(
+        ["deepmoji", "score", str(_texts(tmp_path)), str(out), "--model", str(DEEPMOJI64),
+         "--vocab", str(VOCAB), "--quiet"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert victim.read_text(encoding="utf-8") == "precious"
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+
+
+def test_failed_score_leaves_no_file_and_keeps_another_writers_temporary_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "fine"}\n[1, 2]\n', encoding="utf-8")  # line 2 is not a record
+    out = tmp_path / "out.jsonl"
+    other = tmp_path / f".{out.name}.tmp"
+    other.write_text("another writer's", encoding="utf-8")
+    code, err = run_cli(
+        ["deepmoji", "score", str(src), str(out), "--model", str(DEEPMOJI64),
+         "--vocab", str(VOCAB), "--quiet"],
+        capsys,
+    )  # fmt: skip
+    assert code != 0 and str(src) in err
+    assert not out.exists()
+    assert other.read_text(encoding="utf-8") == "another writer's"
+    assert leftovers(tmp_path) == [other.name]
+
+
+@pytest.mark.parametrize(
+    ("make_out", "expected"),
+    [
+        (lambda d: d / "file.txt" / "out.pt2", "is not a directory"),
+        (lambda d: d / "missing" / "out.pt2", "does not exist"),
+        (lambda d: d / ("x" * 300 + ".pt2"), "over 255 bytes"),
+        (lambda d: d, "is a directory"),
+    ],
+)
+def test_export_to_an_impossible_place_is_one_clean_error(
+    make_out, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file.txt").write_text("x", encoding="utf-8")
+    out = make_out(tmp_path)
+    code, err = run_cli(["export", str(SMALL), str(out)], capsys)
+    assert code == 1 and expected in err, err
+    assert err.count("\n") == 1
+
+
+def test_full_disk_during_a_write_is_named_and_leaves_nothing(tmp_path: Path) -> None:
+    def fill(handle: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = tmp_path / "m.pt2"
+    with pytest.raises(ConversionError, match="No space left"):
+        files.write_atomic(target, fill, "exported program")
+    assert not target.exists() and leftovers(tmp_path) == []
+
+
+def test_write_replaces_atomically_and_keeps_permission_bits(tmp_path: Path) -> None:
+    target = tmp_path / "m.json"
+    target.write_text("old", encoding="utf-8")
+    target.chmod(0o640)
+    files.write_atomic_text(target, "new")
+    assert target.read_text(encoding="utf-8") == "new"
+    assert target.stat().st_mode & 0o777 == 0o640
+
+    def half(handle: object) -> None:
+        handle.write(b"half")
+        raise RuntimeError("writer failed halfway")
+
+    with pytest.raises(RuntimeError):
+        files.write_atomic(target, half)
+    assert target.read_text(encoding="utf-8") == "new" and leftovers(tmp_path) == []
+
+
+def test_write_never_follows_a_symlink_at_the_target(tmp_path: Path) -> None:
+    """The target itself a symlink: it is replaced by the new file, the file it pointed to is
+    left alone (rename replaces the link, it does not write through it)."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious", encoding="utf-8")
+    target = tmp_path / "out.json"
+    target.symlink_to(victim)
+    files.write_atomic_text(target, "{}")
+    assert victim.read_text(encoding="utf-8") == "precious"
+    assert not target.is_symlink() and target.read_text(encoding="utf-8") == "{}"
+
+
+# --- inputs that are not regular files ----------------------------------------------------------
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    """Where the case's FIFOs go (``{fifo}.keras`` etc.)."""
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    return tmp_path / "pipe"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["convert", "{fifo}.keras", "{tmp}/out.safetensors"],
+        ["inspect", "{fifo}.keras"],
+        ["convert", str(WEIGHTS / "deepmoji_small.keras"), "{tmp}/o.safetensors", "--config",
+         "{fifo}.json"],
+        ["deepmoji", "score", "{fifo}.txt", "{tmp}/o.jsonl", "--model", str(DEEPMOJI64),
+         "--vocab", str(VOCAB), "--quiet"],
+        ["deepmoji", "emojize", "hi", "--model", str(DEEPMOJI64), "--vocab", str(VOCAB),
+         "--emojis", "{fifo}.csv"],
+        ["finetune", str(WEIGHTS / "deepmoji_small.keras"), "--data", "{fifo}.jsonl",
+         "--vocab", str(VOCAB), "--method", "last", "--out", "{tmp}/ft", "--quiet"],
+    ],
+    ids=["convert-src", "inspect-src", "convert-config", "score-input", "emojis", "finetune-data"],
+)  # fmt: skip
+def test_fifo_inputs_are_refused_without_waiting(
+    argv: list[str], fifo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    named = {}
+    for arg in argv:
+        if "{fifo}" in arg:
+            path = Path(arg.format(fifo=fifo, tmp=tmp_path))
+            os.mkfifo(path)
+            named["fifo"] = path
+    argv = [a.format(fifo=fifo, tmp=tmp_path) for a in argv]
+    code, err = run_cli(argv, capsys)
+    assert code != 0
+    assert str(named["fifo"]) in err and "not a regular file" in err, err
+
+
+# --- what the CLI prints ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("plugin", [".x", "", "a..b", "../evil"])
+def test_bad_plugin_names_are_one_line(plugin: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(["--plugin", plugin, "inspect", str(SMALL)], capsys)
+    assert code == 1 and "not a module name" in err and err.count("\n") == 1
+
+
+def _renamed_layer(tmp_path: Path, name: str) -> Path:
+    """The small golden .keras with its first SimpleRNN renamed in config.json."""
+    out = tmp_path / "named.keras"
+    with zipfile.ZipFile(SMALL) as zin, zipfile.ZipFile(out, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config["config"]["layers"][2]["config"]["name"] = name
+                config["config"]["layers"][2]["name"] = name
+                data = json.dumps(config).encode()
+            zout.writestr(item, data)
+    return out
+
+
+def test_inspect_escapes_terminal_controls_in_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hostile = "rnn\x1b]0;pwned\x07\x1b[2J\u202eevil"
+    with deadline():
+        main(["inspect", str(_renamed_layer(tmp_path, hostile))])
+    captured = capsys.readouterr()
+    for stream in (captured.out, captured.err):
+        assert "\x1b" not in stream and "\x07" not in stream and "\u202e" not in stream
+    assert "\\x1b]0;pwned" in captured.out + captured.err
+
+
+def test_error_lines_are_one_printable_line() -> None:
+    assert error_line(ValueError("first\nsecond\x1b[2J")) == "first; second\\x1b[2J"
+    assert printable("tab\there") == "tab\\x09here"
+    assert printable("ok ü 😂") == "ok ü 😂"
