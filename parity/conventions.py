@@ -145,6 +145,9 @@ TORCH_BATCH_NORM_EPSILON = 1e-5
 # A model config may list at most this many layers, and its layers at most this many calls in
 # all; no real Keras model comes near (DeepMoji has 9 layers, a ResNet-152 about 500).
 MAX_GRAPH_LAYERS = 100_000
+#: A sequence length a config may fix (an Input's shape): checks and fine-tuning allocate ids of
+#: that length, so an absurd one is refused; DeepMoji's is 30 to 50, long documents thousands.
+MAX_INPUT_LENGTH = 1 << 20
 MAX_GRAPH_CALLS = 100_000
 # The longest chain of layer calls from an input to an output; the graph is walked without
 # recursion, so this only keeps a crafted config from building an absurd model.
@@ -191,6 +194,39 @@ MAX_TF_RANK = 32
 MAX_TF_STRING_BYTES = 64 * 2**20
 #: Nodes of a checkpoint's object graph (layers, variables, optimizer slots, SavedModel extras).
 MAX_TF_OBJECTS = 1_000_000
+#: Data blocks one index may name: TF's table writer only closes a block after adding an entry
+#: to it, so a real table has at most one block per tensor (plus the header's).
+MAX_TF_TABLE_BLOCKS = MAX_NAME_LIST_LENGTH + 1
+#: Bytes checksummed, decompressed or assembled into keys while reading one index, all blocks
+#: together: a real index is read about once (its blocks do not overlap, its entries are
+#: ~100 bytes); this is twice the largest index read at all.
+MAX_TF_TABLE_DECODED_BYTES = 2 * MAX_TF_INDEX_BYTES
+#: One tensor name in an index: tf-keras keys are object paths of ~100 bytes.
+MAX_TF_KEY_BYTES = 64 * 2**10
+#: Fields of one small protobuf message (a bundle header, a tensor entry, a shape, an object
+#: reference, a SavedObject): real ones have a handful, a shape one per dimension.
+MAX_TF_MESSAGE_FIELDS = 4096
+#: Protobuf fields decoded from one index (header, entries and their shapes together): a real
+#: entry has ~12 (a ResNet-152 index: ~12k), so this is 20 per tensor at MAX_NAME_LIST_LENGTH.
+MAX_TF_INDEX_FIELDS = 2**21
+#: Fields of one object-graph node (its children, attributes, slot variables): a model's root
+#: names each layer twice (layer-N, layer_with_weights-N); ResNet-152 has ~500 layers.
+MAX_TF_OBJECT_FIELDS = 2**20
+#: Protobuf fields decoded from one object graph or keras_metadata.pb, all messages together,
+#: and the steps of all walks over the graph together: a real object is tracked from a few
+#: parents (a ResNet-152 SavedModel: ~10k objects, ~100k fields).
+MAX_TF_GRAPH_FIELDS = 2**22
+#: Weights one checkpoint may yield (aliases counted): more than a Keras model has names for.
+MAX_TF_WEIGHTS = MAX_NAME_LIST_LENGTH
+#: A safetensors file written by parity.save: its JSON header (one ~100-byte entry per tensor
+#: plus the model config, itself at most MAX_JSON_BYTES), its tensor count (torch may split one
+#: Keras weight in two: an LSTM's bias_ih and bias_hh) and its data (the Keras weights, maybe
+#: widened to float64 on conversion).
+MAX_SAFETENSORS_HEADER_BYTES = 2 * MAX_JSON_BYTES
+MAX_SAFETENSORS_TENSORS = 2 * MAX_NAME_LIST_LENGTH
+MAX_SAFETENSORS_BYTES = 2 * MAX_FILE_WEIGHT_BYTES
+#: No torch parameter or buffer of a converted model has more dimensions than a Keras weight.
+MAX_SAFETENSORS_RANK = MAX_TF_RANK
 
 # --- layers saved with trainable=False, during fit (parity.arch.generic.model) ---
 #: Config key of a layer's trainable flag (every Keras version writes it; a nested model's

@@ -84,18 +84,22 @@ def _embedding_dense_ids() -> np.ndarray:
 SATURATING_SCALE = 4.0
 DEEPMOJI_SMALL = {"vocab_size": 100, "embedding_dim": 16, "hidden_size": 8, "num_classes": 5}
 DEEPMOJI_LENGTHS = [14, 1, 5, 3, 14, 9, 2, 7]
+#: The padded length of _deepmoji_ids, which the fixed-length case's Input states.
+DEEPMOJI_FIXED_LENGTH = 14
 DEEPMOJI_PRE = [True, True, False, False, True, False, True, False]
 
 
-def _deepmoji_init(gate: str) -> Callable[[], object]:
+def _deepmoji_init(
+    gate: str, seq_len: int | None = None, saturate: bool = True
+) -> Callable[[], object]:
     def build() -> object:
         import keras
 
         from reference_keras import deepmoji
 
         keras.utils.set_random_seed(7)
-        model = deepmoji.build(**DEEPMOJI_SMALL, gate=gate)
-        for name in ("bi_lstm_0", "bi_lstm_1"):
+        model = deepmoji.build(**DEEPMOJI_SMALL, gate=gate, seq_len=seq_len)
+        for name in ("bi_lstm_0", "bi_lstm_1") if saturate else ():
             layer = model.get_layer(name)
             layer.set_weights([w * SATURATING_SCALE for w in layer.get_weights()])
         return model
@@ -104,7 +108,7 @@ def _deepmoji_init(gate: str) -> Callable[[], object]:
 
 
 def _deepmoji_ids() -> np.ndarray:
-    return ragged_ids(100, DEEPMOJI_LENGTHS, 14, seed=8, pre=DEEPMOJI_PRE)
+    return ragged_ids(100, DEEPMOJI_LENGTHS, DEEPMOJI_FIXED_LENGTH, seed=8, pre=DEEPMOJI_PRE)
 
 
 def _with_attention(model: object) -> object:
@@ -199,6 +203,16 @@ CASES: list[GoldenCase] = [
             ("hard_sigmoid_keras3", "float32"),
             ("sigmoid", "float32"),
         )
+    ),
+    # DeepMoji's own model fixes the length (Input(shape=(maxlen,))): checks must feed it that
+    GoldenCase(
+        id="deepmoji-fixed_length-float32",
+        pair="deepmoji",
+        floatx="float32",
+        model_file=GOLDEN / "deepmoji-fixed_length-float32.keras",
+        ids=_deepmoji_ids,
+        build=_deepmoji_init("hard_sigmoid_keras2", DEEPMOJI_FIXED_LENGTH, saturate=False),
+        keras_model=_with_attention,
     ),
     *(
         GoldenCase(

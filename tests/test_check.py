@@ -533,3 +533,31 @@ def test_cli_rejects_inputs_that_do_not_fit(tmp_path: Path) -> None:
         "check", WEIGHTS / "embedding_dense.keras", "--inputs", tmp_path / "short.npy", keras=False
     )
     assert result.returncode == 1 and "takes 100 ids per row" in result.stderr
+
+
+@needs_keras
+def test_fixed_length_deepmoji_checks_live_at_its_length(capsys: pytest.CaptureFixture) -> None:
+    """DeepMoji's own model fixes the length (Input(shape=(maxlen,))): a live check with
+    --arch deepmoji must feed ids of that length, read from the file."""
+    path = GOLDEN / "deepmoji-fixed_length-float32.keras"
+    model = parity.load_keras(path, arch="deepmoji")
+    assert model.config.input_length == 14
+    assert parity_main(["check", str(path), "--arch", "deepmoji"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("length", [0, -5, 10**12, True])
+def test_absurd_fixed_length_in_a_config_is_refused(length: object, tmp_path: Path) -> None:
+    import zipfile
+
+    source = GOLDEN / "deepmoji-fixed_length-float32.keras"
+    path = tmp_path / "bad.keras"
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(path, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config["config"]["layers"][0]["config"]["batch_shape"] = [None, length]
+                data = json.dumps(config).encode()
+            zout.writestr(item, data)
+    with pytest.raises(parity.ConversionError, match="fixes the input length"):
+        parity.load_keras(path, arch="deepmoji")

@@ -196,6 +196,9 @@ class PairArch(Architecture):
         ]
         if frozen:
             config = dataclasses.replace(config, **{FROZEN_LAYERS_FIELD: frozen})
+        fixed = graph.input_length() if graph is not None else None
+        if fixed is not None and self.length_field and getattr(config, self.length_field) is None:
+            config = dataclasses.replace(config, **{self.length_field: fixed})
         return Plan(self, config, weights, self.rows, notes, str(kfile.path))
 
     def resolve(self, kfile: KerasFile) -> dict[str, KerasLayer]:

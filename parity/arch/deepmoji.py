@@ -66,6 +66,8 @@ class DeepMojiConfig:
     final_dropout: float = 0.0
     #: Keras layers saved with trainable=False: their weights convert frozen (requires_grad off).
     frozen_layers: list[str] = field(default_factory=list)
+    #: The length the file's Input fixes (DeepMoji's own: Input(shape=(maxlen,))); None: any.
+    input_length: int | None = None
 
     @property
     def binary(self) -> bool:
@@ -239,4 +241,5 @@ ARCH = PairArch(
     points=CHECK_POINTS,
     head_module="softmax",
     reference="reference_keras.deepmoji",
+    length_field="input_length",
 )

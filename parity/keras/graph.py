@@ -33,6 +33,7 @@ from parity.conventions import (
     MAX_GRAPH_CALLS,
     MAX_GRAPH_DEPTH,
     MAX_GRAPH_LAYERS,
+    MAX_INPUT_LENGTH,
     MAX_JSON_DEPTH,
     TRAINABLE_KEY,
 )
@@ -204,7 +205,13 @@ def input_length(configs: Iterable[dict[str, Any]]) -> int | None:
         for key in INPUT_SHAPE_KEYS:
             shape = config.get(key)
             if isinstance(shape, list) and len(shape) >= 2 and isinstance(shape[1], int):
-                return shape[1]
+                length = shape[1]
+                if isinstance(length, bool) or not 0 < length <= MAX_INPUT_LENGTH:
+                    raise ConversionError(
+                        f"the config fixes the input length to {length}; expected 1 to "
+                        f"{MAX_INPUT_LENGTH:,}"
+                    )
+                return length
     return None
 
 
