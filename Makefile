@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e '.[keras,finetune,test,export]'
+	# the C++ LSTM loop, built once here so no user call compiles or waits on a build lock
+	$(BIN)/python -m parity.layers.backends.build
 	touch $(STAMP)
 
 setup: $(STAMP)

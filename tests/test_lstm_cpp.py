@@ -318,7 +318,11 @@ def test_broken_compiler_warns_and_falls_back(tmp_path):
     """A real failed build (no usable compiler, empty extensions cache): import works, the
     forward warns once and runs the Python loop (fresh process)."""
     script = _FALLBACK_SCRIPT.replace('warnings.simplefilter("error")', "")
-    script = script.replace("assert not _lstm_cpp.available()", "")
+    # no library from the setup step: the first use must build, and cannot
+    script = script.replace(
+        "assert not _lstm_cpp.available()",
+        f"_lstm_cpp.PREBUILT_DIR = __import__('pathlib').Path({str(tmp_path / 'none')!r})",
+    )
     script += textwrap.dedent(
         """
         with warnings.catch_warnings(record=True) as caught:
@@ -338,7 +342,7 @@ def test_broken_compiler_warns_and_falls_back(tmp_path):
     assert result.stderr.count("C++ LSTM loop is unavailable") == 1, result.stderr
 
 
-def test_build_failure_warns_once(monkeypatch):
+def test_build_failure_warns_once(monkeypatch, tmp_path):
     """The build raising (here: as torch does without ninja) gives one warning, then the
     Python loop."""
 
@@ -348,6 +352,8 @@ def test_build_failure_warns_once(monkeypatch):
     monkeypatch.delenv(_lstm_cpp.DISABLE_ENV, raising=False)
     monkeypatch.setattr(cpp_extension, "load", no_ninja)
     monkeypatch.setattr(_lstm_cpp, "_available", None)
+    monkeypatch.setattr(_lstm_cpp, "PREBUILT_DIR", tmp_path)  # no library from the setup step
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "torch_extensions"))
     torch.manual_seed(0)
     lstm = LSTM(INPUT, HIDDEN, gate_activation="hard_sigmoid_keras2")
     x = torch.randn(STEPS, 2, INPUT)

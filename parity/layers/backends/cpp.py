@@ -12,16 +12,26 @@ beats running them one after the other with two-threaded GEMMs at every batch si
 hidden units among the threads instead (``run_layer_split``): each thread then reads only its
 share of w_hh, which stays in its core's cache.
 
-The extension is built on first use with ``torch.utils.cpp_extension`` (needs a C++ compiler and
-ninja; once, then cached in torch's extensions directory, keyed by source and flags). When it
-cannot be built or loaded, or ``PARITY_NO_EXT=1``, ``available()`` is False and the Python loop
-runs; a failure warns once with its reason.
+The extension is built when the package is set up (``make setup`` runs
+``python -m parity.layers.backends.build``): the library goes beside this module (``_ext/``), named
+by a key of the source, the flags, torch's and Python's versions and the CPU capability, and the
+first forward only loads it: no compiler, no lock. Where it is missing (a plain ``pip install``),
+the first use builds it with ``torch.utils.cpp_extension`` into torch's extensions directory
+under the same key (so virtualenvs and torch versions never share or rebuild each other's). A
+build lock left by a killed build is waited on for ``LOCK_WAIT_SECONDS`` at most; then, as when
+the extension cannot be built or loaded, or with ``PARITY_NO_EXT=1``, ``available()`` is False
+and the Python loop runs; a failure warns once with its reason.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import sys
+import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -47,6 +57,15 @@ _ARCH_FLAGS: dict[str, list[str]] = {
 #: whole sequence at mid and large batches, the same at batch 1).
 CHUNK_ROWS = 512
 
+#: Where ``make setup`` puts the built library (beside the package: one per environment).
+PREBUILT_DIR = Path(__file__).with_name("_ext")
+#: How long a first-use build waits on another build's lock before giving up for the Python
+#: loop (torch's own wait has no end: a build killed halfway leaves its lock behind).
+LOCK_WAIT_SECONDS = 60.0
+LOCK_POLL_SECONDS = 0.5
+#: The file torch.utils.cpp_extension locks a build directory with.
+LOCK_NAME = "lock"
+
 _lock = threading.Lock()
 _available: bool | None = None  # None: not tried yet
 
@@ -56,25 +75,99 @@ def _capability() -> str:
     return capability if capability in _ARCH_FLAGS else "DEFAULT"
 
 
-def _build() -> None:
-    """Compile (or find in torch's cache) and load the extension; raises on any failure."""
+def _flags(capability: str) -> list[str]:
+    flags = ["-O3", "-fopenmp", *_ARCH_FLAGS.get(capability, [])]
+    return [*flags, f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}"]
+
+
+def library_name() -> str:
+    """The library's name: the capability and a key of everything the binary depends on, so
+    another torch, Python, source or CPU never loads, or rebuilds over, this one."""
+    capability = _capability()
+    key = hashlib.sha256()
+    for part in (
+        SOURCE.read_bytes(),
+        " ".join(_flags(capability)).encode(),
+        torch.__version__.encode(),
+        sys.version.encode(),
+    ):
+        key.update(part)
+    return f"parity_lstm_{capability.lower()}_{key.hexdigest()[:16]}"
+
+
+def prebuilt_path() -> Path:
+    return PREBUILT_DIR / f"{library_name()}.so"
+
+
+def _compile(build_directory: Path) -> Path:
+    """Compile (or find already compiled there) and load the library; returns its path."""
     from torch.utils import cpp_extension  # imported here: it is slow to import
 
-    capability = _capability()
-    flags = ["-O3", "-fopenmp", *_ARCH_FLAGS.get(capability, [])]
-    flags += [f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}"]
-    cpp_extension.load(
-        name=f"parity_lstm_{capability.lower()}",
-        sources=[str(SOURCE)],
-        extra_cflags=flags,
-        extra_ldflags=["-fopenmp"],  # at::parallel_for's OpenMP region; resolves to torch's libgomp
-        is_python_module=False,
-        verbose=False,
+    build_directory.mkdir(parents=True, exist_ok=True)
+    return Path(
+        cpp_extension.load(
+            name=library_name(),
+            sources=[str(SOURCE)],
+            extra_cflags=_flags(_capability()),
+            # at::parallel_for's OpenMP region; resolves to torch's libgomp
+            extra_ldflags=["-fopenmp"],
+            build_directory=str(build_directory),
+            is_python_module=False,
+            verbose=False,
+        )
     )
+
+
+def _jit_directory() -> Path:
+    from torch.utils import cpp_extension
+
+    return Path(cpp_extension._get_build_directory(library_name(), verbose=False))
+
+
+def _wait_for_lock(directory: Path) -> None:
+    """Wait (bounded) while another build holds ``directory``'s lock; RuntimeError naming it
+    when it outlives LOCK_WAIT_SECONDS (a build killed halfway leaves it forever)."""
+    lock = directory / LOCK_NAME
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while lock.exists():
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"another build has held {lock} for over {LOCK_WAIT_SECONDS:.0f} s (a build "
+                "killed halfway leaves it: remove it, or run python -m "
+                "parity.layers.backends.build)"
+            )
+        time.sleep(LOCK_POLL_SECONDS)
+
+
+def _build() -> None:
+    """Load the library built at setup, else build it now (bounded wait on a lock); raises
+    on any failure."""
+    prebuilt = prebuilt_path()
+    if prebuilt.is_file():
+        torch.ops.load_library(str(prebuilt))
+    else:
+        directory = _jit_directory()
+        _wait_for_lock(directory)
+        _compile(directory)
     torch.ops.parity_lstm.run_layer  # noqa: B018  (raises if the library did not register)
     # On real tensors even when first asked under torch.export's fake tensors.
     with torch.utils._python_dispatch._disable_current_modes():
         _smoke()
+
+
+def build_prebuilt() -> Path:
+    """Build the library into PREBUILT_DIR (``make setup`` runs this): compiled in a scratch
+    directory, then moved into place atomically, so a killed build leaves nothing half-made."""
+    target = prebuilt_path()
+    if target.is_file():
+        return target
+    PREBUILT_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=PREBUILT_DIR, prefix=".build-") as scratch:
+        built = _compile(Path(scratch))
+        staged = Path(scratch) / f".{target.name}.tmp"
+        shutil.copyfile(built, staged)
+        os.replace(staged, target)
+    return target
 
 
 def _smoke() -> None:
