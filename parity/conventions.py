@@ -148,6 +148,10 @@ MAX_GRAPH_LAYERS = 100_000
 #: A sequence length a config may fix (an Input's shape): checks and fine-tuning allocate ids of
 #: that length, so an absurd one is refused; DeepMoji's is 30 to 50, long documents thousands.
 MAX_INPUT_LENGTH = 1 << 20
+#: Classes a fine-tuning data file may have: the head gets one unit per class (DeepMoji's own
+#: has 64), and multi-label data trains one model per class (DeepMoji's benchmarks: at most 7).
+MAX_FINETUNE_CLASSES = 10_000
+MAX_MULTILABEL_CLASSES = 256
 MAX_GRAPH_CALLS = 100_000
 # The longest chain of layer calls from an input to an output; the graph is walked without
 # recursion, so this only keeps a crafted config from building an absurd model.
@@ -207,14 +211,15 @@ MAX_TF_KEY_BYTES = 64 * 2**10
 #: reference, a SavedObject): real ones have a handful, a shape one per dimension.
 MAX_TF_MESSAGE_FIELDS = 4096
 #: Protobuf fields decoded from one index (header, entries and their shapes together): a real
-#: entry has ~12 (a ResNet-152 index: ~12k), so this is 20 per tensor at MAX_NAME_LIST_LENGTH.
+#: entry has ~12 (a ResNet-152's ~1,000 tensors: ~12k), so this is 20 per tensor even at
+#: MAX_NAME_LIST_LENGTH tensors.
 MAX_TF_INDEX_FIELDS = 2**21
 #: Fields of one object-graph node (its children, attributes, slot variables): a model's root
 #: names each layer twice (layer-N, layer_with_weights-N); ResNet-152 has ~500 layers.
 MAX_TF_OBJECT_FIELDS = 2**20
 #: Protobuf fields decoded from one object graph or keras_metadata.pb, all messages together,
 #: and the steps of all walks over the graph together: a real object is tracked from a few
-#: parents (a ResNet-152 SavedModel: ~10k objects, ~100k fields).
+#: parents (a ResNet-152 with Adam slots: a few thousand objects, tens of thousands of fields).
 MAX_TF_GRAPH_FIELDS = 2**22
 #: Weights one checkpoint may yield (aliases counted): more than a Keras model has names for.
 MAX_TF_WEIGHTS = MAX_NAME_LIST_LENGTH

@@ -35,7 +35,7 @@ def _load(args: argparse.Namespace):
 
     model = load_model(args.model, arch=args.arch, hard_sigmoid=args.hard_sigmoid)
     vocab_path = args.vocab or Path(args.model).parent / VOCABULARY_FILE
-    if not Path(vocab_path).is_file():
+    if args.vocab is None and not Path(vocab_path).is_file():
         raise FileNotFoundError(f"no {VOCABULARY_FILE} beside {args.model}; pass --vocab")
     emojis = load_emojis(args.emojis) if args.emojis else EMOJIS
     return model, load_vocabulary(vocab_path), emojis

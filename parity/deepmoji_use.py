@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from parity.conventions import EMBEDDING_UNIFORM_LIMIT
 from parity.errors import ConversionError
-from parity.files import atomic_writer, open_regular
+from parity.files import atomic_writer, open_regular, reading
 from parity.text import encode
 
 #: DeepMoji's 64 emoji in the pretrained model's output order (DeepMoji's emoji_unicode.csv).
@@ -60,7 +60,7 @@ def load_emojis(path: str | os.PathLike[str]) -> tuple[str, ...]:
     """An emoji list in DeepMoji's emoji_unicode.csv layout (``\\U0001f602,1f602`` a line: the
     second column is the code point(s) in hex), or one emoji a line."""
     emojis = []
-    with open_regular(path, "emoji list", encoding="utf-8") as f:
+    with reading(path, "emoji list"), open_regular(path, "emoji list", encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             line = line.strip()
             if not line:
@@ -71,7 +71,7 @@ def load_emojis(path: str | os.PathLike[str]) -> tuple[str, ...]:
                     emojis.append("".join(chr(int(cp, 16)) for cp in cells[1].split()))
                 else:
                     emojis.append(cells[0])
-            except ValueError as exc:
+            except (ValueError, OverflowError) as exc:
                 raise ValueError(f"{path}:{n}: not an emoji line ({exc})") from exc
     return tuple(emojis)
 
@@ -206,9 +206,11 @@ def read_texts(path: str | os.PathLike[str], field: str = "text") -> Iterator[st
     """Stream texts: .txt one a line (blank lines kept as empty texts), .jsonl the ``field`` of
     each record (or a bare string), .csv the ``field`` column (else the first column)."""
     suffix = _suffix(path, INPUT_FORMATS, "input")
-    with open_regular(
-        path, "input", encoding="utf-8", newline="" if suffix == ".csv" else None
-    ) as f:
+    newline = "" if suffix == ".csv" else None
+    with (
+        reading(path, "input"),
+        open_regular(path, "input", encoding="utf-8", newline=newline) as f,
+    ):
         if suffix == ".txt":
             for line in f:
                 yield line.rstrip("\r\n")
@@ -217,6 +219,8 @@ def read_texts(path: str | os.PathLike[str], field: str = "text") -> Iterator[st
                 if not line.strip():
                     continue
                 rec = json.loads(line)
+                if not isinstance(rec, (str, dict)):
+                    raise ValueError(f"{path}:{n}: a record is {type(rec).__name__}, not an object")
                 text = rec if isinstance(rec, str) else rec.get(field)
                 if not isinstance(text, str):
                     raise ValueError(f"{path}:{n}: no string {field!r} in the record")

@@ -13,6 +13,7 @@ open() forever, a device could stream without end.
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import os
 import signal
@@ -24,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from parity.errors import ConversionError
+from parity.errors import ConversionError, error_line
 
 #: Permission bits of a new file before the umask, as open() creates it.
 NEW_FILE_MODE = 0o666
@@ -191,3 +192,34 @@ def open_regular(
     except BaseException:
         os.close(fd)
         raise
+
+
+#: What parsing a malformed user file can raise (bad UTF-8, JSON, CSV, values out of range).
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    OverflowError,
+    KeyError,
+    RecursionError,
+    csv.Error,
+)
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """Whatever a malformed ``path`` makes the block raise becomes one ConversionError naming
+    the file and what it was meant to be (a bad --vocab is never blamed on another file)."""
+    try:
+        yield
+    except ConversionError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise ConversionError(
+            f"{path}: the {what} is not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
+    except READ_ERRORS as exc:
+        message = error_line(exc)
+        prefix = os.fspath(path)
+        if not message.startswith(prefix):
+            message = f"{prefix}: unreadable {what}: {message}"
+        raise ConversionError(message) from None

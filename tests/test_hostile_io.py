@@ -183,8 +183,12 @@ def fifo(tmp_path: Path) -> Path:
          "--emojis", "{fifo}.csv"],
         ["finetune", str(WEIGHTS / "deepmoji_small.keras"), "--data", "{fifo}.jsonl",
          "--vocab", str(VOCAB), "--method", "last", "--out", "{tmp}/ft", "--quiet"],
+        ["deepmoji", "emojize", "hi", "--model", str(DEEPMOJI64), "--vocab", "{fifo}.json"],
     ],
-    ids=["convert-src", "inspect-src", "convert-config", "score-input", "emojis", "finetune-data"],
+    ids=[
+        "convert-src", "inspect-src", "convert-config", "score-input", "emojis", "finetune-data",
+        "vocab",
+    ],
 )  # fmt: skip
 def test_fifo_inputs_are_refused_without_waiting(
     argv: list[str], fifo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -241,3 +245,117 @@ def test_error_lines_are_one_printable_line() -> None:
     assert error_line(ValueError("first\nsecond\x1b[2J")) == "first; second\\x1b[2J"
     assert printable("tab\there") == "tab\\x09here"
     assert printable("ok ü 😂") == "ok ü 😂"
+
+
+# --- malformed inputs: one line naming the file and the field -----------------------------------
+
+
+def _score(src: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return ["deepmoji", "score", str(src), str(tmp_path / "o.jsonl"), "--model", str(DEEPMOJI64),
+            "--quiet", *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("list.jsonl", b'{"text": "ok"}\n[1, 2]\n', "a record is list"),
+        ("null.jsonl", b'{"text": "ok"}\nnull\n', "a record is NoneType"),
+        ("number.jsonl", b"3\n", "a record is int"),
+        ("latin1.txt", b"caf\xe9\n", "not UTF-8"),
+        ("huge-cell.csv", b"text\n" + b"x" * 200_000 + b"\n", "field larger than field limit"),
+    ],
+)
+def test_malformed_score_inputs_name_the_file(
+    name: str, content: bytes, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / name
+    src.write_bytes(content)
+    code, err = run_cli(_score(src, tmp_path, "--vocab", str(VOCAB)), capsys)
+    assert code == 1 and str(src) in err and expected in err, err
+    assert "internal error" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "content", "expected"),
+    [
+        ("--emojis", "\\U0001f602,110000000\n", "not an emoji line"),
+        ("--emojis", b"\xff\xfe\n", "not UTF-8"),
+        ("--vocab", '["a", "b"]', "expected a JSON object"),
+        ("--vocab", b"\xff", "not UTF-8"),
+        ("--vocab", "{", "vocabulary"),
+    ],
+)
+def test_bad_side_files_are_blamed_by_name(
+    option: str,
+    content: str | bytes,
+    expected: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    side = tmp_path / "side.json"
+    side.write_bytes(content if isinstance(content, bytes) else content.encode())
+    extra = (
+        [option, str(side)] if option == "--vocab" else [option, str(side), "--vocab", str(VOCAB)]
+    )
+    code, err = run_cli(_score(_texts(tmp_path), tmp_path, *extra), capsys)
+    assert code == 1 and str(side) in err and expected in err, err
+    assert "internal error" not in err and str(tmp_path / "in.txt") not in err
+
+
+def _finetune(data: Path, tmp_path: Path, *extra: str) -> list[str]:
+    model = str(WEIGHTS / "deepmoji_small.keras")
+    out = str(tmp_path / "ft")
+    return ["finetune", model, "--data", str(data), "--vocab", str(VOCAB), "--method", "last",
+            "--out", out, "--quiet", *extra]  # fmt: skip
+
+
+def _records(*labels_and_splits: tuple[object, object]) -> str:
+    return "".join(
+        json.dumps({"text": f"text {i}", "label": label, "split": split}) + "\n"
+        for i, (label, split) in enumerate(labels_and_splits)
+    )
+
+
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        (_records((10**9, "train")), "largest class id"),
+        (_records((0, ["train"])), "is not a string"),
+        (_records(*[([0] * 2000, s) for s in ("train", "val", "test")]), "1 to 256 classes"),
+        (_records(*[([0, 0, 0], s) for s in ("train", "val", "test")]), "are 1 in no record"),
+        (_records(*[([1, 0, 0], s) for s in ("train", "val", "test")]), "are 1 in no record"),
+    ],
+    ids=["huge-class-id", "split-list", "2000-wide", "all-zero", "class-never-set"],
+)
+def test_degenerate_finetune_data_is_refused_by_name(
+    records: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "task.jsonl"
+    data.write_text(records, encoding="utf-8")
+    code, err = run_cli(_finetune(data, tmp_path), capsys)
+    assert code == 1 and expected in err and str(data) in err, err
+    assert not (tmp_path / "ft").exists() or not any((tmp_path / "ft").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [(["--maxlen", "1000000000"], "--maxlen 1000000000"), (["--maxlen", "-5"], "--maxlen -5")],
+)
+def test_absurd_finetune_options_are_one_line(
+    extra: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "task.jsonl"
+    data.write_text(_records((0, "train"), (1, "val"), (0, "test")), encoding="utf-8")
+    code, err = run_cli(_finetune(data, tmp_path, *extra), capsys)
+    assert code == 1 and expected in err and "internal error" not in err, err
+
+
+def test_finetune_out_that_is_a_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "task.jsonl"
+    data.write_text(_records((0, "train"), (1, "val"), (0, "test")), encoding="utf-8")
+    (tmp_path / "ft").write_text("mine", encoding="utf-8")
+    code, err = run_cli(_finetune(data, tmp_path), capsys)
+    assert code == 1 and "is a file" in err, err
+    assert (tmp_path / "ft").read_text(encoding="utf-8") == "mine"

@@ -17,6 +17,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
+from parity.files import open_regular, reading, write_atomic_text
 from parity.text.normalize import clean
 from parity.text.tokenizer import SPECIAL_TOKENS, UNKNOWN_TOKEN, process_word, split_tokens
 
@@ -30,9 +31,13 @@ DEFAULT_EXTEND = 10000
 
 
 def load_vocabulary(path: str | os.PathLike[str]) -> dict[str, int]:
-    """Read a DeepMoji-style ``{word: id}`` JSON file, checking ids are non-negative ints."""
-    with open(path, encoding="utf-8") as f:
-        raw = json.load(f)
+    """Read a DeepMoji-style ``{word: id}`` JSON file, checking ids are non-negative ints;
+    a malformed one is a ConversionError naming it."""
+    with reading(path, "vocabulary"), open_regular(path, "vocabulary", encoding="utf-8") as f:
+        return _checked_vocabulary(json.load(f), path)
+
+
+def _checked_vocabulary(raw: object, path: str | os.PathLike[str]) -> dict[str, int]:
     if not isinstance(raw, dict):
         raise TypeError(f"{os.fspath(path)}: expected a JSON object word -> id")
     vocab: dict[str, int] = {}
@@ -44,10 +49,10 @@ def load_vocabulary(path: str | os.PathLike[str]) -> dict[str, int]:
 
 
 def save_vocabulary(vocabulary: Mapping[str, int], path: str | os.PathLike[str]) -> None:
-    """Write ``{word: id}`` as JSON in id order (readable by DeepMoji and ``load_vocabulary``)."""
+    """Write ``{word: id}`` as JSON in id order (readable by DeepMoji and ``load_vocabulary``),
+    atomically (parity.files: never through a planted symlink)."""
     ordered = dict(sorted(vocabulary.items(), key=lambda kv: kv[1]))
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(ordered, f, ensure_ascii=False, indent=0)
+    write_atomic_text(path, json.dumps(ordered, ensure_ascii=False, indent=0), "vocabulary")
 
 
 def tokens_to_ids(

@@ -23,7 +23,11 @@ from torch import nn
 
 from parity.api import ParityWarning, load, load_keras, save
 from parity.arch import arch_names, arch_of
-from parity.conventions import DEEPMOJI_FINETUNE_EMBED_DROPOUT, DEEPMOJI_FINETUNE_FINAL_DROPOUT
+from parity.conventions import (
+    DEEPMOJI_FINETUNE_EMBED_DROPOUT,
+    DEEPMOJI_FINETUNE_FINAL_DROPOUT,
+    MAX_INPUT_LENGTH,
+)
 from parity.deepmoji_use import extend_embedding
 from parity.errors import error_line
 from parity.files import open_regular, write_atomic_text
@@ -121,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:  # not a word -> id object; the message names the file
         return _fail(str(exc))
     maxlen = _maxlen(model, args)
+    if not 1 <= maxlen <= MAX_INPUT_LENGTH:
+        return _fail(f"--maxlen {maxlen}: must be 1 to {MAX_INPUT_LENGTH:,} tokens")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return _fail(f"{out}: --out must be a directory, and is a file")
     try:
         check_finetunable(model, maxlen)
         vocab_size = token_embedding(model).num_embeddings
@@ -138,7 +147,10 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             return _fail(f"{args.model}: cannot extend the vocabulary: {exc}")
         vocab_size = token_embedding(model).num_embeddings
-    data = encode_dataset(splits, vocab, maxlen, vocab_size=vocab_size)
+    try:
+        data = encode_dataset(splits, vocab, maxlen, vocab_size=vocab_size)
+    except ValueError as exc:  # degenerate labels (a class no record has)
+        return _fail(f"{args.data}: {exc}")
     metric = args.metric or metric_for(args.data, data.task)
     if args.balanced is not None and (
         data.task == "multiclass" or args.balanced % 2 or args.balanced < 2
@@ -146,8 +158,10 @@ def run(args: argparse.Namespace) -> int:
         return _fail(
             f"--balanced {args.balanced}: needs an even N >= 2 and a binary or multi-label task"
         )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(f"{out}: cannot make the output directory ({exc.strerror})")
     dropout = {} if args.dropout else {"embed_dropout": 0.0, "final_dropout": 0.0}
     options: dict[str, Any] = {
         "epochs": args.epochs,

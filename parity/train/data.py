@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from parity.files import open_regular
+from parity.conventions import MAX_FINETUNE_CLASSES, MAX_MULTILABEL_CLASSES
+from parity.files import open_regular, reading
 from parity.text import encode
 
 SPLITS = ("train", "val", "test")
@@ -39,11 +40,15 @@ class TaskData:
 def _label_problem(label: Any, first: Any) -> str | None:
     """Why ``label`` is not a class id or a 0/1 list shaped like the first record's, if so."""
     if isinstance(first, list):
+        if not 0 < len(first) <= MAX_MULTILABEL_CLASSES:
+            return f"a 0/1 label list must have 1 to {MAX_MULTILABEL_CLASSES} classes"
         ok = isinstance(label, list) and len(label) == len(first)
-        ok = ok and all(v in (0, 1) and not isinstance(v, float) for v in label)
+        ok = ok and all(v in (0, 1) and not isinstance(v, (bool, float)) for v in label)
         return None if ok else f"label {label!r} is not a 0/1 list of length {len(first)}"
     if isinstance(label, bool) or not isinstance(label, int) or label < 0:
         return f"label {label!r} is not a class id (an int >= 0)"
+    if label >= MAX_FINETUNE_CLASSES:
+        return f"label {label} is over {MAX_FINETUNE_CLASSES - 1:,}, the largest class id taken"
     return None
 
 
@@ -52,7 +57,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> dict[str, tuple[list[str], list[
     A label is a class id or, in every record alike, a 0/1 list (one-hot or multi-hot)."""
     splits: dict[str, tuple[list[str], list[Any]]] = {}
     first: Any = None
-    with open_regular(path, "data file", encoding="utf-8") as f:
+    with reading(path, "data file"), open_regular(path, "data file", encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -62,6 +67,8 @@ def read_jsonl(path: str | os.PathLike[str]) -> dict[str, tuple[list[str], list[
                 raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from exc
             if not isinstance(rec, dict) or not FIELDS <= set(rec):
                 raise ValueError(f"{path}:{n}: a record needs text, label and split")
+            if not isinstance(rec["split"], str):
+                raise ValueError(f"{path}:{n}: split {rec['split']!r} is not a string")
             first = rec["label"] if first is None else first
             problem = _label_problem(rec["label"], first)
             if problem or not isinstance(rec["text"], str):
@@ -78,6 +85,12 @@ def read_jsonl(path: str | os.PathLike[str]) -> dict[str, tuple[list[str], list[
 def _task_of(labels: list[Any]) -> tuple[str, int]:
     if isinstance(labels[0], list):
         arr = np.asarray(labels)
+        never = np.flatnonzero(arr.sum(0) == 0)
+        if never.size:  # a class no record has: nothing to learn, a model trained for nothing
+            shown = ", ".join(str(i) for i in never[:10]) + (", ..." if never.size > 10 else "")
+            raise ValueError(
+                f"{never.size} of {arr.shape[1]} label classes are 1 in no record (class {shown})"
+            )
         return ("multiclass" if (arr.sum(1) == 1).all() else "multilabel"), arr.shape[1]
     n = int(max(labels)) + 1
     return ("binary" if n <= 2 else "multiclass"), max(n, 2)
