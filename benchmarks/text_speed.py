@@ -11,9 +11,15 @@ Times, on the 25,434 sentences of DeepMoji's eight benchmark datasets (../shared
 - optionally DeepMoji's own Python 2 pipeline (``--python2``, the oracle's setup in
   tests/deepmoji_text_oracle.py), in a subprocess.
 
+``--hostile`` instead times hostile texts (each shape once cost time quadratic in its length):
+nanoseconds per UTF-8 byte of cleaning + token rules + special tokens, unbounded (as
+``count_words`` runs them), at several sizes; linear cost keeps a row flat. Also the time of
+``parity.text.tokenize`` itself (which cuts texts over ``MAX_TEXT_CHARS``) on the largest.
+
     python benchmarks/text_speed.py [--out out/text_speed.json] [--threads 1]
         [--model-sentences 2048]
         [--python2 python2.7 --python2-path /tmp/py2oracle --deepmoji /tmp/DeepMoji]
+    python benchmarks/text_speed.py --hostile [--sizes 10000,40000,160000,640000]
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +72,54 @@ print(json.dumps({"seconds": time.time() - start}))
 """
 
 
+#: Hostile shapes, n -> a text of about n UTF-8 bytes.
+HOSTILE: dict[str, Callable[[int], str]] = {
+    "1.1.1.1 (e-mail rule)": lambda n: "1." * (n // 2),
+    "a-a-a-a (e-mail rule)": lambda n: "a-" * (n // 2),
+    "ab--ab-- (hyphen runs)": lambda n: "ab--" * (n // 4),
+    "aaabaaab (shortening)": lambda n: "aaab" * (n // 4),
+    "www.www. (URL, shortening)": lambda n: "www." * (n // 4),
+    "xxxx (one word)": lambda n: "x" * n,
+    "a + U+0301 U+0316 (marks)": lambda n: "a" + "\u0301\u0316" * (n // 4),
+    "U+FDFA (NFKC 18 chars)": lambda n: "\ufdfa" * (n // 3),
+    "U+0F73 (NFKC 2 marks)": lambda n: "\u0f73" * (n // 3),
+    "a + ' U+180E' (strip)": lambda n: "a" + " \u180e" * (n // 4),
+}
+
+
+def hostile(sizes: list[int], repeats: int) -> dict:
+    """ns per byte of the unbounded pipeline on each hostile shape at each size."""
+    from parity.text import tokenize
+    from parity.text.normalize import clean
+    from parity.text.tokenizer import process_word, split_tokens
+
+    def pipeline(text: str) -> list[str]:
+        return [process_word(t) for t in split_tokens(clean(text) or "")]
+
+    pipeline("a\u0301\u0316" * 200)  # builds the combining-mark table once
+    rows = {}
+    print(f"{'shape':28s}" + "".join(f"{n:>12,d} B" for n in sizes) + "   tokenize(largest)")
+    for name, make in HOSTILE.items():
+        per_byte = []
+        for n in sizes:
+            text = make(n)
+            seconds = min(_seconds(pipeline, text) for _ in range(repeats))
+            per_byte.append(seconds / len(text.encode()) * 1e9)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bounded = min(_seconds(tokenize, make(sizes[-1])) for _ in range(repeats))
+        rows[name] = {"ns_per_byte": [round(v, 1) for v in per_byte], "tokenize_s": bounded}
+        cells = "".join(f"{v:>10.1f} ns" for v in per_byte)
+        print(f"{name:28s}{cells}   {bounded:.3f} s", flush=True)
+    return {"sizes_bytes": sizes, "shapes": rows}
+
+
+def _seconds(fn: Callable[[str], object], text: str) -> float:
+    start = time.perf_counter()
+    fn(text)
+    return time.perf_counter() - start
+
+
 def _texts() -> list[str]:
     texts = []
     for name in DATASETS:
@@ -91,7 +147,16 @@ def main() -> None:
     parser.add_argument("--python2", default=None)
     parser.add_argument("--python2-path", default=None, help="its text-unidecode/emoji/numpy")
     parser.add_argument("--deepmoji", type=Path, default=None, help="DeepMoji checkout")
+    parser.add_argument("--hostile", action="store_true", help="time hostile texts instead")
+    parser.add_argument("--sizes", default="10000,40000,160000,640000", help="--hostile bytes")
     args = parser.parse_args()
+    if args.hostile:
+        result = hostile([int(n) for n in args.sizes.split(",")], args.repeats)
+        result |= {"python": platform.python_version(), "machine": platform.machine()}
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return
 
     import torch
 

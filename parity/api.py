@@ -30,7 +30,7 @@ from parity.convert.dtypes import file_dtype
 from parity.convert.gates import check_variant
 from parity.convert.mapping import build_empty
 from parity.convert.match import plan_conversion
-from parity.errors import ConversionError, error_line
+from parity.errors import ConversionError, ParityWarning, error_line
 from parity.keras.limits import load_json
 from parity.keras.read import KerasFile, read_keras_file, read_model_config
 
@@ -94,10 +94,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-class ParityWarning(UserWarning):
-    """Conversion had to assume something the file does not say (e.g. the hard sigmoid)."""
 
 
 @dataclasses.dataclass
@@ -222,16 +218,18 @@ def _check_fields(config_cls: type, values: Any) -> None:
 
 
 def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> nn.Module:
-    """Rebuild a model written by save(): config from the metadata, weights loaded strictly."""
+    """Rebuild a model written by save(): config from the metadata, weights loaded strictly.
+
+    Nothing is read before it is checked: the header first (its size, tensor count, dtypes,
+    shapes, offsets and total size: parity.keras.limits.read_safetensors_header), then the
+    config, then the empty model's names and shapes against the header; the tensors last."""
+    from parity.keras.limits import SAFETENSORS_DTYPES, read_safetensors_header
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as exc:  # safetensors raises its own error types for bad headers
-        raise ConversionError(f"{path}: not a safetensors file ({first_line(exc)})") from exc
+    header = read_safetensors_header(path)
+    metadata = header.metadata
     if metadata.get(META_FORMAT) != META_FORMAT_VALUE:
         raise ConversionError(f"{path}: safetensors file not written by keras-parity (no config)")
     with malformed_file(path):
@@ -247,13 +245,35 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> nn.Mod
             raise ConversionError(
                 f"{path}: unusable {arch.name} config in the metadata ({first_line(exc)})"
             ) from exc
-        first = next(iter(tensors.values()), None)
-        target = dtype or (first.dtype if first is not None else torch.float32)
-        tensors = {k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}
+        names = sorted(header.tensors)  # safe_open's key order: the first decides the dtype
+        first = header.tensors[names[0]].dtype if names else "F32"
+        target = dtype or getattr(torch, SAFETENSORS_DTYPES[first][1])
         try:
             # No random init and no copy: the file's tensors become the parameters. A config
-            # that declares sizes the tensors do not have fails here, before anything is filled.
+            # that declares sizes the tensors do not have fails here, before anything is read.
             model = build_empty(lambda: arch.build(config), target)
+            needed = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+            misfits = [f"missing {name}" for name in needed if name not in header.tensors]
+            misfits += [f"unexpected {name}" for name in names if name not in needed]
+            misfits += [
+                f"{name} has shape {header.tensors[name].shape}, needs {shape}"
+                for name, shape in needed.items()
+                if name in header.tensors and header.tensors[name].shape != shape
+            ]
+            if misfits:
+                shown = "; ".join(misfits[:5]) + ("; ..." if len(misfits) > 5 else "")
+                raise ValueError(f"{len(misfits)} tensors do not match: {shown}")
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise ConversionError(
+                f"{path}: weights do not fit {arch.name}: {first_line(exc)}"
+            ) from exc
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                tensors = {name: handle.get_tensor(name) for name in names}
+        except Exception as exc:  # safetensors raises its own error types for bad files
+            raise ConversionError(f"{path}: not a safetensors file ({first_line(exc)})") from exc
+        tensors = {k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}
+        try:
             model.load_state_dict(tensors, strict=True, assign=True)
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise ConversionError(

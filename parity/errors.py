@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+class ParityWarning(UserWarning):
+    """parity had to assume or change something the input does not say: the hard sigmoid a
+    file cannot tell, a text cut to the tokenized length."""
+
+
 class ConversionError(ValueError):
     """A Keras file that cannot become a PyTorch model: it names the file, layer and weight.
 
