@@ -135,6 +135,9 @@ MAX_NAME_LIST_LENGTH = 100_000
 MAX_GROUP_DEPTH = 32
 # Objects (groups + datasets) visited in one HDF5 file.
 MAX_HDF5_OBJECTS = 1_000_000
+#: Members of one group inside a Keras 3 layer's weights (its vars, or a sub-object such as a
+#: Bidirectional's forward_layer): a layer holds a handful, MultiHeadAttention a few dozen.
+MAX_LAYER_GROUP_MEMBERS = 10_000
 
 # --- parity check ---
 # torch.nn.BatchNorm1d's default eps (torch/nn/modules/batchnorm.py); a port that keeps it

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import parity
 from parity import files
 from parity.cli import main
 from parity.errors import ConversionError, error_line, printable
@@ -359,3 +360,19 @@ def test_finetune_out_that_is_a_file_is_one_line(
     code, err = run_cli(_finetune(data, tmp_path), capsys)
     assert code == 1 and "is a file" in err, err
     assert (tmp_path / "ft").read_text(encoding="utf-8") == "mine"
+
+
+def test_weights_file_with_a_flood_of_empty_groups_is_refused_quickly(tmp_path: Path) -> None:
+    """A .weights.h5 whose layer group holds tens of thousands of empty groups: refused by
+    count before they are listed (listing them was the slow part)."""
+    import h5py
+
+    path = tmp_path / "flood.weights.h5"
+    with zipfile.ZipFile(SMALL) as archive:
+        path.write_bytes(archive.read("model.weights.h5"))
+    with h5py.File(path, "a") as f:
+        layer = f["layers"]["embedding"]
+        for i in range(20_000):
+            layer.create_group(f"g{i}")
+    with deadline(30), pytest.raises(ConversionError, match="20,001 members"):
+        parity.load_keras(path, config=SMALL)

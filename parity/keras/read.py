@@ -43,6 +43,7 @@ from parity.conventions import (
     MAX_GROUP_DEPTH,
     MAX_HDF5_OBJECTS,
     MAX_JSON_BYTES,
+    MAX_LAYER_GROUP_MEMBERS,
     MAX_NAME_LIST_LENGTH,
     MAX_WEIGHT_BYTES,
     MAX_ZIP_MEMBER_BYTES,
@@ -565,6 +566,11 @@ def _v3_layer_weights(
     if prefix.count("/") >= MAX_GROUP_DEPTH:
         raise ConversionError(f"{path}: weight group {prefix!r} is nested too deeply")
     weights = []
+    count = group.id.get_num_objs()
+    if count > MAX_LAYER_GROUP_MEMBERS:  # before listing them: the listing is the slow part
+        raise ConversionError(
+            f"{path}: weight group {group.name!r} has {count:,} members (a layer has a few)"
+        )
     for name in sorted(_group_names(group, path), key=_subgroup_key):
         item = _member(group, name, path, f"{group.name.lstrip('/')}/")
         key = _object_key(item)
