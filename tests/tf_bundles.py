@@ -127,7 +127,8 @@ def snappy_literals(data: bytes) -> bytes:
     return bytes(out)
 
 
-def _block(entries: Sequence[tuple[bytes, bytes]], restart_interval: int) -> bytes:
+def block(entries: Sequence[tuple[bytes, bytes]], restart_interval: int = 1) -> bytes:
+    """One table block's contents: prefix-compressed entries, then the restart points."""
     out, restarts, previous = bytearray(), [], b""
     for i, (key, value) in enumerate(entries):
         shared = 0
@@ -145,6 +146,45 @@ def _block(entries: Sequence[tuple[bytes, bytes]], restart_interval: int) -> byt
     return bytes(out)
 
 
+def handle(offset: int, size: int) -> bytes:
+    """A block handle as the index and the footer store it."""
+    return varint(offset) + varint(size)
+
+
+class TableBuilder:
+    """A table written block by block, for tables the regular writer never makes (blocks named
+    many times, overlapping, huge): add blocks, then finish with the footer."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+
+    def add(self, contents: bytes, *, snappy: bool = False) -> tuple[int, int]:
+        """Append a block (``snappy``: stored as snappy literals) and its trailer; its handle."""
+        kind = b"\x00"
+        if snappy:
+            contents, kind = snappy_literals(contents), b"\x01"
+        return self.add_raw(contents, kind)
+
+    def add_raw(self, contents: bytes, kind: bytes = b"\x00") -> tuple[int, int]:
+        """Append stored bytes as they are (already compressed, when ``kind`` says so)."""
+        offset = len(self.out)
+        self.out += contents
+        self.out += kind + struct.pack("<I", mask_crc(crc32c(contents + kind)))
+        return offset, len(contents)
+
+    def finish(self, meta: tuple[int, int], index: tuple[int, int]) -> bytes:
+        """The table's bytes: the blocks, then the footer naming the metaindex and the index."""
+        handles = handle(*meta) + handle(*index)
+        assert len(handles) <= HANDLES_SIZE and FOOTER_SIZE == HANDLES_SIZE + 8
+        footer = handles.ljust(HANDLES_SIZE, b"\0") + struct.pack("<Q", TABLE_MAGIC)
+        return bytes(self.out + footer)
+
+    def finish_with_index(self, index: bytes) -> bytes:
+        """An empty metaindex, the index block ``index`` (contents), the footer: the bytes."""
+        meta = self.add(block([]))
+        return self.finish(meta, self.add(index))
+
+
 def table(
     entries: Sequence[tuple[bytes, bytes]],
     *,
@@ -155,31 +195,19 @@ def table(
 ) -> bytes:
     """A LevelDB-format table: data blocks of ``block_entries`` entries, an index, a footer
     (``snappy``: every block stored as snappy literals, compression type 1)."""
-    out = bytearray()
+    builder = TableBuilder()
 
     def write(contents: bytes, number: int) -> tuple[int, int]:
         if edit_block is not None:
             contents = edit_block(number, contents)
-        kind = b"\x00"
-        if snappy:
-            contents, kind = snappy_literals(contents), b"\x01"
-        offset = len(out)
-        out.extend(contents)
-        out.extend(kind)
-        out.extend(struct.pack("<I", mask_crc(crc32c(contents + kind))))
-        return offset, len(contents)
+        return builder.add(contents, snappy=snappy)
 
     index = []
     chunks = [entries[i : i + block_entries] for i in range(0, len(entries), block_entries)]
     for number, chunk in enumerate(chunks):
-        offset, size = write(_block(chunk, restart_interval), number)
-        index.append((chunk[-1][0], varint(offset) + varint(size)))
-    meta = write(_block([], 1), -1)
-    index_handle = write(_block(index, 1), -2)
-    handles = varint(meta[0]) + varint(meta[1]) + varint(index_handle[0]) + varint(index_handle[1])
-    out += handles.ljust(HANDLES_SIZE, b"\0") + struct.pack("<Q", TABLE_MAGIC)
-    assert len(handles) <= HANDLES_SIZE and FOOTER_SIZE == HANDLES_SIZE + 8
-    return bytes(out)
+        index.append((chunk[-1][0], handle(*write(block(chunk, restart_interval), number))))
+    meta = write(block([]), -1)
+    return builder.finish(meta, write(block(index), -2))
 
 
 def write_bundle(
@@ -191,6 +219,24 @@ def write_bundle(
     **table_options: object,
 ) -> None:
     """Write PREFIX.index and its shards (tensors go to their shard in name order)."""
+    entries, shards = bundle_entries(tensors, num_shards=num_shards, header=header)
+    index = table(entries, **table_options)  # type: ignore[arg-type]
+    write_index(prefix, index, shards)
+
+
+def write_index(prefix: Path, index: bytes, shards: Sequence[bytes]) -> None:
+    """Write PREFIX.index (a table's bytes) and the data shards."""
+    Path(f"{prefix}.index").write_bytes(index)
+    for number, data in enumerate(shards):
+        path = SHARD_PATTERN.format(prefix=prefix, shard=number, count=len(shards))
+        Path(path).write_bytes(data)
+
+
+def bundle_entries(
+    tensors: dict[str, Tensor], *, num_shards: int = 1, header: bytes | None = None
+) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+    """The index's (key, value) entries in key order, the header's first, and the shards'
+    bytes of a bundle holding ``tensors`` (each appended to its shard in name order)."""
     shards = [bytearray() for _ in range(num_shards)]
     entries = []
     for name in sorted(tensors, key=lambda n: n.encode()):
@@ -217,10 +263,7 @@ def write_bundle(
         entries.append((name.encode(), entry))
     if header is None:
         header = field_varint(1, num_shards) + field_bytes(3, field_varint(1, 1))
-    index = table([(b"", header), *entries], **table_options)  # type: ignore[arg-type]
-    Path(f"{prefix}.index").write_bytes(index)
-    for number, data in enumerate(shards):
-        Path(SHARD_PATTERN.format(prefix=prefix, shard=number, count=num_shards)).write_bytes(data)
+    return [(b"", header), *entries], [bytes(data) for data in shards]
 
 
 def keras_checkpoint(

@@ -15,19 +15,22 @@ A bundle is ``PREFIX.index`` plus data shards ``PREFIX.data-0000K-of-0000N``:
 
 Protobuf messages are decoded by the small wire-format reader below (no generated code, no
 protobuf dependency); every size a file declares is checked before anything is allocated, and
-every failure is one ConversionError naming the file and the tensor. Only files inside the
-bundle's directory are opened (symlinks leading out of it are refused); nothing is written.
+every failure is one ConversionError naming the file and the tensor. Work is bounded by counts
+as well as sizes: fields per message and per file, blocks per index, bytes checksummed and
+decompressed per index; each block is decoded once and each stored tensor read once, however
+often the file names it. Only regular files inside the bundle's directory are opened (symlinks
+leading out of it are refused, a FIFO never blocks the open); nothing is written.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import stat
 import struct
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import google_crc32c
 import numpy as np
@@ -36,12 +39,18 @@ from parity.conventions import (
     MAX_FILE_WEIGHT_BYTES,
     MAX_NAME_LIST_LENGTH,
     MAX_TF_INDEX_BYTES,
+    MAX_TF_INDEX_FIELDS,
+    MAX_TF_KEY_BYTES,
+    MAX_TF_MESSAGE_FIELDS,
     MAX_TF_RANK,
     MAX_TF_SHARDS,
     MAX_TF_STRING_BYTES,
+    MAX_TF_TABLE_BLOCKS,
+    MAX_TF_TABLE_DECODED_BYTES,
     MAX_WEIGHT_BYTES,
 )
 from parity.errors import ConversionError
+from parity.files import open_regular
 
 #: Suffix of a bundle's index file, and its data shards' name pattern (tensor_bundle.h).
 INDEX_SUFFIX = ".index"
@@ -94,6 +103,11 @@ DT_NAMES = {
 # Protobuf wire types.
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
 _VARINT_MAX_BYTES = 10
+#: google_crc32c only takes bytes: larger buffers are checksummed through copies of this size,
+#: so a tensor's checksum never holds a second copy of the whole tensor.
+CRC_CHUNK_BYTES = 2**20
+#: How much of a key an error message shows (keys may be up to MAX_TF_KEY_BYTES).
+SHOWN_KEY_BYTES = 80
 
 
 def mask_crc(crc: int) -> int:
@@ -103,7 +117,19 @@ def mask_crc(crc: int) -> int:
 
 
 def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
-    return google_crc32c.extend(crc, bytes(data)) if crc else google_crc32c.value(bytes(data))
+    """crc32c of ``data``, continuing from ``crc`` (0: a fresh checksum)."""
+    if isinstance(data, bytes) and len(data) <= CRC_CHUNK_BYTES:
+        return google_crc32c.extend(crc, data) if crc else google_crc32c.value(data)
+    view = memoryview(data)
+    for start in range(0, len(view), CRC_CHUNK_BYTES):
+        chunk = bytes(view[start : start + CRC_CHUNK_BYTES])
+        crc = google_crc32c.extend(crc, chunk) if crc else google_crc32c.value(chunk)
+    return crc
+
+
+def shown(key: bytes) -> str:
+    """A key for an error message: its repr, cut short."""
+    return repr(key[:SHOWN_KEY_BYTES]) + ("..." if len(key) > SHOWN_KEY_BYTES else "")
 
 
 # --- protobuf wire format ---------------------------------------------------------------------
@@ -111,6 +137,20 @@ def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
 
 class WireError(ValueError):
     """A malformed protobuf message or table block (the caller names the file and the part)."""
+
+
+@dataclass
+class FieldBudget:
+    """Protobuf fields left to decode from one file: every message parsed from it charges its
+    fields here, so the file's decoding work is bounded however its messages nest or repeat."""
+
+    limit: int
+    #: What the fields are decoded from, for the error ("the object graph").
+    what: str
+    left: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.left = self.limit
 
 
 def read_varint(data: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
@@ -127,19 +167,51 @@ def read_varint(data: bytes | memoryview, pos: int, end: int) -> tuple[int, int]
     raise WireError("varint longer than 10 bytes")
 
 
-def parse_message(data: bytes | memoryview) -> dict[int, list[int | bytes]]:
+def parse_message(
+    data: bytes | memoryview,
+    max_fields: int = MAX_TF_MESSAGE_FIELDS,
+    budget: FieldBudget | None = None,
+    keep: Container[int] | None = None,
+) -> dict[int, list[int | bytes]]:
     """A protobuf message as field number -> values (varints and fixed ints as int, length-
-    delimited fields as bytes), in wire order. Groups are refused; unknown fields are kept."""
+    delimited fields as bytes), in wire order. Groups are refused. Decoding stops (WireError) at
+    the field past ``max_fields`` or past what ``budget`` has left, unknown fields counted too;
+    fields outside ``keep`` (None: all) are skipped without being copied."""
     fields: dict[int, list[int | bytes]] = {}
-    pos, end = 0, len(data)
+    allowed = max_fields if budget is None else min(max_fields, budget.left)
+    pos, end, count = 0, len(data), 0
     while pos < end:
-        key, pos = read_varint(data, pos, end)
+        if count == allowed:
+            if budget is not None and budget.left < max_fields:
+                raise WireError(f"more than {budget.limit:,} protobuf fields in {budget.what}")
+            raise WireError(f"a message with more than {max_fields:,} fields")
+        count += 1
+        # one-byte varints inline: nearly every key, length and small value is one
+        key = data[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = read_varint(data, pos, end)
         number, wire = key >> 3, key & 7
         if number == 0:
             raise WireError("field number 0")
         value: int | bytes
         if wire == _VARINT:
-            value, pos = read_varint(data, pos, end)
+            if pos < end and data[pos] < 0x80:
+                value, pos = data[pos], pos + 1
+            else:
+                value, pos = read_varint(data, pos, end)
+        elif wire == _BYTES:
+            if pos < end and data[pos] < 0x80:
+                length, pos = data[pos], pos + 1
+            else:
+                length, pos = read_varint(data, pos, end)
+            if length > end - pos:
+                raise WireError(f"length-delimited field {number} runs past the message")
+            start, pos = pos, pos + length
+            if keep is not None and number not in keep:
+                continue
+            value = bytes(data[start:pos])
         elif wire == _FIXED64:
             if pos + 8 > end:
                 raise WireError("truncated fixed64")
@@ -150,15 +222,17 @@ def parse_message(data: bytes | memoryview) -> dict[int, list[int | bytes]]:
                 raise WireError("truncated fixed32")
             value = int.from_bytes(data[pos : pos + 4], "little")
             pos += 4
-        elif wire == _BYTES:
-            length, pos = read_varint(data, pos, end)
-            if length > end - pos:
-                raise WireError(f"length-delimited field {number} runs past the message")
-            value = bytes(data[pos : pos + length])
-            pos += length
         else:
             raise WireError(f"unsupported wire type {wire} (field {number})")
-        fields.setdefault(number, []).append(value)
+        if keep is not None and number not in keep:
+            continue
+        values = fields.get(number)
+        if values is None:
+            fields[number] = [value]
+        else:
+            values.append(value)
+    if budget is not None:
+        budget.left -= count
     return fields
 
 
@@ -267,47 +341,85 @@ def _block_handle(data: bytes | memoryview, pos: int, end: int) -> tuple[int, in
     return offset, size, pos
 
 
-def _read_block(data: bytes, offset: int, size: int, what: str) -> bytes:
-    """One block's contents, after checking its trailer's checksum (and decompressing)."""
-    if offset + size + BLOCK_TRAILER_SIZE > len(data) - FOOTER_SIZE:
-        raise WireError(f"{what} block at {offset} ({size} bytes) runs past the table")
-    contents = data[offset : offset + size]
-    kind = data[offset + size]
-    (stored,) = struct.unpack_from("<I", data, offset + size + 1)
-    actual = mask_crc(crc32c(data[offset : offset + size + 1]))
-    if stored != actual:
-        raise WireError(
-            f"{what} block at {offset}: checksum mismatch (stored {stored:#010x}, "
-            f"computed {actual:#010x})"
-        )
-    if kind == SNAPPY_COMPRESSION:
-        return snappy_decompress(contents, MAX_TF_INDEX_BYTES)
-    if kind != NO_COMPRESSION:
-        raise WireError(f"{what} block at {offset}: unknown compression type {kind}")
-    return contents
+@dataclass
+class _Table:
+    """A sorted table's bytes, and the bytes still allowed to be checksummed, decompressed or
+    assembled into keys while reading it (MAX_TF_TABLE_DECODED_BYTES): blocks may overlap and
+    keys may share long prefixes, so the table's size alone does not bound the work."""
+
+    data: bytes
+    left: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.left = MAX_TF_TABLE_DECODED_BYTES
+
+    def charge(self, nbytes: int, what: str) -> None:
+        """Count ``nbytes`` of work, refusing it (before it is done) past the limit."""
+        if nbytes > self.left:
+            raise WireError(
+                f"{what}: reading the table takes more than {MAX_TF_TABLE_DECODED_BYTES:,} bytes "
+                "checksummed, decompressed or assembled into keys"
+            )
+        self.left -= nbytes
+
+    def block(self, offset: int, size: int, what: str) -> bytes:
+        """One block's contents, after checking its trailer's checksum (and decompressing)."""
+        data = self.data
+        if offset + size + BLOCK_TRAILER_SIZE > len(data) - FOOTER_SIZE:
+            raise WireError(f"{what} block at {offset} ({size} bytes) runs past the table")
+        self.charge(size, f"{what} block at {offset}")
+        contents = data[offset : offset + size]
+        kind = data[offset + size]
+        (stored,) = struct.unpack_from("<I", data, offset + size + 1)
+        actual = mask_crc(crc32c(memoryview(data)[offset : offset + size + 1]))
+        if stored != actual:
+            raise WireError(
+                f"{what} block at {offset}: checksum mismatch (stored {stored:#010x}, "
+                f"computed {actual:#010x})"
+            )
+        if kind == SNAPPY_COMPRESSION:
+            declared, _ = read_varint(contents, 0, len(contents))
+            self.charge(declared, f"{what} block at {offset}")  # before decompressing
+            return snappy_decompress(contents, MAX_TF_INDEX_BYTES)
+        if kind != NO_COMPRESSION:
+            raise WireError(f"{what} block at {offset}: unknown compression type {kind}")
+        return contents
 
 
-def _block_entries(block: bytes, what: str) -> Iterator[tuple[bytes, bytes]]:
-    """(key, value) pairs of one block: prefix-compressed keys, restart points at the end."""
+def _block_entries(block: bytes, what: str, table: _Table) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) pairs of one block: prefix-compressed keys, restart points at the end (in
+    increasing order, each at an entry whose key shares nothing with the one before)."""
     if len(block) < 4:
         raise WireError(f"{what} block too short for its restart count")
     (restarts,) = struct.unpack_from("<I", block, len(block) - 4)
     limit = len(block) - 4 - 4 * restarts
     if restarts == 0 or limit < 0:
         raise WireError(f"{what} block declares {restarts} restart points in {len(block)} bytes")
-    points = set(struct.unpack_from(f"<{restarts}I", block, limit))
-    if any(point >= max(limit, 1) for point in points) or 0 not in points:
-        raise WireError(f"{what} block has restart points outside its entries")
-    pos, key = 0, b""
+    # an array, not Python ints: a crafted block can declare millions of restart points
+    points = np.frombuffer(block, dtype="<u4", count=restarts, offset=limit)
+    if points[0] != 0 or points[-1] >= max(limit, 1) or np.any(points[1:] <= points[:-1]):
+        raise WireError(f"{what} block has restart points outside its entries or out of order")
+    pos, key, restart = 0, b"", 1
     while pos < limit:
         start = pos
+        at_restart = start == 0
+        if restart < restarts and points[restart] <= start:
+            if points[restart] != start:
+                raise WireError(f"{what} block: restart point {points[restart]} is inside an entry")
+            at_restart, restart = True, restart + 1
         shared, pos = read_varint(block, pos, limit)
         unshared, pos = read_varint(block, pos, limit)
         length, pos = read_varint(block, pos, limit)
-        if shared > len(key) or (start in points and shared):
+        if shared > len(key) or (at_restart and shared):
             raise WireError(f"{what} block: entry at {start} shares {shared} bytes of its key")
         if unshared + length > limit - pos:
             raise WireError(f"{what} block: entry at {start} runs past the block")
+        if shared + unshared > MAX_TF_KEY_BYTES:
+            raise WireError(
+                f"{what} block: entry at {start} has a {shared + unshared:,}-byte key (limit "
+                f"{MAX_TF_KEY_BYTES:,})"
+            )
+        table.charge(shared + unshared, f"{what} block: entry at {start}")
         key = key[:shared] + block[pos : pos + unshared]
         pos += unshared
         yield key, block[pos : pos + length]
@@ -315,31 +427,47 @@ def _block_entries(block: bytes, what: str) -> Iterator[tuple[bytes, bytes]]:
 
 
 def read_table(data: bytes) -> list[tuple[bytes, bytes]]:
-    """Every (key, value) of a sorted table, in key order; keys must be strictly increasing."""
+    """Every (key, value) of a sorted table, in key order; keys must be strictly increasing.
+    Each data block is decoded once: the index may name at most MAX_TF_TABLE_BLOCKS blocks, and
+    a block it names again is refused (or, when empty, skipped)."""
     if len(data) < FOOTER_SIZE:
         raise WireError(f"{len(data)} bytes, shorter than the table footer ({FOOTER_SIZE})")
     footer = data[-FOOTER_SIZE:]
     (magic,) = struct.unpack_from("<Q", footer, HANDLES_SIZE)
     if magic != TABLE_MAGIC:
         raise WireError(f"bad table magic number {magic:#018x}")
+    table = _Table(data)
     _meta_offset, _meta_size, pos = _block_handle(footer, 0, HANDLES_SIZE)
     index_offset, index_size, _ = _block_handle(footer, pos, HANDLES_SIZE)
-    _read_block(data, _meta_offset, _meta_size, "metaindex")  # checked, not used
-    index = _read_block(data, index_offset, index_size, "index")
+    table.block(_meta_offset, _meta_size, "metaindex")  # checked, not used
+    index = table.block(index_offset, index_size, "index")
     entries: list[tuple[bytes, bytes]] = []
-    for separator, handle in _block_entries(index, "index"):
+    #: The data blocks read so far, by handle: how many entries each held.
+    held: dict[tuple[int, int], int] = {}
+    for number, (separator, handle) in enumerate(_block_entries(index, "index", table)):
+        if number >= MAX_TF_TABLE_BLOCKS:
+            raise WireError(f"the index names more than {MAX_TF_TABLE_BLOCKS:,} data blocks")
         offset, size, end = _block_handle(handle, 0, len(handle))
         if end != len(handle):
-            raise WireError(f"index entry {separator!r}: malformed block handle")
-        block = _read_block(data, offset, size, f"data ({separator!r})")
-        for key, value in _block_entries(block, f"data ({separator!r})"):
+            raise WireError(f"index entry {shown(separator)}: malformed block handle")
+        if (offset, size) in held:
+            if held[offset, size]:
+                raise WireError(f"the index names the data block at {offset} twice")
+            continue  # an empty block named again adds nothing
+        what = f"data ({shown(separator)})"
+        block = table.block(offset, size, what)
+        count = len(entries)
+        for key, value in _block_entries(block, what, table):
             if entries and key <= entries[-1][0]:
-                raise WireError(f"table keys out of order at {key!r}")
+                raise WireError(f"table keys out of order at {shown(key)}")
             if key > separator:
-                raise WireError(f"key {key!r} lies past its block's index key {separator!r}")
+                raise WireError(
+                    f"key {shown(key)} lies past its block's index key {shown(separator)}"
+                )
             entries.append((key, value))
             if len(entries) > MAX_NAME_LIST_LENGTH + 1:
                 raise WireError(f"more than {MAX_NAME_LIST_LENGTH:,} tensors")
+        held[offset, size] = len(entries) - count
     return entries
 
 
@@ -364,26 +492,26 @@ class BundleEntry:
         return self.dtype_code == DT_STRING
 
 
-def _shape(data: bytes) -> tuple[int, ...]:
+def _shape(data: bytes, budget: FieldBudget) -> tuple[int, ...]:
     """A TensorShapeProto: dim = 2 (Dim: size = 1), unknown_rank = 3."""
-    fields = parse_message(data)
+    fields = parse_message(data, budget=budget)
     if field_int(fields, 3):
         raise WireError("shape of unknown rank")
     dims = field_messages(fields, 2)
     if len(dims) > MAX_TF_RANK:
         raise WireError(f"rank {len(dims)} (limit {MAX_TF_RANK})")
-    shape = tuple(signed64(field_int(parse_message(dim), 1)) for dim in dims)
+    shape = tuple(signed64(field_int(parse_message(dim, budget=budget), 1)) for dim in dims)
     if any(size < 0 for size in shape):
         raise WireError(f"shape {shape} has negative dimensions")
     return shape
 
 
-def _entry(name: str, value: bytes) -> BundleEntry:
-    fields = parse_message(value)
+def _entry(name: str, value: bytes, budget: FieldBudget) -> BundleEntry:
+    fields = parse_message(value, budget=budget)
     return BundleEntry(
         name=name,
         dtype_code=field_int(fields, 1),
-        shape=_shape(field_bytes(fields, 2)),
+        shape=_shape(field_bytes(fields, 2), budget),
         shard_id=signed64(field_int(fields, 3)),
         offset=signed64(field_int(fields, 4)),
         size=signed64(field_int(fields, 5)),
@@ -399,31 +527,26 @@ def inside(root: Path, path: Path) -> bool:
     return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
-def open_inside(root: Path, path: Path, what: str) -> int:
-    """A read-only descriptor of a regular file inside ``root``; ConversionError otherwise."""
+def open_inside(root: Path, path: Path, what: str) -> IO[bytes]:
+    """A regular file inside ``root``, open for reading; ConversionError otherwise (the one way
+    this module and tf_checkpoint open a file: parity.files.open_regular refuses a FIFO or a
+    device by name, never waiting on it)."""
     if not inside(root, path):
         raise ConversionError(
             f"{path}: {what} resolves outside {root} (a symlink leading out of the checkpoint's "
             "directory); refusing to read it"
         )
     try:
-        # non-blocking: a FIFO planted under a shard's name must not hang the open
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_NONBLOCK", 0))
+        return open_regular(path, what)
     except FileNotFoundError as exc:
         raise ConversionError(f"{path}: {what} is missing") from exc
-    except OSError as exc:
-        raise ConversionError(f"{path}: cannot open {what} ({exc.strerror})") from exc
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ConversionError(f"{path}: {what} is not a regular file")
-    return fd
 
 
 def read_capped(root: Path, path: Path, what: str, cap: int) -> bytes:
     """A whole small file (an index, a metadata proto), refused when larger than ``cap``."""
-    fd = open_inside(root, path, what)
-    with os.fdopen(fd, "rb") as handle:
-        data = handle.read(cap + 1)
+    with open_inside(root, path, what) as handle:
+        # read(n) allocates n bytes up front: ask for what the file holds, one past the cap
+        data = handle.read(min(os.fstat(handle.fileno()).st_size, cap) + 1)
     if len(data) > cap:
         raise ConversionError(f"{path}: {what} is larger than {cap:,} bytes; refusing to read it")
     return data
@@ -431,7 +554,8 @@ def read_capped(root: Path, path: Path, what: str, cap: int) -> bytes:
 
 @dataclass
 class TensorBundle:
-    """A bundle's index, read and checked; tensors are read on request (read_tensor)."""
+    """A bundle's index, read and checked; tensors are read on request (read_tensor), each
+    stored tensor once: names aliasing the same bytes share one array and one budget charge."""
 
     prefix: Path
     #: The directory nothing may be read outside of.
@@ -440,7 +564,8 @@ class TensorBundle:
     big_endian: bool
     entries: dict[str, BundleEntry]
     budget_left: int = MAX_FILE_WEIGHT_BYTES
-    _shard_sizes: dict[int, int] = field(default_factory=dict)
+    #: (shard, offset, size, dtype) -> (flat native-order array, crc32c of its stored bytes).
+    _read: dict[tuple[int, int, int, int], tuple[np.ndarray, int]] = field(default_factory=dict)
 
     @property
     def index_path(self) -> Path:
@@ -453,8 +578,7 @@ class TensorBundle:
         """An entry's bytes from its shard, checked against the shard's size and the crc."""
         shard = self.shard_path(entry.shard_id)
         where = f"tensor {entry.name!r}"
-        fd = open_inside(self.root, shard, f"data shard {entry.shard_id} of {where}")
-        with os.fdopen(fd, "rb") as handle:
+        with open_inside(self.root, shard, f"data shard {entry.shard_id} of {where}") as handle:
             available = os.fstat(handle.fileno()).st_size
             if entry.offset + entry.size > available:
                 raise ConversionError(
@@ -477,20 +601,30 @@ class TensorBundle:
             )
 
     def read_tensor(self, name: str) -> np.ndarray:
-        """A numeric tensor as a native-order array (checked, checksummed, within the budget)."""
+        """A numeric tensor as a native-order array (checked, checksummed, within the budget).
+
+        The bytes at one (shard, offset, size) are read, checksummed and charged to the budget
+        once, whichever names point there: every name reading them as the same dtype gets a view
+        of the same array (TF writes each variable once; only a crafted file aliases them)."""
         entry = self.entries[name]
         dtype = DTYPES[entry.dtype_code]
-        nbytes = math.prod(entry.shape) * dtype.itemsize
-        if nbytes > self.budget_left:
-            raise ConversionError(
-                f"{self.index_path}: tensor {name!r} ({nbytes:,} bytes) exceeds the checkpoint's "
-                f"weight budget ({MAX_FILE_WEIGHT_BYTES:,} bytes in all); refusing to read it"
-            )
-        self.budget_left -= nbytes
-        raw = self._raw(entry)
-        self._check_crc(entry, crc32c(raw))
-        array = np.frombuffer(raw, dtype=dtype.newbyteorder(">" if self.big_endian else "<"))
-        return array.astype(dtype.newbyteorder("="), copy=False).reshape(entry.shape)
+        location = (entry.shard_id, entry.offset, entry.size, entry.dtype_code)
+        cached = self._read.get(location)
+        if cached is None:
+            nbytes = math.prod(entry.shape) * dtype.itemsize
+            if nbytes > self.budget_left:
+                raise ConversionError(
+                    f"{self.index_path}: tensor {name!r} ({nbytes:,} bytes) exceeds the "
+                    f"checkpoint's weight budget ({MAX_FILE_WEIGHT_BYTES:,} bytes in all); "
+                    "refusing to read it"
+                )
+            self.budget_left -= nbytes
+            raw = self._raw(entry)
+            stored = np.frombuffer(raw, dtype=dtype.newbyteorder(">" if self.big_endian else "<"))
+            array = stored.astype(dtype.newbyteorder("="), copy=False)
+            cached = self._read[location] = (array, crc32c(raw))
+        self._check_crc(entry, cached[1])
+        return cached[0].reshape(entry.shape)
 
     def read_strings(self, name: str) -> list[bytes]:
         """A string tensor's elements (the object graph is one): varint64 lengths, a masked
@@ -580,8 +714,9 @@ def open_bundle(prefix: Path, root: Path) -> TensorBundle:
         ) from exc
     if not table or table[0][0] != HEADER_KEY:
         raise ConversionError(f"{index}: checkpoint index without its bundle header")
+    budget = FieldBudget(MAX_TF_INDEX_FIELDS, "the index")
     try:
-        header = parse_message(table[0][1])
+        header = parse_message(table[0][1], budget=budget)
         num_shards = signed64(field_int(header, 1))
         endianness = field_int(header, 2)
     except WireError as exc:
@@ -595,9 +730,9 @@ def open_bundle(prefix: Path, root: Path) -> TensorBundle:
         try:
             name = key.decode("utf8")
         except UnicodeDecodeError as exc:
-            raise ConversionError(f"{index}: tensor name {key!r} is not UTF-8") from exc
+            raise ConversionError(f"{index}: tensor name {shown(key)} is not UTF-8") from exc
         try:
-            entry = _entry(name, value)
+            entry = _entry(name, value, budget)
         except WireError as exc:
             raise ConversionError(f"{index}: tensor {name!r}: malformed entry ({exc})") from exc
         _check_entry(entry, num_shards, index)
@@ -606,13 +741,13 @@ def open_bundle(prefix: Path, root: Path) -> TensorBundle:
 
 
 def is_table(path: Path) -> bool:
-    """Whether a file ends in the sorted table's magic number (a checkpoint .index)."""
+    """Whether a regular file ends in the sorted table's magic number (a checkpoint .index)."""
     try:
-        with path.open("rb") as handle:
+        with open_regular(path, "checkpoint index") as handle:
             handle.seek(0, os.SEEK_END)
             if handle.tell() < FOOTER_SIZE:
                 return False
             handle.seek(-8, os.SEEK_END)
             return struct.unpack("<Q", handle.read(8))[0] == TABLE_MAGIC
-    except OSError:
+    except (ConversionError, OSError):
         return False

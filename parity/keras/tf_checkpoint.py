@@ -28,7 +28,10 @@ matched to a registered pair by their layer names. Optimizer state is left out (
 
 Refused by name: sliced (partitioned) variables, dtypes that are not Keras weight types, a
 directory holding several checkpoints with no ``checkpoint`` file naming one, SavedModels
-without variables, and every malformed or hostile structure (tensor_bundle's checks).
+without variables, and every malformed or hostile structure (tensor_bundle's checks). The object
+graph and keras_metadata.pb are decoded within a field budget (MAX_TF_GRAPH_FIELDS), and the
+walks over the graph share one step budget, so objects shared by many layers cannot multiply
+the work.
 """
 
 from __future__ import annotations
@@ -41,14 +44,18 @@ from typing import Any
 from parity.conventions import (
     MAX_GROUP_DEPTH,
     MAX_JSON_BYTES,
+    MAX_TF_GRAPH_FIELDS,
     MAX_TF_INDEX_BYTES,
+    MAX_TF_OBJECT_FIELDS,
     MAX_TF_OBJECTS,
+    MAX_TF_WEIGHTS,
 )
 from parity.errors import ConversionError
 from parity.keras.limits import load_json
 from parity.keras.read import KerasFile, KerasLayer, KerasWeight
 from parity.keras.tensor_bundle import (
     INDEX_SUFFIX,
+    FieldBudget,
     TensorBundle,
     WireError,
     field_bytes,
@@ -105,6 +112,12 @@ KERAS_MODEL_IDENTIFIERS = ("_tf_keras_network", "_tf_keras_model", "_tf_keras_se
 ROOT_NODE_PATH = "root"
 #: How tf-keras' SavedModel metadata JSON spells a tuple (kernel_size, strides, shapes).
 TUPLE_CLASS = "__tuple__"
+#: Protobuf field numbers read: TrackableObjectGraph.nodes, TrackableObject.children and
+#: .attributes; SavedMetadata.nodes, SavedObject.node_path, .identifier and .metadata.
+GRAPH_NODES = 1
+OBJECT_FIELDS = frozenset({1, 2})
+METADATA_NODES = 1
+SAVED_OBJECT_FIELDS = frozenset({3, 4, 5})
 #: TF1 checkpoints: weight names in Keras' creation order (by name component; unknown names sort
 #: after these, alphabetically) and the names of optimizer state.
 TF1_WEIGHT_ORDER = (
@@ -143,13 +156,19 @@ class TFSource:
 # --- detection --------------------------------------------------------------------------------
 
 
+def _present(path: Path) -> bool:
+    """Whether a file of any kind is at ``path``: a FIFO or device under a checkpoint's name is
+    found here and refused by name when opened (tensor_bundle.open_inside), not skipped."""
+    return path.exists() and not path.is_dir()
+
+
 def _saved_model_dir(path: Path) -> bool:
     return any((path / name).is_file() for name in (*SAVED_MODEL_FILES, KERAS_METADATA))
 
 
 def _directory_prefix(path: Path) -> Path | None:
     """The one checkpoint in a directory (or the one its ``checkpoint`` file names)."""
-    indexes = sorted(p for p in path.iterdir() if p.name.endswith(INDEX_SUFFIX) and p.is_file())
+    indexes = sorted(p for p in path.iterdir() if p.name.endswith(INDEX_SUFFIX) and _present(p))
     if not indexes:
         return None
     if len(indexes) == 1:
@@ -192,12 +211,40 @@ def locate(path: Path) -> TFSource | None:
                 "(its data shards are PREFIX.data-*); rename it or pass the prefix"
             )
         return TFSource(path.with_name(path.name[: -len(INDEX_SUFFIX)]), path.parent)
-    if not path.exists() and Path(f"{path}{INDEX_SUFFIX}").is_file():
+    if path.name.endswith(INDEX_SUFFIX) and path.name != INDEX_SUFFIX and _present(path):
+        # a FIFO or device under an index's name: refused by name when the bundle opens it
+        return TFSource(path.with_name(path.name[: -len(INDEX_SUFFIX)]), path.parent)
+    if not path.exists() and _present(Path(f"{path}{INDEX_SUFFIX}")):
         return TFSource(path, path.parent)
     return None
 
 
 # --- object graph -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Work:
+    """What the walks over one object graph may still cost: steps (each child looked at) and
+    weights yielded. Layers may share objects, so per-walk bounds alone would multiply."""
+
+    where: Path | str
+    steps: int = MAX_TF_GRAPH_FIELDS
+    weights: int = MAX_TF_WEIGHTS
+
+    def step(self, count: int) -> None:
+        if count > self.steps:
+            raise ConversionError(
+                f"{self.where}: walking the object graph takes more than "
+                f"{MAX_TF_GRAPH_FIELDS:,} steps (objects shared by too many layers)"
+            )
+        self.steps -= count
+
+    def weight(self, count: int) -> None:
+        if count > self.weights:
+            raise ConversionError(
+                f"{self.where}: the object graph names more than {MAX_TF_WEIGHTS:,} weights"
+            )
+        self.weights -= count
 
 
 @dataclass(frozen=True)
@@ -217,16 +264,18 @@ def _object_graph(bundle: TensorBundle) -> list[_Object]:
     items = bundle.read_strings(OBJECT_GRAPH_KEY)
     if len(items) != 1:
         raise ConversionError(f"{where} holds {len(items)} items, not one")
+    budget = FieldBudget(MAX_TF_GRAPH_FIELDS, "the object graph")
     try:
-        nodes = field_messages(parse_message(items[0]), 1)
-        if not nodes or len(nodes) > MAX_TF_OBJECTS:
-            raise ConversionError(f"{where} has {len(nodes):,} objects")
+        top = parse_message(items[0], MAX_TF_OBJECTS, budget, keep={GRAPH_NODES})
+        nodes = field_messages(top, GRAPH_NODES)
+        if not nodes:
+            raise ConversionError(f"{where} has no objects")
         graph = []
         for number, node in enumerate(nodes):
-            fields = parse_message(node)
+            fields = parse_message(node, MAX_TF_OBJECT_FIELDS, budget, keep=OBJECT_FIELDS)
             children = []
             for child in field_messages(fields, 1):
-                ref = parse_message(child)
+                ref = parse_message(child, budget=budget)
                 node_id, name = field_int(ref, 1), field_text(ref, 2)
                 if node_id >= len(nodes):
                     raise ConversionError(
@@ -236,7 +285,7 @@ def _object_graph(bundle: TensorBundle) -> list[_Object]:
                 children.append((name, node_id))
             variable = None
             for attribute in field_messages(fields, 2):
-                tensor = parse_message(attribute)
+                tensor = parse_message(attribute, budget=budget)
                 if field_text(tensor, 1) == VARIABLE_VALUE:
                     variable = (field_text(tensor, 2), field_text(tensor, 3))
             graph.append(_Object(tuple(children), variable))
@@ -246,11 +295,13 @@ def _object_graph(bundle: TensorBundle) -> list[_Object]:
 
 
 def _walk_variables(
-    graph: list[_Object], start: int, skip_start: frozenset[str], where: Path | str = ""
+    graph: list[_Object], start: int, skip_start: frozenset[str], work: _Work
 ) -> list[int]:
-    """Variable nodes below ``start`` in tracking order (depth first), each once, bounded."""
+    """Variable nodes below ``start`` in tracking order (depth first), each once, bounded: every
+    child looked at is a step of ``work``, counted before the walk goes on."""
     found: list[int] = []
     seen = {start}
+    work.step(len(graph[start].children))
     stack = [
         (node_id, 1) for name, node_id in reversed(graph[start].children) if name not in skip_start
     ]
@@ -261,25 +312,29 @@ def _walk_variables(
         seen.add(node_id)
         if depth > MAX_GROUP_DEPTH:
             raise ConversionError(
-                f"{where}: object graph nested deeper than {MAX_GROUP_DEPTH} levels"
+                f"{work.where}: object graph nested deeper than {MAX_GROUP_DEPTH} levels"
             )
-        if graph[node_id].variable is not None:
+        node = graph[node_id]
+        if node.variable is not None:
             found.append(node_id)
-            continue
-        stack.extend(
-            (child, depth + 1)
-            for name, child in reversed(graph[node_id].children)
-            if name not in SKIPPED_CHILDREN
-        )
+        elif node.children:
+            work.step(len(node.children))
+            stack.extend(
+                (child, depth + 1)
+                for name, child in reversed(node.children)
+                if child not in seen and name not in SKIPPED_CHILDREN
+            )
     return found
 
 
-def _listed_variables(graph: list[_Object], node: int) -> list[int] | None:
+def _listed_variables(graph: list[_Object], node: int, work: _Work) -> list[int] | None:
     """A SavedModel layer's own ``variables`` list (Keras' layer.weights order), if present."""
+    work.step(len(graph[node].children))
     lists = [child for name, child in graph[node].children if name == "variables"]
     if not lists:
         return None
     entries = graph[lists[0]].children
+    work.step(len(entries))
     if [name for name, _ in entries] != [str(i) for i in range(len(entries))]:
         return None
     if not all(graph[child].variable is not None for _, child in entries):
@@ -288,13 +343,13 @@ def _listed_variables(graph: list[_Object], node: int) -> list[int] | None:
 
 
 def _layer_variables(
-    graph: list[_Object], node: int, names: dict[int, str], where: Path
+    graph: list[_Object], node: int, names: dict[int, str], work: _Work
 ) -> list[int]:
     """A layer's variables in Keras' layer.weights order."""
-    listed = _listed_variables(graph, node)
+    listed = _listed_variables(graph, node, work)
     if listed is not None:
         return listed
-    found = _walk_variables(graph, node, SKIPPED_CHILDREN, where)
+    found = _walk_variables(graph, node, SKIPPED_CHILDREN, work)
 
     def non_trainable(var: int) -> bool:
         return names[var].rsplit("/", 1)[-1] in NON_TRAINABLE_WEIGHTS
@@ -316,11 +371,12 @@ def _attribute_names(graph: list[_Object]) -> dict[int, str]:
     return names
 
 
-def _model_node(graph: list[_Object]) -> int:
+def _model_node(graph: list[_Object], work: _Work) -> int:
     """The Keras model: the root, or (tf.train.Checkpoint(model=...)) the root's one child that
     has layers."""
 
     def has_layers(node: int) -> bool:
+        work.step(len(graph[node].children))
         return any(LAYER_CHILD.match(name) for name, _ in graph[node].children)
 
     if has_layers(0):
@@ -400,8 +456,13 @@ def _check_name(name: str, where: Path) -> str:
 
 
 def _read_weights(
-    bundle: TensorBundle, graph: list[_Object], variables: list[int], names: dict[int, str]
+    bundle: TensorBundle,
+    graph: list[_Object],
+    variables: list[int],
+    names: dict[int, str],
+    work: _Work,
 ) -> list[KerasWeight]:
+    work.weight(len(variables))
     weights = []
     for var in variables:
         full_name, key = graph[var].variable or ("", "")
@@ -423,28 +484,29 @@ def _read_object_based(
     training_state: bool,
 ) -> tuple[list[KerasLayer], list[str], list[KerasWeight]]:
     graph = _object_graph(bundle)
+    work = _Work(bundle.index_path)
     names = _attribute_names(graph)
-    model = _model_node(graph)
+    model = _model_node(graph, work)
     children = _model_layers(graph, model, bundle.index_path)
     entries = _config_layer_entries(model_config)
     config_names = _layer_names(entries, len(children))
     classes = {name: (cls, cfg) for name, cls, cfg in entries if name is not None}
     layers = []
     for (child_name, node), config_name in zip(children, config_names, strict=True):
-        variables = _layer_variables(graph, node, names, bundle.index_path)
+        variables = _layer_variables(graph, node, names, work)
         name = config_name
         if name is None:
             prefixes = {names[v].split("/", 1)[0] for v in variables}
             name = prefixes.pop() if len(prefixes) == 1 else child_name
         name = _check_name(name, path)
         cls, cfg = classes.get(name, (None, None))
-        weights = _read_weights(bundle, graph, variables, names)
+        weights = _read_weights(bundle, graph, variables, names, work)
         layers.append(KerasLayer(name, cls, cfg, weights))
     left_out = [
         name
         for name, child in graph[model].children
         if name in TRAINING_STATE_CHILDREN
-        and (graph[child].variable or _walk_variables(graph, child, frozenset(), path))
+        and (graph[child].variable or _walk_variables(graph, child, frozenset(), work))
     ]
     optimizer_weights: list[KerasWeight] = []
     if training_state:
@@ -453,7 +515,7 @@ def _read_object_based(
         if listed is not None:
             variables = [child for _, child in graph[listed].children]
             if all(graph[v].variable is not None for v in variables):
-                optimizer_weights = _read_weights(bundle, graph, variables, names)
+                optimizer_weights = _read_weights(bundle, graph, variables, names, work)
     return layers, left_out, optimizer_weights
 
 
@@ -503,9 +565,11 @@ def _saved_model_metadata(directory: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     data = read_capped(directory, path, "Keras metadata", MAX_TF_INDEX_BYTES)
+    budget = FieldBudget(MAX_TF_GRAPH_FIELDS, "the Keras metadata")
     try:
-        for node in field_messages(parse_message(data), 1):
-            fields = parse_message(node)
+        top = parse_message(data, MAX_TF_OBJECTS, budget, keep={METADATA_NODES})
+        for node in field_messages(top, METADATA_NODES):
+            fields = parse_message(node, budget=budget, keep=SAVED_OBJECT_FIELDS)
             if field_text(fields, 3) != ROOT_NODE_PATH:
                 continue
             identifier = field_text(fields, 4)
