@@ -5,17 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
-import stat
 import struct
-import tempfile
-import threading
 import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import torch
@@ -31,6 +26,7 @@ from parity.convert.gates import check_variant
 from parity.convert.mapping import build_empty
 from parity.convert.match import plan_conversion
 from parity.errors import ConversionError, ParityWarning, error_line
+from parity.files import write_atomic_by_name
 from parity.keras.limits import load_json
 from parity.keras.read import KerasFile, read_keras_file, read_model_config
 
@@ -42,7 +38,6 @@ META_CONFIG = "config"
 META_VERSION = "keras_parity_version"
 
 
-NEW_FILE_MODE = 0o666
 #: What reading, parsing, planning or building a malformed file can still raise where no check
 #: names the problem: each becomes one ConversionError naming the file (malformed_file). Anything
 #: else is a bug in parity and is left to surface as itself.
@@ -59,10 +54,6 @@ MALFORMED_FILE_ERRORS: tuple[type[BaseException], ...] = (
     UnicodeDecodeError,
     OSError,
 )
-#: Signals that end a write early: save() turns them into exceptions so its temporary file is
-#: removed (SIGINT as Python's KeyboardInterrupt, SIGTERM as the exit status a shell expects).
-WRITE_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-SIGNAL_EXIT_BASE = 128
 #: Config field types (as dataclass annotations spell them) load() checks metadata values against.
 CONFIG_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
@@ -88,12 +79,6 @@ def malformed_file(path: str | os.PathLike) -> Iterator[None]:
         raise ConversionError(
             f"{path}: malformed file ({type(exc).__name__}: {first_line(exc)})"
         ) from exc
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @dataclasses.dataclass
@@ -151,41 +136,9 @@ def load_keras(
     return convert_keras(path, arch, hard_sigmoid, dtype=dtype, config=config).model
 
 
-@contextmanager
-def _signals_raise() -> Iterator[None]:
-    """While writing: SIGINT/SIGTERM raise, so the caller's cleanup runs (main thread only:
-    elsewhere Python cannot install handlers)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(SIGNAL_EXIT_BASE + signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in WRITE_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def _mode_for(path: Path) -> int:
-    """A replaced file's permission bits; for a new file, what open() would give."""
-    try:
-        existing = os.stat(path)
-    except OSError:
-        existing = None
-    if existing is not None and stat.S_ISREG(existing.st_mode):
-        return stat.S_IMODE(existing.st_mode)
-    return NEW_FILE_MODE & ~_umask()
-
-
 def save(model: nn.Module, path: str | os.PathLike) -> None:
-    """Write weights and config to one safetensors file (no pickle), atomically: ``path`` is
-    either untouched or complete, and keeps the permission bits of a file it replaces."""
+    """Write weights and config to one safetensors file (no pickle), atomically (parity.files:
+    ``path`` is either untouched or complete, and keeps the permission bits it had)."""
     metadata = {
         META_FORMAT: META_FORMAT_VALUE,
         META_VERSION: __version__,
@@ -193,17 +146,7 @@ def save(model: nn.Module, path: str | os.PathLike) -> None:
         META_CONFIG: json.dumps(dataclasses.asdict(model.config)),
     }
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    path = Path(path)
-    with _signals_raise():
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            os.close(fd)
-            save_file(tensors, tmp, metadata=metadata)
-            os.chmod(tmp, _mode_for(path))  # mkstemp's 0600 -> the replaced file's, or open()'s
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    write_atomic_by_name(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), "model file")
 
 
 def _check_fields(config_cls: type, values: Any) -> None:

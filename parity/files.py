@@ -108,6 +108,33 @@ def check_target(path: str | os.PathLike[str], what: str = "output") -> Path:
 
 
 @contextlib.contextmanager
+def _replacing(path: str | os.PathLike[str], what: str) -> Iterator[tuple[int, Path]]:
+    """(descriptor, name) of a new temporary file beside ``path`` that replaces it when the
+    block ends without an error; removed otherwise (SIGINT/SIGTERM included)."""
+    path = check_target(path, what)
+    with signals_raise():
+        try:
+            fd, name = tempfile.mkstemp(
+                dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX
+            )
+        except OSError as exc:
+            raise ConversionError(f"{path}: cannot write the {what} ({exc.strerror})") from None
+        tmp = Path(name)
+        try:
+            yield fd, tmp
+            os.chmod(tmp, mode_for(path))  # mkstemp's 0600 -> the replaced file's, or open()'s
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in FULL_ERRNOS:
+                raise ConversionError(f"{path}: cannot write the {what}: {exc.strerror}") from None
+            raise
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+@contextlib.contextmanager
 def atomic_writer(
     path: str | os.PathLike[str],
     what: str = "output",
@@ -118,30 +145,25 @@ def atomic_writer(
     """A file object (binary, or UTF-8 text with ``text``) whose content replaces ``path``
     atomically when the block ends without an error; streamed, nothing kept in memory. A
     replaced file keeps its permission bits."""
-    path = check_target(path, what)
-    with signals_raise():
-        try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-        except OSError as exc:
-            raise ConversionError(f"{path}: cannot write the {what} ({exc.strerror})") from None
-        try:
-            mode = (
-                {"mode": "w", "encoding": "utf-8", "newline": newline} if text else {"mode": "wb"}
-            )
-            with os.fdopen(fd, **mode) as handle:
-                yield handle
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, mode_for(path))  # mkstemp's 0600 -> the replaced file's, or open()'s
-            os.replace(tmp, path)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            if exc.errno in FULL_ERRNOS:
-                raise ConversionError(f"{path}: cannot write the {what}: {exc.strerror}") from None
-            raise
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    with _replacing(path, what) as (fd, _):
+        mode = {"mode": "w", "encoding": "utf-8", "newline": newline} if text else {"mode": "wb"}
+        with os.fdopen(fd, **mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def write_atomic_by_name(
+    path: str | os.PathLike[str], write: Callable[[Path], Any], what: str = "output"
+) -> None:
+    """For writers that only take a file name (safetensors' save_file streams from Rust):
+    ``write(tmp)`` on the new temporary file's unpredictable name, created exclusively, then
+    synced and renamed over ``path`` as atomic_writer does."""
+    with _replacing(path, what) as (fd, tmp):
+        os.close(fd)
+        write(tmp)
+        with open(tmp, "rb") as handle:  # our own file: flush what the writer wrote to disk
+            os.fsync(handle.fileno())
 
 
 def write_atomic(
