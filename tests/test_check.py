@@ -31,6 +31,7 @@ from parity.convert.transforms import TRANSFORMS, Transform
 from parity.keras.read import read_keras_file
 from parity.layers import LSTM
 from tests.conftest import GOLDEN, REPO, WEIGHTS, needs_keras
+from tests.edits import edited_keras
 from tests.golden_cases import CASES
 
 DEEPMOJI_K2 = "deepmoji-hard_sigmoid_keras2-saturated-float32"
@@ -547,17 +548,10 @@ def test_fixed_length_deepmoji_checks_live_at_its_length(capsys: pytest.CaptureF
 
 @pytest.mark.parametrize("length", [0, -5, 10**12, True])
 def test_absurd_fixed_length_in_a_config_is_refused(length: object, tmp_path: Path) -> None:
-    import zipfile
+    def fix_length(config: dict) -> None:
+        config["config"]["layers"][0]["config"]["batch_shape"] = [None, length]
 
     source = GOLDEN / "deepmoji-fixed_length-float32.keras"
-    path = tmp_path / "bad.keras"
-    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(path, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                config["config"]["layers"][0]["config"]["batch_shape"] = [None, length]
-                data = json.dumps(config).encode()
-            zout.writestr(item, data)
+    path = edited_keras(source, tmp_path / "bad.keras", fix_length)
     with pytest.raises(parity.ConversionError, match="fixes the input length"):
         parity.load_keras(path, arch="deepmoji")

@@ -10,10 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ from parity import files
 from parity.cli import main
 from parity.errors import ConversionError, error_line, printable
 from tests.conftest import GOLDEN, WEIGHTS
+from tests.edits import deadline, edited_keras, layer_config
 
 DEEPMOJI64 = GOLDEN / "deepmoji64-use.keras"
 VOCAB = WEIGHTS / "vocabulary.json"
@@ -31,22 +29,8 @@ SMALL = GOLDEN / "stacked_rnn-init-float32.keras"
 DEADLINE_SECONDS = 60
 
 
-@contextmanager
-def deadline(seconds: int = DEADLINE_SECONDS) -> Iterator[None]:
-    def expired(signum: int, frame: object) -> None:
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    with deadline():
+    with deadline(DEADLINE_SECONDS):
         code = main(argv)
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -217,24 +201,19 @@ def test_bad_plugin_names_are_one_line(plugin: str, capsys: pytest.CaptureFixtur
 
 def _renamed_layer(tmp_path: Path, name: str) -> Path:
     """The small golden .keras with its first SimpleRNN renamed in config.json."""
-    out = tmp_path / "named.keras"
-    with zipfile.ZipFile(SMALL) as zin, zipfile.ZipFile(out, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                config["config"]["layers"][2]["config"]["name"] = name
-                config["config"]["layers"][2]["name"] = name
-                data = json.dumps(config).encode()
-            zout.writestr(item, data)
-    return out
+
+    def rename(config: dict) -> None:
+        layer_config(config, 2)["name"] = name
+        config["config"]["layers"][2]["name"] = name
+
+    return edited_keras(SMALL, tmp_path / "named.keras", rename)
 
 
 def test_inspect_escapes_terminal_controls_in_names(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     hostile = "rnn\x1b]0;pwned\x07\x1b[2J\u202eevil"
-    with deadline():
+    with deadline(DEADLINE_SECONDS):
         main(["inspect", str(_renamed_layer(tmp_path, hostile))])
     captured = capsys.readouterr()
     for stream in (captured.out, captured.err):
@@ -376,3 +355,29 @@ def test_weights_file_with_a_flood_of_empty_groups_is_refused_quickly(tmp_path: 
             layer.create_group(f"g{i}")
     with deadline(30), pytest.raises(ConversionError, match="20,001 members"):
         parity.load_keras(path, config=SMALL)
+
+
+@pytest.mark.parametrize("arch", ["embedding_dense", None])
+def test_zero_size_weights_are_refused_by_name(arch: str | None, tmp_path: Path) -> None:
+    """An embedding of width 0 ((vocab, 0)) and a Dense kernel of no rows: no division by zero
+    when sizes are derived, one named error, for the pair and for the generic path."""
+    import io
+
+    import h5py
+
+    source = GOLDEN / "embedding_dense-init-float32.keras"
+    path = tmp_path / "empty.keras"
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(path, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == "model.weights.h5":
+                buffer = io.BytesIO(data)
+                with h5py.File(buffer, "a") as f:
+                    vocab = f["layers/embedding/vars/0"].shape[0]
+                    del f["layers/embedding/vars/0"], f["layers/dense/vars/0"]
+                    f["layers/embedding/vars"].create_dataset("0", shape=(vocab, 0), dtype="f4")
+                    f["layers/dense/vars"].create_dataset("0", shape=(0, 1), dtype="f4")
+                data = buffer.getvalue()
+            zout.writestr(item, data)
+    with pytest.raises(ConversionError, match="zero-size dimension"):
+        parity.load_keras(path, arch=arch)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import struct
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -40,6 +39,7 @@ from parity.keras import tensor_bundle, tf_checkpoint
 from parity.keras.read import read_keras_file
 from tests import tf_bundles
 from tests.conftest import WEIGHTS
+from tests.edits import deadline
 from tests.tf_bundles import (
     TableBuilder,
     Tensor,
@@ -65,17 +65,9 @@ UNKNOWN_FIELD = field_varint(15, 1)
 
 
 @pytest.fixture(autouse=True)
-def deadline() -> Iterator[None]:
-    def expired(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"still running after {DEADLINE_SECONDS} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(DEADLINE_SECONDS)
-    try:
+def _deadline() -> Iterator[None]:
+    with deadline(DEADLINE_SECONDS):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _layers() -> list[tuple[str, list[tuple[str, np.ndarray]]]]:

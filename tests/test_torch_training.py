@@ -11,8 +11,6 @@ model included) must stay frozen, and a frozen BatchNormalization must run as th
 from __future__ import annotations
 
 import importlib
-import json
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from parity.conventions import (
 )
 from parity.keras.read import read_keras_file
 from tests.conftest import GOLDEN, needs_keras
+from tests.edits import edited_keras, layer_config
 from tests.golden_cases import DEEPMOJI_SMALL, ZOO_SIZES, ZOO_SMALL
 
 STEPS = 10
@@ -261,23 +260,18 @@ def test_float64_file_computes_in_float64(case_id: str) -> None:
 
 def _with_policy(tmp_path: Path, policies: dict[int, str]) -> Path:
     """The float32 stacked_rnn golden file with layer i's dtype policy replaced."""
+
+    def set_policies(config: dict) -> None:
+        for index, name in policies.items():
+            layer_config(config, index)["dtype"] = {
+                "module": "keras",
+                "class_name": "DTypePolicy",
+                "config": {"name": name},
+                "registered_name": None,
+            }
+
     source = GOLDEN / "stacked_rnn-init-float32.keras"
-    out = tmp_path / "policy.keras"
-    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(out, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                for index, name in policies.items():
-                    config["config"]["layers"][index]["config"]["dtype"] = {
-                        "module": "keras",
-                        "class_name": "DTypePolicy",
-                        "config": {"name": name},
-                        "registered_name": None,
-                    }
-                data = json.dumps(config).encode()
-            zout.writestr(item, data)
-    return out
+    return edited_keras(source, tmp_path / "policy.keras", set_policies)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "float16", "mixed_bfloat16"])
@@ -302,16 +296,12 @@ def test_layer_saved_frozen_converts_frozen_through_save_and_load(tmp_path: Path
     """A layer saved with trainable=False (edited into the config, as a transfer-learning base
     is saved) converts with requires_grad=False, and parity.save / load keep it so. (Training
     with frozen layers and BatchNormalization is checked live against Keras above.)"""
+
+    def freeze_first_rnn(config: dict) -> None:
+        layer_config(config, 2)["trainable"] = False
+
     source = GOLDEN / "stacked_rnn-init-float32.keras"
-    path = tmp_path / "frozen.keras"
-    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(path, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                config["config"]["layers"][2]["config"]["trainable"] = False
-                data = json.dumps(config).encode()
-            zout.writestr(item, data)
+    path = edited_keras(source, tmp_path / "frozen.keras", freeze_first_rnn)
     model = parity.load_keras(path)
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert frozen == {n for n, _ in model.named_parameters() if n.startswith("rnn_0.")}

@@ -87,14 +87,24 @@ def collect_weights(
             continue
         for name, weight in zip(names, layer.weights, strict=True):
             weights[f"{role}/{name}"] = weight.array
-            if weight.array.dtype.kind == "f" and not np.isfinite(weight.array).all():
-                bad = int(np.size(weight.array) - np.isfinite(weight.array).sum())
-                problems.append(
-                    f"layer {layer.name!r}: weight {weight.name!r} has {bad} NaN/Inf values"
-                )
+            problem = weight_problem(weight.array)
+            if problem:
+                problems.append(f"layer {layer.name!r}: weight {weight.name!r} {problem}")
     if problems:
         raise ConversionError(f"{kfile.path}: " + "; ".join(problems))
     return weights
+
+
+def weight_problem(array: np.ndarray) -> str | None:
+    """What makes a stored weight unusable, if anything: NaN/Inf values, or a dimension of size
+    zero (an Embedding of width 0 or a Dense of no units is no trained model; sizes derived
+    from it would divide by zero)."""
+    if 0 in array.shape:
+        return f"has a zero-size dimension {tuple(array.shape)}"
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = int(np.size(array) - np.isfinite(array).sum())
+        return f"has {bad} NaN/Inf values"
+    return None
 
 
 def apply_mapping(

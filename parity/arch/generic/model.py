@@ -41,7 +41,7 @@ from parity.conventions import (
     frozen_batch_norm_rule,
 )
 from parity.convert.gates import activation_name, resolve_gate
-from parity.convert.mapping import Row
+from parity.convert.mapping import Row, weight_problem
 from parity.convert.stored import node_weights
 from parity.convert.transforms import normalise_layer_weights
 from parity.errors import ConversionError
@@ -436,12 +436,10 @@ def config_from_graph(
             for weight in layer.weights:
                 weights[f"{layer.name}/{weight.name}"] = weight.array
     for key, array in weights.items():
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            bad_count = int(array.size - np.isfinite(array).sum())
+        problem = weight_problem(array)
+        if problem:
             layer_name, weight_name = key.rsplit("/", 1)
-            problems.append(
-                f"layer {layer_name!r}: weight {weight_name!r} has {bad_count} NaN/Inf values"
-            )
+            problems.append(f"layer {layer_name!r}: weight {weight_name!r} {problem}")
     if problems:
         raise ConversionError(f"{kfile.path}: " + "; ".join(problems))
     config = GenericConfig(
