@@ -1064,3 +1064,21 @@ def test_keras1_merge_modes_convert_as_their_keras2_layers(tmp_path: Path) -> No
         h5.attrs["model_config"] = text.replace('"mode": "mul"', '"mode": "cos"')
     with pytest.raises(parity.ConversionError, match=r"\(Merge\)"):
         parity.load_keras(path)
+
+
+def test_the_registry_refuses_a_class_two_families_convert() -> None:
+    """One table: a family that converts a class another family already converts is refused
+    by name (a merged dict would let the later one shadow the earlier silently)."""
+    from parity.arch.generic.converter import ConverterRegistry
+    from parity.arch.generic.table import FAMILIES
+
+    registry = ConverterRegistry()
+    core, conv = FAMILIES[0], FAMILIES[1]
+    registry.add_family("core", core.CONVERTERS)
+    dense = next(iter(core.CONVERTERS))
+    with pytest.raises(ValueError, match=f"{dense} \\(already from core\\)"):
+        registry.add_family("mine", {**conv.CONVERTERS, dense: core.CONVERTERS[dense]})
+    # and the built-in families share no class
+    assert sum(len(f.CONVERTERS) for f in FAMILIES) == len(
+        {n for f in FAMILIES for n in f.CONVERTERS}
+    )

@@ -21,12 +21,11 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import re
 import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -50,17 +49,22 @@ from parity.conventions import (
 )
 from parity.errors import ConversionError
 from parity.files import open_regular
-from parity.keras import isolate
+from parity.keras import isolate, tf_checkpoint
 from parity.keras.limits import load_json
+from parity.keras.model_file import (  # the file types, here for the old import paths too
+    FORMAT_KERAS_V3,
+    FORMAT_KERAS_V3_WEIGHTS,
+    FORMAT_LEGACY_MODEL,
+    FORMAT_LEGACY_WEIGHTS,
+    KerasFile,
+    KerasLayer,
+    KerasWeight,
+    snake_case,
+)
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
 
-#: File formats, as reported by `parity inspect` and KerasFile.format.
-FORMAT_KERAS_V3 = "keras"  # .keras zip
-FORMAT_KERAS_V3_WEIGHTS = "weights.h5"  # Keras 3 save_weights
-FORMAT_LEGACY_MODEL = "legacy-h5-model"  # model.save("x.h5"), any Keras
-FORMAT_LEGACY_WEIGHTS = "legacy-h5-weights"  # save_weights("x.h5"), Keras 1/2/tf.keras
 
 #: The groups holding an optimizer's variables: Keras 3 weight files, legacy full-model files.
 KERAS_V3_OPTIMIZER = "optimizer"
@@ -86,75 +90,6 @@ KERAS_V3_SUBGROUP_ORDER = (
 MODEL_CLASSES = ("Functional", "Sequential", "Model")
 
 
-@dataclass(frozen=True)
-class KerasWeight:
-    """One stored array and the name it has in the file (path inside its layer group)."""
-
-    name: str
-    array: np.ndarray
-
-
-@dataclass
-class KerasLayer:
-    """A layer as the file describes it; class and config are None when the file has no config."""
-
-    name: str
-    class_name: str | None = None
-    config: dict[str, Any] | None = None
-    weights: list[KerasWeight] = field(default_factory=list)
-    #: The group name Keras 3 derived from the class (e.g. "bidirectional_1"), when known.
-    auto_name: str | None = None
-
-    @property
-    def class_key(self) -> str | None:
-        """snake_case class name: from the config, else from a Keras 3 auto group name."""
-        if self.class_name is not None:
-            return snake_case(self.class_name)
-        if self.auto_name is not None:
-            return re.sub(r"_\d+$", "", self.auto_name)
-        return None
-
-
-@dataclass
-class KerasFile:
-    """Everything read from one Keras file, format-independent."""
-
-    path: Path
-    format: str
-    keras_version: str | None
-    backend: str | None
-    model_config: dict[str, Any] | None
-    layers: list[KerasLayer]
-    #: Groups recognised as training state and deliberately not converted.
-    left_out: list[str] = field(default_factory=list)
-    #: The optimizer's variables, named by their path in its group, in saved order (iteration
-    #: first, then per weight); read only on request (read_keras_file(training_state=True)).
-    optimizer_weights: list[KerasWeight] = field(default_factory=list)
-    #: The optimizer as the file's training/compile config saves it: {"class_name", "config"}.
-    optimizer_config: dict[str, Any] | None = None
-
-    @property
-    def weighted_layers(self) -> list[KerasLayer]:
-        return [layer for layer in self.layers if layer.weights]
-
-    @property
-    def keras_major(self) -> int | None:
-        """Major Keras version that wrote the file; Keras 3 weight files carry none but are 3."""
-        if self.keras_version:
-            match = re.match(r"(\d+)", self.keras_version)
-            if match:
-                return int(match.group(1))
-        if self.format == FORMAT_KERAS_V3_WEIGHTS:
-            return 3
-        return None
-
-
-def snake_case(class_name: str) -> str:
-    """Keras' class -> auto-name rule: GlobalAveragePooling1D -> global_average_pooling1d."""
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
 def read_keras_file(
     path: str | Path, *, model_config: dict[str, Any] | None = None, training_state: bool = False
 ) -> KerasFile:
@@ -166,8 +101,6 @@ def read_keras_file(
     leaves them out, so they are not read unless asked for).
     """
     path = Path(path)
-    from parity.keras import tf_checkpoint  # imports this module: TF formats build KerasFiles
-
     source = tf_checkpoint.locate(path)  # SavedModel dir, checkpoint prefix/.index/directory
     if source is not None:
         with _as_conversion_error(path, "unreadable or malformed TensorFlow checkpoint"):
@@ -828,8 +761,6 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
-        from parity.keras import tf_checkpoint
-
         with _as_conversion_error(path, "no readable model config"):
             config = tf_checkpoint.saved_model_config(path)
         if config is None:

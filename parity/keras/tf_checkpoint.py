@@ -52,7 +52,7 @@ from parity.conventions import (
 )
 from parity.errors import ConversionError
 from parity.keras.limits import load_json
-from parity.keras.read import KerasFile, KerasLayer, KerasWeight
+from parity.keras.model_file import KerasFile, KerasLayer, KerasWeight
 from parity.keras.tensor_bundle import (
     INDEX_SUFFIX,
     FieldBudget,

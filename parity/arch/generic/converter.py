@@ -162,3 +162,25 @@ def call_drop_mask(module: nn.Module, config: Config, xs: list[Tensor], masks: M
 def written_by_keras3(config: Config) -> bool:
     """Whether a versioned converter's layer comes from a Keras 3 file (see ``versioned``)."""
     return (config.get(KERAS_MAJOR_KEY) or UNVERSIONED_KERAS_MAJOR) >= 3
+
+
+class ConverterRegistry(dict[str, LayerConverter]):
+    """Keras class name (as parity.keras.graph normalises it) -> its converter: the one table
+    the generic path, wrappers and plug-ins read. ``add_family`` refuses a class that another
+    family already converts, so one family can never silently shadow another."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._family: dict[str, str] = {}
+
+    def add_family(self, family: str, converters: dict[str, LayerConverter]) -> None:
+        twice = sorted(name for name in converters if name in self)
+        if twice:
+            owners = ", ".join(f"{name} (already from {self._family[name]})" for name in twice)
+            raise ValueError(f"family {family} converts classes another family does: {owners}")
+        self.update(converters)
+        self._family.update(dict.fromkeys(converters, family))
+
+
+#: Every class the generic path converts; parity.arch.generic.table fills it family by family.
+CONVERTERS = ConverterRegistry()

@@ -1,4 +1,5 @@
-"""Every Keras layer class the generic path converts: the families' converter tables merged."""
+"""Every Keras layer class the generic path converts: each family's converter table added to
+the one registry (parity.arch.generic.converter.CONVERTERS), which refuses duplicates."""
 
 from __future__ import annotations
 
@@ -17,21 +18,25 @@ from parity.arch.generic import (
     vision,
     wrappers,
 )
-from parity.arch.generic.converter import LayerConverter
+from parity.arch.generic.converter import CONVERTERS
 
-#: Keras class name (normalised by parity.keras.graph) -> converter.
-CONVERTERS: dict[str, LayerConverter] = {
-    **core.CONVERTERS,
-    **conv.CONVERTERS,
-    **pooling.CONVERTERS,
-    **norm.CONVERTERS,
-    **recurrent.CONVERTERS,
-    **merge.CONVERTERS,
-    **structure.CONVERTERS,
-    **activations.CONVERTERS,
-    **vision.CONVERTERS,
-    **preprocessing.CONVERTERS,
-    **noise.CONVERTERS,
-    **attention.CONVERTERS,
-    **wrappers.CONVERTERS,
-}
+#: The families, in the order their tables are added to CONVERTERS (duplicates refused).
+FAMILIES = (
+    core,
+    conv,
+    pooling,
+    norm,
+    recurrent,
+    merge,
+    structure,
+    activations,
+    vision,
+    preprocessing,
+    noise,
+    attention,
+    wrappers,
+)
+for _family in FAMILIES:
+    CONVERTERS.add_family(_family.__name__.rsplit(".", 1)[-1], _family.CONVERTERS)
+
+__all__ = ["CONVERTERS", "FAMILIES"]

@@ -14,7 +14,14 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from parity.arch.generic.converter import Config, Example, LayerConverter, Masks, Shapes
+from parity.arch.generic.converter import CONVERTERS as ALL_CONVERTERS
+from parity.arch.generic.converter import (
+    Config,
+    Example,
+    LayerConverter,
+    Masks,
+    Shapes,
+)
 from parity.convert.mapping import Row
 from parity.errors import ConversionError
 from parity.layers.structure import TimeDistributed
@@ -35,16 +42,15 @@ PER_STEP_STATISTICS = ("BatchNormalization",)
 
 
 def _inner(config: Config) -> tuple[str, Config, LayerConverter]:
-    """(class, config, converter) of the wrapped layer."""
-    from parity.arch.generic.table import CONVERTERS
-
+    """(class, config, converter) of the wrapped layer (the registry, filled by the time a
+    model is built)."""
     layer = config.get("layer")
     if not isinstance(layer, dict) or not isinstance(layer.get("config"), dict):
         raise ConversionError("TimeDistributed without a wrapped layer config")
     cls = layer.get("class_name")
-    if cls not in CONVERTERS or cls in NOT_DISTRIBUTABLE or CONVERTERS[cls].inputs != 1:
+    if cls not in ALL_CONVERTERS or cls in NOT_DISTRIBUTABLE or ALL_CONVERTERS[cls].inputs != 1:
         raise ConversionError(f"TimeDistributed({cls}) is not supported")
-    return cls, layer["config"], CONVERTERS[cls]
+    return cls, layer["config"], ALL_CONVERTERS[cls]
 
 
 def inner_class(config: Config) -> str | None:
