@@ -166,6 +166,12 @@ MAX_GRAPH_DEPTH = 100_000
 ISOLATED_READ_SECONDS = 10
 ISOLATED_READ_EXTRA_BYTES = 2 * 2**30
 
+# --- image and sequence layouts (parity.arch.generic: conv, vision, preprocessing) ---
+#: data_format values meaning channels-last (None: the config omits it, Keras' default).
+CHANNELS_LAST = ("channels_last", None)
+#: Keras 1's dim_ordering values meaning channels-last ('th' is Theano's, kernels flipped).
+KERAS1_CHANNELS_LAST = ("tf", None)
+
 # --- merge, structure and activation layers (parity.arch.generic merge/structure/activations) ---
 #: Config key the generic converter stores the writing Keras major version under: merge masks
 #: differ (Keras 2 ANDs the masks present; Keras 3 ORs them, None if any input has none).

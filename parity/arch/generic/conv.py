@@ -11,14 +11,13 @@ from parity.arch.generic.converter import (
     Shapes,
     call_drop_mask,
     declared,
+    require_channels_last,
     simple_rows,
     single,
     with_bias,
 )
 from parity.errors import ConversionError
 from parity.layers import KERAS_PADDINGS, Conv1D
-
-CHANNELS_LAST = ("channels_last", None)
 
 _conv_weights = with_bias("kernel")
 
@@ -28,10 +27,9 @@ def _build_conv1d(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Mo
     declared(config, "filters", filters, "the kernel")
     declared({"kernel_size": single(config.get("kernel_size"))}, "kernel_size", size, "the kernel")
     padding = config.get("padding", "valid")
-    if padding not in KERAS_PADDINGS or config.get("data_format", "channels_last") not in (
-        CHANNELS_LAST
-    ):
-        raise ConversionError(f"Conv1D padding {padding!r} / data_format is not supported")
+    require_channels_last(config, "Conv1D")
+    if padding not in KERAS_PADDINGS:
+        raise ConversionError(f"Conv1D padding {padding!r} is not supported")
     if config.get("groups", 1) != 1:
         raise ConversionError("Conv1D with groups > 1 is not supported")
     return Conv1D(

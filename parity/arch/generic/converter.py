@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from parity.conventions import KERAS_MAJOR_KEY
+from parity.conventions import CHANNELS_LAST, KERAS1_CHANNELS_LAST, KERAS_MAJOR_KEY
 from parity.convert.mapping import Row
 from parity.errors import ConversionError
 
@@ -157,6 +157,20 @@ def call_keep_mask(module: nn.Module, config: Config, xs: list[Tensor], masks: M
 def call_drop_mask(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
     """Layers that do not support masking drop it, as Keras 3 does."""
     return [module(xs[0])], [None]
+
+
+def require_channels_last(config: Config, cls: str) -> None:
+    """Refuse, by name, any layout but Keras' default channels-last (the ports take Keras' own
+    input layout)."""
+    if config.get("data_format") not in CHANNELS_LAST:
+        raise ConversionError(
+            f"{cls} data_format={config['data_format']!r} is not supported (channels_last only)"
+        )
+    if config.get("dim_ordering") not in KERAS1_CHANNELS_LAST:
+        raise ConversionError(
+            f"{cls}: Keras 1 dim_ordering={config['dim_ordering']!r} is not supported (Theano "
+            "layout, kernels possibly flipped); only 'tf' is"
+        )
 
 
 def written_by_keras3(config: Config) -> bool:

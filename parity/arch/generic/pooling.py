@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from parity.arch.generic.conv import CHANNELS_LAST
 from parity.arch.generic.converter import (
     Config,
     Example,
@@ -16,6 +15,7 @@ from parity.arch.generic.converter import (
     call_drop_mask,
     no_rows,
     no_weights,
+    require_channels_last,
     single,
 )
 from parity.errors import ConversionError
@@ -45,10 +45,9 @@ def _build_pooling(cls: type) -> Callable[[Config, Shapes, dict[str, str]], nn.M
 
 def _build_global(cls: type) -> Callable[[Config, Shapes, dict[str, str]], nn.Module]:
     def build(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
-        if config.get("keepdims") or config.get("data_format", "channels_last") not in (
-            CHANNELS_LAST
-        ):
-            raise ConversionError("global pooling with keepdims or channels_first unsupported")
+        require_channels_last(config, cls.__name__)
+        if config.get("keepdims"):
+            raise ConversionError(f"{cls.__name__} with keepdims is not supported")
         return cls()
 
     return build

@@ -31,6 +31,7 @@ from parity.arch.generic.converter import (
     call_keep_mask,
     no_rows,
     no_weights,
+    require_channels_last,
     simple_rows,
     written_by_keras3,
 )
@@ -98,13 +99,8 @@ def _side(config: Config, key: str) -> int:
     return value
 
 
-def _channels_last(config: Config, cls: str) -> None:
-    if config.get("data_format") not in (None, "channels_last"):
-        raise ConversionError(f"{cls} data_format={config['data_format']!r} is not supported")
-
-
 def _build_resizing(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
-    _channels_last(config, "Resizing")
+    require_channels_last(config, "Resizing")
     interpolation = config.get("interpolation", "bilinear")
     if interpolation not in INTERPOLATIONS:
         raise ConversionError(
@@ -123,13 +119,13 @@ def _build_resizing(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.
 
 
 def _build_center_crop(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
-    _channels_last(config, "CenterCrop")
+    require_channels_last(config, "CenterCrop")
     return CenterCrop(_side(config, "height"), _side(config, "width"))
 
 
 def _build_random_crop(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
     """Keras 3: the identity at inference; Keras 2: smart_resize to (height, width)."""
-    _channels_last(config, "RandomCrop")
+    require_channels_last(config, "RandomCrop")
     size = (_side(config, "height"), _side(config, "width"))
     if written_by_keras3(config):
         return RandomAugmentation("RandomCrop")

@@ -25,6 +25,7 @@ from parity.arch.generic.converter import (
     declared,
     no_rows,
     no_weights,
+    require_channels_last,
     simple_rows,
     with_bias,
 )
@@ -48,25 +49,7 @@ from parity.layers.pooling2d import (
     ZeroPadding2D,
 )
 
-#: data_format values meaning channels-last (None: the config omits it, Keras' default).
-CHANNELS_LAST = ("channels_last", None)
-#: Keras 1's dim_ordering values meaning channels-last.
-KERAS1_CHANNELS_LAST = ("tf", None)
-
 Build = Callable[[Config, Shapes, dict[str, str]], nn.Module]
-
-
-def _channels_last(config: Config) -> None:
-    """Refuse, by name, any layout but Keras' default channels-last."""
-    if config.get("data_format") not in CHANNELS_LAST:
-        raise ConversionError(
-            f"data_format={config['data_format']!r} is not supported (channels_last only)"
-        )
-    if config.get("dim_ordering") not in KERAS1_CHANNELS_LAST:
-        raise ConversionError(
-            f"Keras 1 dim_ordering={config['dim_ordering']!r} is not supported (Theano layout, "
-            "kernels possibly flipped); only 'tf' is"
-        )
 
 
 def _padding(config: Config) -> str:
@@ -86,7 +69,7 @@ def _sizes(config: Config, kernel: tuple[int, int]) -> None:
 
 
 def _build_conv2d(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
-    _channels_last(config)
+    require_channels_last(config, "Conv2D")
     kh, kw, group_in, filters = shapes["kernel"]
     declared(config, "filters", filters, "the kernel")
     _sizes(config, (kh, kw))
@@ -107,7 +90,7 @@ def _build_conv2d(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Mo
 
 
 def _build_depthwise(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
-    _channels_last(config)
+    require_channels_last(config, "DepthwiseConv2D")
     kh, kw, channels, multiplier = shapes["kernel"]
     declared(config, "depth_multiplier", multiplier, "the kernel")
     _sizes(config, (kh, kw))
@@ -124,7 +107,7 @@ def _build_depthwise(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn
 
 
 def _build_separable(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
-    _channels_last(config)
+    require_channels_last(config, "SeparableConv2D")
     kh, kw, channels, multiplier = shapes["depthwise_kernel"]
     one, one_, mixed, filters = shapes["pointwise_kernel"]
     if (one, one_, mixed) != (1, 1, channels * multiplier):
@@ -149,7 +132,7 @@ def _build_separable(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn
 
 
 def _build_transpose(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
-    _channels_last(config)
+    require_channels_last(config, "Conv2DTranspose")
     kh, kw, filters, channels = shapes["kernel"]  # Keras stores (kh, kw, out, in)
     declared(config, "filters", filters, "the kernel")
     _sizes(config, (kh, kw))
@@ -169,7 +152,7 @@ def _build_transpose(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn
 
 def _build_pooling(cls: type) -> Build:
     def build(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
-        _channels_last(config)
+        require_channels_last(config, cls.__name__)
         strides = config.get("strides")
         return cls(
             pair(config.get("pool_size", 2)),
@@ -182,24 +165,24 @@ def _build_pooling(cls: type) -> Build:
 
 def _build_global(cls: type) -> Build:
     def build(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
-        _channels_last(config)
+        require_channels_last(config, cls.__name__)
         return cls(keepdims=bool(config.get("keepdims", False)))
 
     return build
 
 
 def _build_zero_padding(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
-    _channels_last(config)
+    require_channels_last(config, "ZeroPadding2D")
     return ZeroPadding2D(config.get("padding", 1))
 
 
 def _build_cropping(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
-    _channels_last(config)
+    require_channels_last(config, "Cropping2D")
     return Cropping2D(config.get("cropping", 0))
 
 
 def _build_upsampling(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
-    _channels_last(config)
+    require_channels_last(config, "UpSampling2D")
     interpolation = config.get("interpolation", "nearest")
     if interpolation not in UPSAMPLING_MODES:
         raise ConversionError(
