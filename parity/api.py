@@ -26,9 +26,15 @@ from parity.convert.gates import check_variant
 from parity.convert.mapping import build_empty
 from parity.convert.match import plan_conversion
 from parity.errors import ConversionError, ParityWarning, error_line
-from parity.files import write_atomic_by_name
+from parity.files import open_regular, write_atomic_by_name
 from parity.keras.limits import load_json
-from parity.keras.read import KerasFile, read_keras_file, read_model_config
+from parity.keras.read import (
+    HDF5_SIGNATURE,
+    ZIP_SIGNATURE,
+    KerasFile,
+    read_keras_file,
+    read_model_config,
+)
 
 #: safetensors metadata keys written by save() and required by load().
 META_FORMAT = "format"
@@ -134,6 +140,29 @@ def load_keras(
     float64; half and mixed precision are refused unless a dtype is given).
     """
     return convert_keras(path, arch, hard_sigmoid, dtype=dtype, config=config).model
+
+
+#: Signatures of the Keras files load_keras reads; anything else load_model takes for a
+#: parity.save file.
+KERAS_SIGNATURES = (ZIP_SIGNATURE, HDF5_SIGNATURE)
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    arch: str | None = None,
+    hard_sigmoid: str | None = None,
+    config: str | os.PathLike[str] | None = None,
+) -> nn.Module:
+    """A parity .safetensors file (save) or any Keras file load_keras reads (``config``: the
+    companion describing a weights-only file), told apart by the file's first bytes."""
+    path = Path(path)
+    if path.is_file():
+        with open_regular(path, "model") as f:
+            magic = f.read(8)
+        if not magic.startswith(KERAS_SIGNATURES):
+            return load(path)
+    return load_keras(path, arch=arch, hard_sigmoid=hard_sigmoid, config=config)
 
 
 def save(model: nn.Module, path: str | os.PathLike) -> None:

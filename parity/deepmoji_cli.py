@@ -26,12 +26,11 @@ from parity.deepmoji_use import (
 )
 from parity.errors import error_line
 from parity.text import load_vocabulary
-
-VOCABULARY_FILE = "vocabulary.json"
+from parity.text.vocab import VOCABULARY_FILE
 
 
 def _load(args: argparse.Namespace):
-    from parity.train.cli import load_model  # torch-heavy; only when a command runs
+    from parity.api import load_model  # torch-heavy; only when a command runs
 
     model = load_model(args.model, arch=args.arch, hard_sigmoid=args.hard_sigmoid)
     vocab_path = args.vocab or Path(args.model).parent / VOCABULARY_FILE

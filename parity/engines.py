@@ -52,9 +52,10 @@ class BatchScorer:
         hard_sigmoid: str | None = None,
         config: str | os.PathLike[str] | None = None,
     ) -> None:
+        from parity.api import load_model
         from parity.arch import arch_of
         from parity.text import load_vocabulary
-        from parity.train.cli import VOCABULARY_FILE, load_model
+        from parity.text.vocab import VOCABULARY_FILE
         from parity.train.loop import head_module
 
         if output not in OUTPUTS:

@@ -30,6 +30,10 @@ MAX_WORD_LENGTH = 30
 DEFAULT_EXTEND = 10000
 
 
+#: The vocabulary looked for beside a model file when none is named (DeepMoji's file name).
+VOCABULARY_FILE = "vocabulary.json"
+
+
 def load_vocabulary(path: str | os.PathLike[str]) -> dict[str, int]:
     """Read a DeepMoji-style ``{word: id}`` JSON file, checking ids are non-negative ints;
     a malformed one is a ConversionError naming it."""

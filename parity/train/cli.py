@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from parity.api import ParityWarning, load, load_keras, save
+from parity.api import ParityWarning, load_model, save
 from parity.arch import arch_names, arch_of
 from parity.conventions import (
     DEEPMOJI_FINETUNE_EMBED_DROPOUT,
@@ -30,9 +29,9 @@ from parity.conventions import (
 )
 from parity.deepmoji_use import extend_embedding
 from parity.errors import error_line
-from parity.files import open_regular, write_atomic_text
-from parity.keras.read import HDF5_SIGNATURE, ZIP_SIGNATURE
+from parity.files import write_atomic_text
 from parity.text import extend_vocabulary, load_vocabulary, save_vocabulary
+from parity.text.vocab import VOCABULARY_FILE
 from parity.train.checkpoint import Checkpointer, CheckpointMismatch
 from parity.train.data import SPLITS, TaskData, binary_view, encode_dataset, read_jsonl
 from parity.train.distributed import Context, process_group
@@ -52,30 +51,8 @@ PROG = "parity"
 EXIT_FAILURE = 1
 #: Tokens per text when the model does not fix its input length.
 DEFAULT_MAXLEN = 50
-#: The vocabulary looked for beside the model file when --vocab is not given.
-VOCABULARY_FILE = "vocabulary.json"
 #: The run's checkpoint in --out (multi-label runs: checkpoint-class<c>.pt per class).
 CHECKPOINT_FILE = "checkpoint.pt"
-#: Signatures of the Keras files parity.load_keras reads; anything else is a parity.save file.
-KERAS_SIGNATURES = (ZIP_SIGNATURE, HDF5_SIGNATURE)
-
-
-def load_model(
-    path: str | os.PathLike[str],
-    *,
-    arch: str | None = None,
-    hard_sigmoid: str | None = None,
-    config: str | os.PathLike[str] | None = None,
-) -> nn.Module:
-    """A parity .safetensors file (parity.save) or any Keras file parity.load_keras reads
-    (``config``: the companion describing a weights-only file)."""
-    path = Path(path)
-    if path.is_file():
-        with open_regular(path, "model") as f:
-            magic = f.read(8)
-        if not magic.startswith(KERAS_SIGNATURES):
-            return load(path)
-    return load_keras(path, arch=arch, hard_sigmoid=hard_sigmoid, config=config)
 
 
 def _note(message: str) -> None:
