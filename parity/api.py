@@ -21,10 +21,10 @@ from torch import nn
 from parity import __version__
 from parity.arch import arch_of, get_arch
 from parity.arch.base import Plan
+from parity.arch.match import plan_conversion
 from parity.convert.dtypes import file_dtype
 from parity.convert.gates import check_variant
 from parity.convert.mapping import build_empty
-from parity.convert.match import plan_conversion
 from parity.errors import ConversionError, ParityWarning, error_line
 from parity.files import open_regular, write_atomic_by_name
 from parity.keras.limits import load_json
@@ -131,7 +131,7 @@ def load_keras(
 
     Reads the weights with h5py or parity's own TF checkpoint reader (no TensorFlow). ``arch``
     names a registered pair, "generic" (rebuild from the file's model config) or a seed-zoo
-    model; None decides from the file (parity.convert.match): a config of supported layers
+    model; None decides from the file (parity.arch.match): a config of supported layers
     converts generically unless a registered pair is exactly that model; a weights-only file is
     matched to a pair. Sizes come from the file. ``config`` names a companion file (.keras,
     full-model .h5, model JSON or a tf-keras SavedModel) whose model config describes a

@@ -19,8 +19,8 @@ from safetensors import SafetensorError
 from parity.api import ParityWarning, first_line, load_keras, malformed_file, save
 from parity.arch import GENERIC, arch_names
 from parity.arch.generic import CONVERTERS, unsupported_layers
+from parity.arch.match import graph_of, match
 from parity.conventions import HARD_SIGMOID_VARIANTS
-from parity.convert.match import graph_of, match
 from parity.errors import ConversionError, printable
 from parity.keras.graph import KerasGraph, normalise_layer
 from parity.keras.read import KerasFile, read_keras_file
