@@ -22,7 +22,6 @@ Parity notes: the ONNX model is checked in onnxruntime against Keras' golden out
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.abc
 import importlib.util
@@ -36,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from parity.files import check_target, write_atomic
+from parity.files import write_atomic
 from parity.layers.recurrent import ops as recurrent_ops
 
 #: Formats ``export`` writes, and their usual file suffixes.
@@ -515,42 +514,3 @@ def export(
     path = Path(path)
     write_atomic(path, lambda f: torch.export.save(program, f), "exported program")
     return ExportResult(path, format, _dynamic_dims(program), program)
-
-
-# --- command line -------------------------------------------------------------------------------
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    from parity.api import load, load_keras
-
-    src = Path(args.model)
-    check_target(args.out, "export")  # before the minutes an export can take
-    if src.suffix == ".safetensors":
-        model = load(src)
-    else:
-        model = load_keras(src, arch=args.arch, hard_sigmoid=args.hard_sigmoid)
-    result = export(model, args.out, format=args.format)
-    print(result.describe())
-    return 0
-
-
-def add_export(commands: argparse._SubParsersAction) -> None:
-    """``parity export MODEL OUT --format exported-program|onnx``."""
-    from parity.arch import arch_names
-    from parity.cli import add_hard_sigmoid_option
-
-    parser = commands.add_parser(
-        "export", help="export a converted model as a torch ExportedProgram or ONNX"
-    )
-    parser.add_argument("model", help="a Keras file, or a .safetensors written by parity convert")
-    parser.add_argument("out", help="output file (.pt2 for exported-program, .onnx)")
-    parser.add_argument("--format", choices=tuple(FORMATS), default="exported-program")
-    parser.add_argument("--arch", choices=arch_names(), help="as for parity convert")
-    add_hard_sigmoid_option(parser)
-    parser.set_defaults(run=_run_cli)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from parity.cli import main
-
-    sys.exit(main(["export", *sys.argv[1:]]))

@@ -361,7 +361,7 @@ def test_batchnorm_with_torch_epsilon_is_caught_and_named(tmp_path: Path) -> Non
     src = tmp_path / "bn.keras"
     model.save(src)
     torch_model = parity.load_keras(src)
-    from parity.check.cli import _keras_side  # the CLI's own live path
+    from parity.cli.check import _keras_side  # the CLI's own live path
 
     args = type("Args", (), {"src": str(src), "inputs": None, "dtype": "float32"})()
     subject, keras_args = subject_for(torch_model, read_keras_file(src))

@@ -25,11 +25,11 @@ import torch
 import parity
 from parity import losses, optim
 from parity import train as ft
+from parity.api import load_model
 from parity.arch import ZOO, arch_of
 from parity.check.tolerances import tolerance_for
 from parity.cli import main
 from parity.keras.optimizer_state import read_optimizer_state
-from parity.train.cli import load_model
 from parity.train.resume import load_keras_optimizer
 from tests.conftest import GOLDEN, REPO, SHARED_DATA, WEIGHTS, needs_keras
 

@@ -8,7 +8,7 @@ import sys
 CHECK = """
 import sys
 import parity, parity.arch, parity.arch.match, parity.cli
-import parity.check, parity.check.cli, parity.check.keras_side
+import parity.check, parity.cli.check, parity.check.keras_side
 from parity.arch import deepmoji, embedding_dense, generic
 heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'))
 print(heavy)

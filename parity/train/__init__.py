@@ -7,8 +7,9 @@ loop.py     new head, dropout rates, freezing, Keras' loss from the head's logit
 metrics.py  accuracy, validation-tuned F1, class-average F1, each benchmark's metric
 plots.py    curve.png
 distributed.py  data-parallel runs under torchrun (DDP; gloo on CPU, nccl on CUDA)
-checkpoint.py   resumable runs: checkpoints, atomic output files
-cli.py      `parity finetune`
+checkpoint.py   resumable runs: checkpoints (written atomically by parity.files)
+resume.py   a Keras file's optimizer state as a parity.optim optimizer
+(`parity finetune` itself is parity.cli.finetune)
 """
 
 from parity.train.checkpoint import Checkpointer, CheckpointMismatch, Interrupted

@@ -22,11 +22,10 @@ from parity.arch import PAIRS, arch_names
 from parity.check.harness import golden_meta, load_golden
 from parity.check.keras_side import import_keras, keras_reference, write_golden
 from parity.check.run import DTYPES, check, check_inputs, subject_for
+from parity.cli.options import EXIT_FAILURE, PROG, add_hard_sigmoid_option
 from parity.errors import ConversionError, error_line
 from parity.files import write_atomic, write_atomic_text
 
-EXIT_FAILURE = 1
-PROG = "parity"
 DEVICES = ("cpu", "cuda")
 NO_KERAS = (
     "a live check needs Keras and TensorFlow (pip install 'keras-parity[keras]'); where they "
@@ -156,7 +155,6 @@ def _golden(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    from parity.cli import add_hard_sigmoid_option
 
     parser.add_argument("src", help="Keras file: .keras, .weights.h5 or legacy .h5")
     parser.add_argument("--arch", choices=arch_names(), help="architecture (default: detect)")

@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from parity.cli.options import add_hard_sigmoid_option
 from parity.deepmoji_use import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAXLEN,
@@ -87,7 +88,6 @@ def _score_file(args: argparse.Namespace, model, vocab, emojis) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from parity.cli import add_hard_sigmoid_option
 
     p.add_argument("--model", required=True, help="DeepMoji weights (.h5/.keras) or .safetensors")
     p.add_argument("--vocab", type=Path, default=None, help=f"default: {VOCABULARY_FILE} beside")

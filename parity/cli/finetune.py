@@ -22,6 +22,7 @@ from torch import nn
 
 from parity.api import ParityWarning, load_model, save
 from parity.arch import arch_names, arch_of
+from parity.cli.options import EXIT_FAILURE, PROG, add_hard_sigmoid_option
 from parity.conventions import (
     DEEPMOJI_FINETUNE_EMBED_DROPOUT,
     DEEPMOJI_FINETUNE_FINAL_DROPOUT,
@@ -47,8 +48,6 @@ from parity.train.metrics import METRICS, metric_for, score
 from parity.train.plots import plot_history
 from parity.train.stages import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_PATIENCE, METHODS
 
-PROG = "parity"
-EXIT_FAILURE = 1
 #: Tokens per text when the model does not fix its input length.
 DEFAULT_MAXLEN = 50
 #: The run's checkpoint in --out (multi-label runs: checkpoint-class<c>.pt per class).
@@ -257,7 +256,6 @@ def _write_outputs(
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register `parity finetune` (parity.cli.COMMANDS)."""
-    from parity.cli import add_hard_sigmoid_option  # parity.cli imports this module lazily
 
     p = commands.add_parser(
         "finetune",
@@ -355,9 +353,3 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="train embeddings as tf.keras (Keras 2) does, not as Keras 3 on TensorFlow",
     )
     p.set_defaults(run=run)
-
-
-if __name__ == "__main__":
-    from parity.cli import main
-
-    sys.exit(main(["finetune", *sys.argv[1:]]))

@@ -1,4 +1,5 @@
-"""`parity convert | inspect`: the command line.
+"""The command line, one package: `parity convert | inspect` here, the other subcommands in
+their modules (check and golden, finetune, deepmoji, export), each adding its own parser.
 
 Failures print one line naming the problem (file, layer, weight, shapes) and exit non-zero,
 without a traceback and without leaving an output file behind.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import builtins
-import importlib
 import os
 import sys
 import warnings
@@ -20,13 +20,13 @@ from parity.api import ParityWarning, first_line, load_keras, malformed_file, sa
 from parity.arch import GENERIC, arch_names
 from parity.arch.generic import CONVERTERS, unsupported_layers
 from parity.arch.match import graph_of, match
-from parity.conventions import HARD_SIGMOID_VARIANTS
+from parity.cli import check, deepmoji, export, finetune
+from parity.cli.options import EXIT_FAILURE, PROG, add_hard_sigmoid_option
 from parity.errors import ConversionError, printable
 from parity.keras.graph import KerasGraph, normalise_layer
 from parity.keras.read import KerasFile, read_keras_file
 from parity.plugins import load_plugins
 
-EXIT_FAILURE = 1
 #: Exit status when parity itself failed (a bug, not a bad file): one line, no traceback.
 EXIT_INTERNAL = 2
 #: Set to 1 to get the traceback of an internal error instead of the one-line report.
@@ -44,7 +44,6 @@ EXTRA_OF_MODULE = {
     "onnxruntime": "export",
     "onnxscript": "export",
 }
-PROG = "parity"
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -159,25 +158,16 @@ def add_inspect(commands: argparse._SubParsersAction) -> None:
     inspect.set_defaults(run=_inspect)
 
 
-def add_hard_sigmoid_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--hard-sigmoid",
-        choices=HARD_SIGMOID_VARIANTS,
-        help="hard sigmoid variant: keras2 = clip(0.2x+0.5), keras3 = relu6(x+3)/6 "
-        "(default: decided from the file)",
-    )
-
-
-#: Subcommands, in help order: name -> "module:function" adding its parser to the subparsers.
-#: A subcommand's function sets ``run`` (args -> exit code) as the parser default.
-COMMANDS: dict[str, str] = {
-    "convert": "parity.cli:add_convert",
-    "inspect": "parity.cli:add_inspect",
-    "check": "parity.check.cli:add_check",
-    "golden": "parity.check.cli:add_golden",
-    "finetune": "parity.train.cli:add_parser",
-    "deepmoji": "parity.deepmoji_cli:add_parser",
-    "export": "parity.export:add_export",
+#: Subcommands, in help order: name -> the function adding its parser to the subparsers. Each
+#: sets ``run`` (args -> exit code) as its parser's default.
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "convert": add_convert,
+    "inspect": add_inspect,
+    "check": check.add_check,
+    "golden": check.add_golden,
+    "finetune": finetune.add_parser,
+    "deepmoji": deepmoji.add_parser,
+    "export": export.add_parser,
 }
 
 
@@ -194,9 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         "repeatable",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for target in COMMANDS.values():
-        module, function = target.split(":")
-        getattr(importlib.import_module(module), function)(commands)
+    for add in COMMANDS.values():
+        add(commands)
     return parser
 
 
