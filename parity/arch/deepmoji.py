@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from parity.arch.base import PairArch, Point
-from parity.arch.generic import default_weights
+from parity.arch.generic import default_rows, default_weights
 from parity.conventions import (
     DEEPMOJI_MAX_SIGMOID_CLASSES,
     LSTM_RECURRENT_ACTIVATION_DEFAULT_KERAS_LT_2_3,
@@ -138,25 +138,12 @@ KERAS_LAYERS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _bidirectional_lstm_rows(layer: str) -> tuple[Row, ...]:
-    """Keras (forward, backward) x (kernel, recurrent_kernel, bias) -> torch's _l0[_reverse];
-    Keras has one bias, so torch's bias_hh is a zero buffer."""
-    rows: list[Row] = []
-    for direction, suffix in (("forward", ""), ("backward", "_reverse")):
-        rows += [
-            (f"{layer}/{direction}_kernel", f"{layer}.weight_ih_l0{suffix}", "transpose"),
-            (f"{layer}/{direction}_recurrent_kernel", f"{layer}.weight_hh_l0{suffix}", "transpose"),
-            (f"{layer}/{direction}_bias", f"{layer}.bias_ih_l0{suffix}", "identity"),
-            (None, f"{layer}.bias_hh_l0{suffix}", "zeros"),
-        ]
-    return tuple(rows)
-
-
 #: Mapping table: (Keras weight, torch parameter, transform).
 MAPPING: tuple[Row, ...] = (
     ("embedding/embeddings", "embedding.weight", "identity"),
-    *_bidirectional_lstm_rows("bi_lstm_0"),
-    *_bidirectional_lstm_rows("bi_lstm_1"),
+    # the recurrent port's own rows: forward then backward, torch's bias_hh a zero buffer
+    *default_rows("bi_lstm_0", "Bidirectional(LSTM)"),
+    *default_rows("bi_lstm_1", "Bidirectional(LSTM)"),
     ("attlayer/W", "attlayer.weight", "identity"),
     ("softmax/kernel", "softmax.weight", "transpose"),
     ("softmax/bias", "softmax.bias", "identity"),
