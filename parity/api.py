@@ -27,7 +27,7 @@ from parity.convert.gates import check_variant
 from parity.convert.mapping import build_empty
 from parity.errors import ConversionError, ParityWarning, error_line
 from parity.files import open_regular, write_atomic_by_name
-from parity.keras.limits import load_json
+from parity.keras.limits import SAFETENSORS_DTYPES, load_json, read_safetensors_header
 from parity.keras.read import (
     HDF5_SIGNATURE,
     ZIP_SIGNATURE,
@@ -195,8 +195,6 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> nn.Mod
     Nothing is read before it is checked: the header first (its size, tensor count, dtypes,
     shapes, offsets and total size: parity.keras.limits.read_safetensors_header), then the
     config, then the empty model's names and shapes against the header; the tensors last."""
-    from parity.keras.limits import SAFETENSORS_DTYPES, read_safetensors_header
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")

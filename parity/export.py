@@ -35,7 +35,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from parity.arch import arch_of
+from parity.arch.generic.model import GenericModel
 from parity.files import write_atomic
+from parity.layers import LSTM
+from parity.layers.activations import ACTIVATIONS
+from parity.layers.backends import cpp
 from parity.layers.recurrent import ops as recurrent_ops
 
 #: Formats ``export`` writes, and their usual file suffixes.
@@ -65,8 +70,6 @@ class ExportResult:
 
 
 def _fixed_length(model: nn.Module) -> int | None:
-    from parity.arch import arch_of
-
     try:
         return arch_of(model).input_length(model)
     except TypeError:  # not a converted model (a bare layer, the user's own module)
@@ -101,8 +104,6 @@ def _dynamic_shapes(model: nn.Module, inputs: Sequence[Tensor]) -> tuple[Any, ..
         if x.dim() >= 2 and fixed is None:
             spec[1] = torch.export.Dim.AUTO
         specs.append(spec)
-    from parity.arch.generic.model import GenericModel
-
     if isinstance(model, GenericModel):  # forward(*inputs): one spec for the varargs tuple
         return (tuple(specs),)
     return tuple(specs)
@@ -150,9 +151,6 @@ class CompiledModel(nn.Module):
 
     def __init__(self, model: nn.Module, **compile_kwargs: Any) -> None:
         super().__init__()
-        from parity.layers import LSTM
-        from parity.layers.backends import cpp
-
         self.model = model
         self._kwargs = {"dynamic": True, **compile_kwargs}
         self._compiled = torch.compile(model, **self._kwargs)
@@ -210,8 +208,6 @@ def compile_model(model: nn.Module, **compile_kwargs: Any) -> CompiledModel:
 
 def _onnx_activation(name: str) -> tuple[str, list[float], list[float]]:
     """A parity activation as an ONNX recurrent activation: (name, alphas, betas)."""
-    from parity.layers.activations import ACTIVATIONS
-
     spec = ACTIVATIONS[name]
     if spec.hard_sigmoid is not None:  # clip(slope * x + offset, 0, 1)
         return "HardSigmoid", [spec.fused.scale], [spec.fused.offset]

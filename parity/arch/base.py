@@ -27,6 +27,7 @@ from torch import nn
 from parity.conventions import TRAINABLE_KEY
 from parity.convert.mapping import Row, apply_mapping, build_empty, collect_weights, resolve_layers
 from parity.errors import ConversionError
+from parity.init import keras_init_
 from parity.keras.graph import KerasGraph
 from parity.keras.read import KerasFile, KerasLayer
 
@@ -221,8 +222,6 @@ class PairArch(Architecture):
         return None if self.length_field is None else getattr(model.config, self.length_field)
 
     def with_head(self, model: nn.Module, num_classes: int) -> nn.Module:
-        from parity.init import keras_init_
-
         config = dataclasses.replace(model.config, **{self.classes_field: num_classes})
         dtype = next(model.parameters()).dtype
         new = self.build(config).to(dtype)

@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from parity.api import load_model
 from parity.cli.options import add_hard_sigmoid_option
 from parity.deepmoji_use import (
     DEFAULT_BATCH_SIZE,
@@ -31,7 +32,6 @@ from parity.text.vocab import VOCABULARY_FILE
 
 
 def _load(args: argparse.Namespace):
-    from parity.api import load_model  # torch-heavy; only when a command runs
 
     model = load_model(args.model, arch=args.arch, hard_sigmoid=args.hard_sigmoid)
     vocab_path = args.vocab or Path(args.model).parent / VOCABULARY_FILE

@@ -45,6 +45,7 @@ from parity.convert.mapping import Row, weight_problem
 from parity.convert.stored import node_weights
 from parity.convert.transforms import normalise_layer_weights
 from parity.errors import ConversionError
+from parity.init import keras_init_
 from parity.keras.graph import (
     INPUT_LAYER,
     OP_PREFIX,
@@ -558,8 +559,6 @@ class GenericArch(Architecture):
         return input_length(layer["config"] for layer in model.config.layers)
 
     def with_head(self, model: nn.Module, num_classes: int) -> nn.Module:
-        from parity.init import keras_init_
-
         chain = self._head_chain(model)
         units = 1 if num_classes <= BINARY_CLASSES else num_classes
         activation = "sigmoid" if units == 1 else "softmax"
