@@ -26,6 +26,7 @@ import contextlib
 import importlib.abc
 import importlib.util
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -426,8 +427,16 @@ ONNX_FUNCTION_REGISTRY = "onnxscript.function_libs.torch_lib.registration"
 def _register_onnx_translations(registration: ModuleType) -> None:
     """Put the recurrent operators' translations into onnxscript's default registry, so a plain
     ``torch.onnx.export(model, (ids,))`` translates them as ``parity.export`` does."""
-    for op, translation in ONNX_TRANSLATIONS.items():
-        registration.torch_op(op.name(), trace_only=True)(translation)
+    try:
+        for op, translation in ONNX_TRANSLATIONS.items():
+            registration.torch_op(op.name(), trace_only=True)(translation)
+    except Exception as exc:  # another onnxscript API: torch.onnx.export must still import
+        warnings.warn(
+            f"parity: could not register the recurrent operators' ONNX translations with "
+            f"onnxscript ({type(exc).__name__}: {exc}); use parity.export for ONNX",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):

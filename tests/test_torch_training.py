@@ -97,7 +97,11 @@ def _frozen_bn(keras_module: Callable[[], Any], suffix: str) -> Callable[[], tup
         x = layers.Embedding(ZOO_SMALL["vocab_size"], 6, name="embedding", trainable=False)(ids)
         x = layers.GlobalAveragePooling1D(name="pool")(x)
         block = k.Sequential(
-            [k.Input((6,)), layers.Dense(7, name="inner_dense"), layers.BatchNormalization()],
+            [
+                k.Input((6,)),
+                layers.Dense(7, name="inner_dense"),
+                layers.BatchNormalization(name="inner_bn"),
+            ],
             name="block",
         )
         block.trainable = False
@@ -308,3 +312,29 @@ def test_layer_saved_frozen_converts_frozen_through_save_and_load(tmp_path: Path
     parity.save(model, tmp_path / "m.safetensors")
     again = parity.load(tmp_path / "m.safetensors")
     assert {n for n, p in again.named_parameters() if not p.requires_grad} == frozen
+
+
+@needs_keras
+def test_frozen_batch_norm_follows_the_rule_of_the_files_keras_and_unfreezing(
+    tmp_path: Path,
+) -> None:
+    """model.train() on a frozen BatchNormalization: inference mode under Keras 3's rule; batch
+    statistics with the moving ones kept under standalone Keras 2's; and once its layer is
+    unfrozen (fine-tuning), a BatchNormalization that trains as any other."""
+    kmodel, _, suffix = CASES["frozen_bn-keras3"].build()
+    path = tmp_path / f"m{suffix}"
+    kmodel.save(str(path))
+    model = parity.load_keras(path)
+    block_bn = model.block_inner_bn
+    assert not block_bn.weight.requires_grad
+    model.train()
+    assert not block_bn.training and model.bn.training  # Keras 3: frozen -> inference
+    model.config.frozen_batch_norm = FROZEN_BATCH_NORM_BATCH
+    model.train()
+    assert block_bn.training and not block_bn.update_statistics  # standalone Keras 2
+    block_bn.requires_grad_(True)  # unfrozen
+    model.train()
+    assert block_bn.training and block_bn.update_statistics
+    model.config.frozen_batch_norm = FROZEN_BATCH_NORM_INFERENCE
+    model.train()
+    assert block_bn.training and block_bn.update_statistics

@@ -33,7 +33,6 @@ from parity.arch.generic.recurrent import RNN_CLASSES
 from parity.arch.generic.table import CONVERTERS
 from parity.arch.generic.wrappers import TIME_DISTRIBUTED, inner_class
 from parity.conventions import (
-    FROZEN_BATCH_NORM_BATCH,
     FROZEN_BATCH_NORM_INFERENCE,
     KERAS_MAJOR_KEY,
     MAX_GRAPH_LAYERS,
@@ -146,10 +145,6 @@ class GenericModel(nn.Module):
             self.add_module(self._paths[layer["name"]], module)
             if saved_frozen(layer["config"]):
                 module.requires_grad_(False)  # Keras' trainable=False: no optimizer moves it
-                if config.frozen_batch_norm == FROZEN_BATCH_NORM_BATCH:
-                    for sub in module.modules():
-                        if isinstance(sub, BatchNormalization):
-                            sub.update_statistics = False
 
     @property
     def mapping(self) -> list[Row]:
@@ -173,11 +168,19 @@ class GenericModel(nn.Module):
         BatchNormalization runs in inference mode (Keras 3, tf.keras), unless the file is
         standalone Keras 1/2's (batch statistics, moving statistics kept; see GenericConfig)."""
         super().train(mode)
-        if mode and self.config.frozen_batch_norm == FROZEN_BATCH_NORM_INFERENCE:
-            for module in self.frozen_layers():
-                for sub in module.modules():
-                    if isinstance(sub, FROZEN_INFERENCE_LAYERS):
-                        sub.eval()
+        frozen = {id(module) for module in self.frozen_layers()}
+        inference = self.config.frozen_batch_norm == FROZEN_BATCH_NORM_INFERENCE
+        for layer in self.config.layers:
+            module = getattr(self, self._paths[layer["name"]], None)
+            if module is None or not saved_frozen(layer["config"]):
+                continue
+            is_frozen = id(module) in frozen  # unfrozen since (fine-tuning): trains as any layer
+            for sub in module.modules():
+                if isinstance(sub, BatchNormalization):
+                    # standalone Keras 1/2: batch statistics, moving ones kept while frozen
+                    sub.update_statistics = inference or not is_frozen
+                if mode and inference and is_frozen and isinstance(sub, FROZEN_INFERENCE_LAYERS):
+                    sub.eval()
         return self
 
     def forward(self, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]:
