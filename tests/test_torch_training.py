@@ -278,7 +278,9 @@ def _with_policy(tmp_path: Path, policies: dict[int, str]) -> Path:
     return edited_keras(source, tmp_path / "policy.keras", set_policies)
 
 
-@pytest.mark.parametrize("policy", ["mixed_float16", "float16", "mixed_bfloat16"])
+@pytest.mark.parametrize(
+    "policy", ["mixed_float16", "float16", "mixed_bfloat16", "int8_from_float32", "float8_e4m3"]
+)
 def test_half_precision_policy_is_refused_by_name(policy: str, tmp_path: Path) -> None:
     path = _with_policy(tmp_path, {2: policy})
     with pytest.raises(parity.ConversionError, match=f"{policy}.*dtype="):

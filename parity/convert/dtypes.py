@@ -9,22 +9,18 @@ dtype, never silently run in float32.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
 import torch
 
 from parity.errors import ConversionError
 from parity.keras.graph import INPUT_LAYER, KerasGraph
 from parity.keras.read import KerasFile
 
-#: Keras float policy names -> the torch dtype that computes exactly as Keras does.
-EXACT_POLICIES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
-#: Float policies Keras computes in with another precision than parity's float32/float64 ports.
-INEXACT_POLICIES = ("float16", "bfloat16", "mixed_float16", "mixed_bfloat16")
-#: Stored array kinds (numpy names) of weights that are floats.
-EXACT_ARRAYS: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+#: Keras float policy names, and stored float array dtypes, -> the torch dtype that computes
+#: exactly as Keras does. Any other policy naming a float (float16, bfloat16, mixed_float16,
+#: quantized ones such as int8_from_float32) computes in a precision the ports do not reproduce.
+EXACT: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 DEFAULT_DTYPE = torch.float32
 
 
@@ -47,7 +43,7 @@ def _policies(graph: KerasGraph | None) -> dict[str, list[str]]:
         if node.class_name == INPUT_LAYER:
             continue
         name = policy_name(node.config.get("dtype"))
-        if name in EXACT_POLICIES or name in INEXACT_POLICIES:
+        if name is not None and "float" in name:  # int/bool/string layers compute no floats
             found.setdefault(name, []).append(node.name)
     return found
 
@@ -56,8 +52,7 @@ def _array_kinds(kfile: KerasFile) -> dict[str, list[str]]:
     """Stored float dtype -> the layers holding such weights."""
     found: dict[str, list[str]] = {}
     for layer in kfile.layers:
-        kinds: Iterable[np.dtype] = {w.array.dtype for w in layer.weights}
-        for kind in kinds:
+        for kind in {w.array.dtype for w in layer.weights}:
             if kind.kind == "f":
                 found.setdefault(kind.name, []).append(layer.name)
     return found
@@ -74,22 +69,22 @@ def file_dtype(kfile: KerasFile, graph: KerasGraph | None) -> torch.dtype:
     policies = _policies(graph)
     arrays = _array_kinds(kfile)
     refuse = [
-        f"dtype policy {p!r} (layers {_named(policies[p])})"
-        for p in INEXACT_POLICIES
-        if p in policies
+        f"dtype policy {p!r} (layers {_named(layers)})"
+        for p, layers in policies.items()
+        if p not in EXACT
     ]
     refuse += [
         f"{kind} weights (layers {_named(layers)})"
         for kind, layers in arrays.items()
-        if kind not in EXACT_ARRAYS
+        if kind not in EXACT
     ]
     if refuse:
         raise ConversionError(
-            f"{kfile.path}: the model computes in half or mixed precision ({'; '.join(refuse)}), "
-            "which parity does not reproduce; pass dtype= (torch.float32 or torch.float64) to "
-            "convert it in that precision anyway"
+            f"{kfile.path}: the model computes in half, mixed or quantized precision "
+            f"({'; '.join(refuse)}), which parity does not reproduce; pass dtype= "
+            "(torch.float32 or torch.float64) to convert it in that precision anyway"
         )
-    exact = {EXACT_POLICIES[p] for p in policies} or {EXACT_ARRAYS[k] for k in arrays}
+    exact = {EXACT[p] for p in policies} or {EXACT[k] for k in arrays}
     if len(exact) > 1:
         detail = "; ".join(f"{p}: {_named(layers)}" for p, layers in (policies or arrays).items())
         raise ConversionError(
