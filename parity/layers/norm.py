@@ -77,6 +77,14 @@ class BatchNormalization(nn.Module):
         )
 
 
+#: The batch normalisations, parity's and torch's: the layers Keras (3, and tf.keras) runs in
+#: inference mode while frozen (trainable False): moving statistics, none updated.
+FROZEN_INFERENCE: tuple[type[nn.Module], ...] = (
+    BatchNormalization,
+    nn.modules.batchnorm._BatchNorm,
+)
+
+
 class LayerNormalization(nn.LayerNorm):
     """nn.LayerNorm over the last axis with Keras' epsilon default (1e-3)."""
 

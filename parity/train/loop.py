@@ -33,7 +33,8 @@ from parity.conventions import (
 )
 from parity.convert.mapping import build_empty
 from parity.init import keras_init_
-from parity.layers import BatchNormalization, Dense
+from parity.layers import Dense
+from parity.layers.norm import FROZEN_INFERENCE
 from parity.train.checkpoint import Checkpointer, set_rng_state
 from parity.train.data import TaskData
 from parity.train.distributed import Context, drop_occurrences
@@ -75,13 +76,6 @@ LOGITS: dict[type[nn.Module], LogitsRule] = {
     Dense: _dense_logits,
     nn.Linear: lambda module, inputs, output: output,
 }
-
-#: Layers that run in inference mode while frozen, as Keras' BatchNormalization does when its
-#: trainable is False: it normalises with, and does not update, its moving statistics.
-FROZEN_INFERENCE: tuple[type[nn.Module], ...] = (
-    BatchNormalization,
-    nn.modules.batchnorm._BatchNorm,
-)
 
 #: Config fields holding the dropout rates fine-tuning sets (DeepMoji's). A model whose config
 #: has none of them (a generic conversion) keeps the dropout rates its file has.

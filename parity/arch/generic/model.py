@@ -55,6 +55,7 @@ from parity.keras.graph import (
 )
 from parity.keras.read import KerasFile
 from parity.layers import KERAS_ACTIVATIONS, BatchNormalization
+from parity.layers.norm import FROZEN_INFERENCE
 
 #: Layers a classifier head may be followed by on its way to the model output.
 HEAD_PASS_THROUGH = ("Dropout", "SpatialDropout1D", "Activation")
@@ -150,36 +151,22 @@ class GenericModel(nn.Module):
     def mapping(self) -> list[Row]:
         return mapping_rows(self.config)
 
-    def frozen_layers(self) -> list[nn.Module]:
-        """The Keras layers that are frozen now: saved with trainable=False and none of their
-        parameters made trainable since (a layer without parameters: as saved)."""
-        frozen = []
-        for layer in self.config.layers:
-            module = getattr(self, self._paths[layer["name"]], None)
-            if module is None or not saved_frozen(layer["config"]):
-                continue
-            params = list(module.parameters())
-            if not any(p.requires_grad for p in params):
-                frozen.append(module)
-        return frozen
-
     def train(self, mode: bool = True) -> GenericModel:
-        """As nn.Module.train, then what Keras' fit does to frozen layers: a frozen
-        BatchNormalization runs in inference mode (Keras 3, tf.keras), unless the file is
-        standalone Keras 1/2's (batch statistics, moving statistics kept; see GenericConfig)."""
+        """As nn.Module.train, then what Keras' fit does to a layer saved with trainable=False
+        while it stays frozen (none of its parameters made trainable since, as fine-tuning
+        does): its BatchNormalization runs in inference mode (Keras 3, tf.keras), or for
+        standalone Keras 1/2 files on batch statistics, the moving ones kept (GenericConfig)."""
         super().train(mode)
-        frozen = {id(module) for module in self.frozen_layers()}
         inference = self.config.frozen_batch_norm == FROZEN_BATCH_NORM_INFERENCE
         for layer in self.config.layers:
             module = getattr(self, self._paths[layer["name"]], None)
             if module is None or not saved_frozen(layer["config"]):
                 continue
-            is_frozen = id(module) in frozen  # unfrozen since (fine-tuning): trains as any layer
+            frozen = not any(p.requires_grad for p in module.parameters())
             for sub in module.modules():
                 if isinstance(sub, BatchNormalization):
-                    # standalone Keras 1/2: batch statistics, moving ones kept while frozen
-                    sub.update_statistics = inference or not is_frozen
-                if mode and inference and is_frozen and isinstance(sub, FROZEN_INFERENCE_LAYERS):
+                    sub.update_statistics = inference or not frozen
+                if mode and inference and frozen and isinstance(sub, FROZEN_INFERENCE):
                     sub.eval()
         return self
 
@@ -212,13 +199,6 @@ class GenericModel(nn.Module):
             cache[(name, node)] = converter.call(module, config, [a[0] for a in args], masks)
         results = tuple(value(ref)[0] for ref in self.config.outputs)
         return results[0] if len(results) == 1 else results
-
-
-#: Layers Keras runs in inference mode inside a frozen layer during fit (Keras 3, tf.keras).
-FROZEN_INFERENCE_LAYERS: tuple[type[nn.Module], ...] = (
-    BatchNormalization,
-    nn.modules.batchnorm._BatchNorm,
-)
 
 
 def saved_frozen(config: dict[str, Any]) -> bool:
