@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e '.[keras,finetune,test,export]'
 	# the C++ LSTM loop, built once here so no user call compiles or waits on a build lock
-	$(BIN)/python -m parity.layers.backends.build
+	$(BIN)/python -m parity.ports.recurrent.backends.build
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -78,7 +78,7 @@ from torch import Tensor, nn
 
 from parity.arch.deepmoji import DeepMoji, DeepMojiConfig
 from parity.layers import LSTM
-from parity.layers.activations import get_activation
+from parity.ports.activations import get_activation
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

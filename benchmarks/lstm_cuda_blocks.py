@@ -1,4 +1,4 @@
-"""Tile sizes of the CUDA LSTM kernels (parity.layers.backends.triton), timed on this GPU.
+"""Tile sizes of the CUDA LSTM kernels (parity.ports.recurrent.backends.triton), timed on this GPU.
 
 One DeepMoji BiLSTM layer (256 -> 2x512, hard_sigmoid_keras2, masks on), for each batch size
 and each candidate (BLOCK_B, BLOCK_H, BLOCK_K, num_warps): inference and a training step
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from parity.layers import LSTM
-from parity.layers.backends import triton as lstm_triton
+from parity.ports.recurrent.backends import triton as lstm_triton
 
 CANDIDATES = [  # (BLOCK_B, BLOCK_H, BLOCK_K, num_warps)
     (b, h, k, w)

@@ -183,7 +183,7 @@ DOT_NORMALIZE_FLOOR_KERAS2 = 1e-12
 #: keras.layers.LeakyReLU's default slope (Keras 2 and 3); the "leaky_relu" activation's is 0.2.
 KERAS_LEAKY_RELU_LAYER_SLOPE = 0.3
 
-# --- attention layers (parity.layers.keras_attention) ---
+# --- attention layers (parity.ports.attention) ---
 #: keras.layers.Attention / AdditiveAttention (Keras 2 and 3, _apply_scores): a score at a
 #: masked value step has this subtracted before the softmax (65504 for float16, not supported).
 ATTENTION_MASK_PENALTY = 1.0e9

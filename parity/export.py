@@ -3,7 +3,7 @@
 ``parity.export(model, path, format="exported-program" | "onnx")`` and ``parity export MODEL OUT
 --format ...`` trace the converted module itself, with the batch and (unless the model fixes
 it) the sequence length dynamic. The recurrent layers trace as one node each, the registered
-operators ``parity::keras_lstm`` and ``parity::keras_rnn`` (parity.layers.recurrent.ops), so the
+operators ``parity::keras_lstm`` and ``parity::keras_rnn`` (parity.ports.recurrent.ops), so the
 graph holds for every batch size, length and padding.
 
 ONNX: each operator node becomes ONNX's own LSTM / GRU / RNN operator (``ONNX_TRANSLATIONS``):
@@ -40,9 +40,9 @@ from parity.arch import arch_of
 from parity.arch.generic.model import GenericModel
 from parity.files import write_atomic
 from parity.layers import LSTM
-from parity.layers.activations import ACTIVATIONS
-from parity.layers.backends import cpp
-from parity.layers.recurrent import ops as recurrent_ops
+from parity.ports.activations import ACTIVATIONS
+from parity.ports.recurrent import ops as recurrent_ops
+from parity.ports.recurrent.backends import cpp
 
 #: Formats ``export`` writes, and their usual file suffixes.
 FORMATS = {"exported-program": ".pt2", "onnx": ".onnx"}

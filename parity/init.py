@@ -41,10 +41,14 @@ from parity.conventions import (
     TRUNCATED_NORMAL_STDDEV_CORRECTION,
 )
 from parity.layers import GRU, LSTM, BatchNormalization, SimpleRNN
-from parity.layers.activation_layers import PReLU
-from parity.layers.attention import AttentionWeightedAverage
-from parity.layers.conv2d import DepthwiseConv2D
-from parity.layers.keras_attention import AdditiveAttention, Attention, HeadProjection
+from parity.ports.activations import PReLU
+from parity.ports.attention import (
+    AdditiveAttention,
+    Attention,
+    AttentionWeightedAverage,
+    HeadProjection,
+)
+from parity.ports.vision import DepthwiseConv2D
 
 #: Axes of (fan_in, fan_out) in torch's layout: weight (out, in, *kernel).
 TORCH_FAN_AXES = (1, 0)

@@ -2,7 +2,7 @@
 
 A file holding a layer of the user's own (a subclassed keras.layers.Layer) or a Lambda is
 refused by name. ``register_layer`` adds a converter for that class name to the generic path's
-table, exactly as the built-in families do (parity.arch.generic.converter.LayerConverter: which
+table, exactly as the built-in families do (parity.ports.registry.LayerConverter: which
 weights the class saves, the torch module, the mapping rows, how it is called and what happens
 to the mask); optionally the Keras classes themselves, so that ``parity check`` can load the
 file in live Keras, and Keras-default initializers for the new torch modules (parity.init).
@@ -21,7 +21,10 @@ from collections.abc import Callable, Mapping
 
 from torch import nn
 
-from parity.arch.generic.converter import (
+from parity.check import keras_side
+from parity.init import RULES
+from parity.ports import CONVERTERS
+from parity.ports.registry import (
     Example,
     LayerConverter,
     call_drop_mask,
@@ -31,9 +34,6 @@ from parity.arch.generic.converter import (
     simple_rows,
     with_bias,
 )
-from parity.arch.generic.table import CONVERTERS
-from parity.check import keras_side
-from parity.init import RULES
 
 __all__ = [
     "Example",

@@ -1,4 +1,4 @@
-"""Export and compilation: the registered recurrent operators (parity.layers.recurrent.ops),
+"""Export and compilation: the registered recurrent operators (parity.ports.recurrent.ops),
 torch.export of the converted modules themselves, ONNX through onnxruntime, torch.compile.
 
 The operators must compute what the reference loops compute, outputs and gradients, and pass the
@@ -24,7 +24,7 @@ from parity.cli import main
 from parity.export import FORMATS, export, export_program
 from parity.keras.read import read_keras_file
 from parity.layers import GRU, LSTM, SimpleRNN, backends
-from parity.layers.recurrent import operators
+from parity.ports.recurrent import operators
 from tests.golden_cases import CASES, GOLDEN, WEIGHTS, GoldenCase
 
 needs_onnx = pytest.mark.skipif(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from parity.layers.backends import cpp
+from parity.ports.recurrent.backends import cpp
 from tests.conftest import REPO, WEIGHTS
 
 #: A run that waited on the lock would take LOCK_WAIT_SECONDS (60) or, before, forever.
@@ -22,7 +22,7 @@ FIRST_FORWARD = """
 import json, sys, time, warnings
 start = time.perf_counter()
 import torch, parity
-from parity.layers.backends import cpp
+from parity.ports.recurrent.backends import cpp
 {setup}
 plant = cpp._jit_directory() / cpp.LOCK_NAME
 plant.parent.mkdir(parents=True, exist_ok=True)

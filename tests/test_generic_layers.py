@@ -373,7 +373,7 @@ BIDIRECTIONAL_GRID = [
     ),
 ]
 
-#: Input kinds of the attention layers (parity.arch.generic.converter.INPUT_KINDS).
+#: Input kinds of the attention layers (parity.ports.registry.INPUT_KINDS).
 ATTENTION_INPUTS = (
     "masked_value_pair",
     "masked_triple",
@@ -958,7 +958,7 @@ def test_initial_state_starts_the_recurrence_as_in_keras(
 
 def test_wrong_number_of_initial_states_is_refused() -> None:
     """An LSTM given one state tensor (it takes h and c) fails, never runs without it."""
-    from parity.arch.generic.recurrent import _initial_states
+    from parity.ports.recurrent.port import _initial_states
 
     with pytest.raises(ValueError, match="takes 2"):
         _initial_states({"_rnn_class": "LSTM"}, [torch.zeros(2, 3)], 1)
@@ -1069,8 +1069,8 @@ def test_keras1_merge_modes_convert_as_their_keras2_layers(tmp_path: Path) -> No
 def test_the_registry_refuses_a_class_two_families_convert() -> None:
     """One table: a family that converts a class another family already converts is refused
     by name (a merged dict would let the later one shadow the earlier silently)."""
-    from parity.arch.generic.converter import ConverterRegistry
-    from parity.arch.generic.table import FAMILIES
+    from parity.ports import FAMILIES
+    from parity.ports.registry import ConverterRegistry
 
     registry = ConverterRegistry()
     core, conv = FAMILIES[0], FAMILIES[1]

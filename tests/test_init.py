@@ -23,7 +23,6 @@ from torch import nn
 import parity
 from parity.arch.deepmoji import MAPPING, DeepMoji, DeepMojiConfig
 from parity.arch.generic import CONVERTERS, default_rows
-from parity.arch.generic.attention import MHA_PROJECTIONS
 from parity.convert.transforms import CONSTANT_FILLS, TRANSFORMS
 from parity.init import KERAS_FAN_AXES, PRESETS, keras_init_, variance_scaling_
 from parity.layers import (
@@ -36,11 +35,11 @@ from parity.layers import (
     LayerNormalization,
     SimpleRNN,
 )
-from parity.layers.activation_layers import PReLU
-from parity.layers.conv2d import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
-from parity.layers.keras_attention import AdditiveAttention, Attention, MultiHeadAttention
-from parity.layers.preprocessing import Normalization
-from parity.layers.structure import TimeDistributed
+from parity.ports.activations import PReLU
+from parity.ports.attention import MHA_PROJECTIONS, AdditiveAttention, Attention, MultiHeadAttention
+from parity.ports.preprocessing import Normalization
+from parity.ports.structure import TimeDistributed
+from parity.ports.vision import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from tests.conftest import needs_keras
 
 IN, UNITS, STEPS, KERNEL, VOCAB, EMBED = 24, 48, 5, 3, 1000, 16

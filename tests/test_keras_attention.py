@@ -18,8 +18,8 @@ import torch
 import parity
 from parity.arch.generic import CONVERTERS
 from parity.keras.graph import _calls
-from parity.layers.image_preprocessing import RandomAugmentation, skip_augmentation_
-from parity.layers.keras_attention import Attention, MultiHeadAttention
+from parity.ports.attention import Attention, MultiHeadAttention
+from parity.ports.preprocessing import RandomAugmentation, skip_augmentation_
 from tests.conftest import needs_keras
 
 RNG = np.random.default_rng(31)

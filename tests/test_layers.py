@@ -31,8 +31,8 @@ from parity.layers import (
     get_activation,
     hard_sigmoid,
 )
-from parity.layers.activations import activation_slots
-from parity.layers.backends import IMPLEMENTATIONS
+from parity.ports.activations import activation_slots
+from parity.ports.recurrent.backends import IMPLEMENTATIONS
 
 IN, HID = 5, 7
 LENGTHS = [1, 6, 3, 4]  # includes length 1 and the full length

@@ -1,5 +1,6 @@
-"""The C++ inference loop (parity/layers/backends/cpp.py, csrc/lstm_cpu.cpp) computes what the
-Python fast loop and the reference loop compute, and everything falls back to Python without it.
+"""The C++ inference loop (parity/ports/recurrent/backends/cpp.py, csrc/lstm_cpu.cpp) computes what
+the Python fast loop and the reference loop compute, and everything falls back to Python without
+it.
 
 CPU float32 only: that is all the C++ loop runs. The sweep covers gates, layers, directions,
 batch sizes, masks (none, pre- and post-padded, holes, all-masked rows), both masked-output
@@ -21,9 +22,9 @@ from torch.utils import cpp_extension
 
 from parity.check import tolerance_for
 from parity.layers import LSTM
-from parity.layers.activations import CppTail
-from parity.layers.backends import cpp as _lstm_cpp
-from parity.layers.backends import prepare
+from parity.ports.activations import CppTail
+from parity.ports.recurrent.backends import cpp as _lstm_cpp
+from parity.ports.recurrent.backends import prepare
 
 #: The fallback tests run everywhere; the others need the extension built here.
 needs_ext = pytest.mark.skipif(not _lstm_cpp.available(), reason="C++ LSTM loop not built")
@@ -289,7 +290,7 @@ _FALLBACK_SCRIPT = textwrap.dedent(
     import torch
     import parity
     from parity.layers import LSTM
-    from parity.layers.backends import cpp as _lstm_cpp
+    from parity.ports.recurrent.backends import cpp as _lstm_cpp
     assert not _lstm_cpp.available()
     torch.manual_seed(0)
     lstm = LSTM(5, 7, bidirectional=True, gate_activation="hard_sigmoid_keras2")

@@ -1,5 +1,5 @@
-"""The length-aware loop (parity/layers/backends/packed.py) computes what the reference loop
-computes, in inference and training, for every padding it accepts, and hands rows with holes to
+"""The length-aware loop (parity/ports/recurrent/backends/packed.py) computes what the reference
+loop computes, in inference and training, for every padding it accepts, and hands rows with holes to
 the other loops."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 
 from parity.check import tolerance_for
 from parity.layers import LSTM
-from parity.layers.backends import cpp, packed, prepare
+from parity.ports.recurrent.backends import cpp, packed, prepare
 from tests.lstm_oracle import assert_runs_close, outputs_and_grads
 
 _TOL = tolerance_for(torch.float32, "cpu", "output")

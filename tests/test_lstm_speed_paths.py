@@ -18,10 +18,10 @@ import torch
 import parity
 from parity.check import load_golden, tolerance_for
 from parity.layers import ACTIVATIONS, LSTM
-from parity.layers.backends import FAST_AUTOGRAD_MIN_BATCH as LSTM_FAST_AUTOGRAD_MIN_BATCH
-from parity.layers.backends import Loop, prepare, select
-from parity.layers.backends import cpp as cpp_loops
-from parity.layers.backends import python as python_loops
+from parity.ports.recurrent.backends import FAST_AUTOGRAD_MIN_BATCH as LSTM_FAST_AUTOGRAD_MIN_BATCH
+from parity.ports.recurrent.backends import Loop, prepare, select
+from parity.ports.recurrent.backends import cpp as cpp_loops
+from parity.ports.recurrent.backends import python as python_loops
 from tests.golden_cases import CASES
 from tests.lstm_oracle import assert_runs_close, outputs_and_grads
 
@@ -227,7 +227,7 @@ def test_every_activation_fast_equals_reference(activation, without_cpp, device,
     the fast loops do not fold: outputs and gradients as the reference loop's. ``python-loop``:
     inference through the Python loop, as where the C++ extension cannot be built."""
     if without_cpp:
-        from parity.layers.backends import cpp
+        from parity.ports.recurrent.backends import cpp
 
         monkeypatch.setattr(cpp, "applies", lambda *args, **kwargs: False)
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
-"""The CUDA LSTM kernels (parity.layers.backends.triton) against the reference loop in float64.
+"""The CUDA LSTM kernels (parity.ports.recurrent.backends.triton) against the reference loop in
+float64.
 
 On a GPU these run the compiled kernels (LSTM(impl="fast") on float32 CUDA tensors takes them);
 where Triton is installed but no GPU is, the same checks run on CPU tensors under Triton's
@@ -99,7 +100,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 @needs_cuda
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c)))
 def test_kernels_match_reference_on_cuda(case):
-    from parity.layers.backends import triton as _lstm_triton
+    from parity.ports.recurrent.backends import triton as _lstm_triton
 
     x = torch.zeros(1, device="cuda")
     if not _lstm_triton.applies(x, case[0], case[1]):
@@ -110,7 +111,7 @@ def test_kernels_match_reference_on_cuda(case):
 @needs_cuda
 def test_cuda_takes_the_kernels():
     """The fast CUDA path really is the Triton one (not the CPU-oriented loop)."""
-    from parity.layers.backends import triton as _lstm_triton
+    from parity.ports.recurrent.backends import triton as _lstm_triton
 
     if _lstm_triton.triton is None:
         pytest.skip("Triton is not installed beside this CUDA torch")

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import parity
-from parity.arch.generic.table import CONVERTERS
 from parity.plugins import register_layer, unregister_layer
+from parity.ports import CONVERTERS
 from tests.conftest import needs_keras
 from tests.test_cli import run_cli
 from tests.test_generic_layers import _randomise, check_against_keras

@@ -45,7 +45,7 @@ class Point:
     hook: str = "output"
     #: Element of a tuple output to take (LSTM: 0 = the sequence output); None = as is.
     pick: int | None = None
-    #: Activation applied afterwards: a name in parity.layers.activations, or "config.<attr>"
+    #: Activation applied afterwards: a name in parity.ports.activations, or "config.<attr>"
     #: naming one from the model config.
     then: str | None = None
     #: Default-rule points are dropped, not failed, when their shape differs from Keras'.

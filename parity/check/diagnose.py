@@ -36,7 +36,7 @@ from parity.conventions import (
     GRU_GATES,
     TORCH_BATCH_NORM_EPSILON,
 )
-from parity.layers.activations import ACTIVATIONS, GATES, HARD_SIGMOIDS, activation_slots
+from parity.ports.activations import ACTIVATIONS, GATES, HARD_SIGMOIDS, activation_slots
 
 GradFix = Callable[[np.ndarray], np.ndarray]
 
@@ -81,7 +81,7 @@ def _copy(model: nn.Module) -> nn.Module:
 def _gate_variants(subject: Subject, ids: np.ndarray, device: str) -> list[Variant]:
     """Every layer's gate (and hard-sigmoid activation) swapped to another choice at once: a
     conversion decides the hard sigmoid once per file. Layers are found by their activation
-    slots (parity.layers.activations.ActivationSlot); assigning a name swaps the function."""
+    slots (parity.ports.activations.ActivationSlot); assigning a name swaps the function."""
     hard_sigmoids = tuple(HARD_SIGMOIDS.values())
     current = {
         (path, attr, slot.gate): getattr(module, attr)

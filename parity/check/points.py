@@ -19,9 +19,9 @@ from torch import Tensor, nn
 from parity.arch import PAIRS, PairArch, arch_of, get_arch
 from parity.arch.base import Point
 from parity.arch.generic import module_name
-from parity.layers.activations import keras_activation
+from parity.ports.activations import keras_activation
 
-#: A point's ``then`` names an activation of parity.layers.activations; "config.<attr>" names
+#: A point's ``then`` names an activation of parity.ports.activations; "config.<attr>" names
 #: one from the model config.
 CONFIG_PREFIX = "config."
 

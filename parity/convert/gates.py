@@ -15,7 +15,7 @@ from parity.conventions import (
 )
 from parity.errors import ConversionError
 from parity.keras.read import KerasFile
-from parity.layers.activations import ACTIVATIONS, GATES, hard_sigmoid_name
+from parity.ports.activations import ACTIVATIONS, GATES, hard_sigmoid_name
 
 #: Config names a recurrent_activation may have: the activation table's gates, each one function
 #: whatever the Keras version ("hard_sigmoid_keras2" is reference_keras' registered Keras 2

@@ -1,26 +1,38 @@
-"""Ported layers that look exactly like the torch layer they replace, computing what Keras does."""
+"""The ported torch layers under their former import path (``parity.layers.LSTM`` and so on).
+
+The layers now live in parity.ports, one file per Keras layer family beside their conversion;
+this package keeps the old names importable.
+"""
 
 from __future__ import annotations
 
-from parity.layers.activations import (
+from parity.ports import (
     ACTIVATIONS,
+    GRU,
     KERAS_ACTIVATIONS,
-    RECURRENT_ACTIVATIONS,
-    get_activation,
-    hard_sigmoid,
-)
-from parity.layers.attention import AttentionWeightedAverage
-from parity.layers.conv import KERAS_PADDINGS, Conv1D
-from parity.layers.core import Activation, Dense, Flatten, SpatialDropout1D
-from parity.layers.norm import BatchNormalization, LayerNormalization
-from parity.layers.pooling import (
+    KERAS_PADDINGS,
+    LSTM,
     POOL_PADDINGS,
+    RECURRENT_ACTIVATIONS,
+    Activation,
+    AttentionWeightedAverage,
     AveragePooling1D,
+    BatchNormalization,
+    Conv1D,
+    Dense,
+    Flatten,
     GlobalAveragePooling1D,
     GlobalMaxPooling1D,
+    KerasRNNBase,
+    LayerNormalization,
     MaxPooling1D,
+    SimpleRNN,
+    SpatialDropout1D,
+    get_activation,
+    hard_sigmoid,
+    recurrent,
 )
-from parity.layers.recurrent import GRU, LSTM, KerasRNNBase, SimpleRNN
+from parity.ports.recurrent import backends
 
 __all__ = [
     "ACTIVATIONS",
@@ -44,6 +56,8 @@ __all__ = [
     "MaxPooling1D",
     "SimpleRNN",
     "SpatialDropout1D",
+    "backends",
     "get_activation",
     "hard_sigmoid",
+    "recurrent",
 ]

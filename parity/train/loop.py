@@ -34,7 +34,7 @@ from parity.conventions import (
 from parity.convert.mapping import build_empty
 from parity.init import keras_init_
 from parity.layers import Dense
-from parity.layers.norm import FROZEN_INFERENCE
+from parity.ports.norm import FROZEN_INFERENCE
 from parity.train.checkpoint import Checkpointer, set_rng_state
 from parity.train.data import TaskData
 from parity.train.distributed import Context, drop_occurrences

@@ -1,13 +1,10 @@
 """The generic architecture: any Keras model of supported layers, rebuilt from its config.
 
-converter.py  what one layer class needs (LayerConverter) and shared helpers
-core.py conv.py pooling.py norm.py recurrent.py merge.py vision.py structure.py
-activations.py preprocessing.py noise.py    converters by layer family
-table.py      every family's converters in one CONVERTERS table
-model.py      GenericConfig, GenericModel (runs the Keras graph), GenericArch
+model.py      GenericConfig, GenericModel (runs the Keras graph over the layer ports), GenericArch
+
+The Keras classes it converts are parity.ports' (CONVERTERS, re-exported here).
 """
 
-from parity.arch.generic.converter import INPUT_KINDS, Example, LayerConverter
 from parity.arch.generic.model import (
     GenericArch,
     GenericConfig,
@@ -19,7 +16,7 @@ from parity.arch.generic.model import (
     module_name,
     unsupported_layers,
 )
-from parity.arch.generic.table import CONVERTERS
+from parity.ports import CONVERTERS, INPUT_KINDS, Example, LayerConverter
 
 __all__ = [
     "CONVERTERS",

@@ -1,6 +1,6 @@
 """Any Keras model made of supported layers, rebuilt from the file's own model config.
 
-No port is written by hand: each Keras layer class has a converter (parity.arch.generic.table)
+No port is written by hand: each Keras layer class has a converter (parity.ports)
 that says which weights the class saves, builds the parity/torch module with Keras semantics,
 emits that layer's mapping rows and says what happens to the mask. ``GenericModel`` runs the
 Keras graph (Sequential or Functional, masks included) over modules named after the Keras
@@ -28,10 +28,6 @@ import numpy as np
 from torch import Tensor, nn
 
 from parity.arch.base import Architecture, Plan, Point
-from parity.arch.generic.converter import MASK_PASSED_KEY, LayerConverter, Masks
-from parity.arch.generic.recurrent import RNN_CLASSES
-from parity.arch.generic.table import CONVERTERS
-from parity.arch.generic.wrappers import TIME_DISTRIBUTED, inner_class
 from parity.conventions import (
     FROZEN_BATCH_NORM_INFERENCE,
     KERAS_MAJOR_KEY,
@@ -55,7 +51,11 @@ from parity.keras.graph import (
 )
 from parity.keras.read import KerasFile
 from parity.layers import KERAS_ACTIVATIONS, BatchNormalization
-from parity.layers.norm import FROZEN_INFERENCE
+from parity.ports import CONVERTERS
+from parity.ports.norm import FROZEN_INFERENCE
+from parity.ports.recurrent.port import RNN_CLASSES
+from parity.ports.registry import MASK_PASSED_KEY, LayerConverter, Masks
+from parity.ports.wrappers import TIME_DISTRIBUTED, inner_class
 
 #: Layers a classifier head may be followed by on its way to the model output.
 HEAD_PASS_THROUGH = ("Dropout", "SpatialDropout1D", "Activation")

@@ -1,0 +1,170 @@
+"""Keras' core layers in torch: Dense with any Keras activation, Activation, Flatten, dropouts.
+
+Activations come from the one table in parity.ports.activations, by Keras name.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from parity.conventions import MASK_VALUE
+from parity.keras.graph import INPUT_LAYER
+from parity.ports.activations import ActivationSlot
+from parity.ports.registry import (
+    Config,
+    Example,
+    LayerConverter,
+    Masks,
+    Shapes,
+    call_drop_mask,
+    call_keep_mask,
+    declared,
+    no_module,
+    no_rows,
+    no_weights,
+    simple_rows,
+    with_bias,
+)
+
+
+class Activation(nn.Module):
+    """keras.layers.Activation: one named Keras activation."""
+
+    activation = ActivationSlot("_fn")
+
+    def __init__(self, activation: str) -> None:
+        super().__init__()
+        self.activation = activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._fn(x)
+
+    def extra_repr(self) -> str:
+        return repr(self.activation)
+
+
+class Dense(nn.Linear):
+    """nn.Linear followed by a Keras activation (keras.layers.Dense); acts on the last axis."""
+
+    activation = ActivationSlot("_fn")
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        activation: str = "linear",
+    ) -> None:
+        super().__init__(in_features, out_features, bias, device, dtype)
+        self.activation = activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._fn(super().forward(x))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, activation={self.activation!r}"
+
+
+class Flatten(nn.Module):
+    """keras.layers.Flatten: channels-last, i.e. a row-major reshape of (B, ...) to (B, -1)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], -1)
+
+
+class SpatialDropout1D(nn.Dropout1d):
+    """keras.layers.SpatialDropout1D on channels-last (B, T, C): drops whole channels."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+# ------------------------------------------------------------------------------------------------
+# Core layers: inputs, Embedding, Dense, Activation, Dropout, SpatialDropout1D, Flatten.
+
+
+def _embedding_weights(config: Config) -> tuple[str, ...]:
+    return ("embeddings",)
+
+
+def _build_embedding(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
+    vocab, dim = shapes["embeddings"]
+    declared(config, "input_dim", vocab, "the embeddings array")
+    declared(config, "output_dim", dim, "the embeddings array")
+    return nn.Embedding(vocab, dim)
+
+
+def _call_embedding(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
+    """Embedding(mask_zero=True) starts a mask: id != 0."""
+    ids = xs[0].long()
+    mask = ids != MASK_VALUE if config.get("mask_zero") else None
+    return [module(ids)], [mask]
+
+
+_dense_weights = with_bias("kernel")
+
+
+def _build_dense(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
+    fan_in, units = shapes["kernel"]
+    declared(config, "units", units, "the kernel")
+    return Dense(fan_in, units, bias="bias" in shapes, activation=acts["activation"])
+
+
+def _rate(config: Config) -> float:
+    """Dropout rate; Keras 1 called it p."""
+    return float(config.get("rate", config.get("p", 0.0)))
+
+
+CONVERTERS: dict[str, LayerConverter] = {
+    INPUT_LAYER: LayerConverter(no_weights, no_module, no_rows, call_keep_mask),
+    "Embedding": LayerConverter(
+        _embedding_weights,
+        _build_embedding,
+        simple_rows(_embedding_weights, ("embeddings", "weight", "identity")),
+        _call_embedding,
+        examples=(Example({"input_dim": 30, "output_dim": 4, "mask_zero": True}, "ids"),),
+    ),
+    "Dense": LayerConverter(
+        _dense_weights,
+        _build_dense,
+        simple_rows(
+            _dense_weights, ("kernel", "weight", "transpose"), ("bias", "bias", "identity")
+        ),
+        call_keep_mask,
+        activations=("activation",),
+        examples=(Example({"units": 4, "activation": "tanh"}, "vector"),),
+    ),
+    "Activation": LayerConverter(
+        no_weights,
+        lambda c, s, a: Activation(a["activation"]),
+        no_rows,
+        call_keep_mask,
+        activations=("activation",),
+        examples=(Example({"activation": "softmax"}, "embedded"),),
+    ),
+    "Dropout": LayerConverter(
+        no_weights,
+        lambda c, s, a: nn.Dropout(_rate(c)),
+        no_rows,
+        call_keep_mask,
+        examples=(Example({"rate": 0.5}, "embedded"),),
+    ),
+    "SpatialDropout1D": LayerConverter(
+        no_weights,
+        lambda c, s, a: SpatialDropout1D(_rate(c)),
+        no_rows,
+        call_keep_mask,
+        examples=(Example({"rate": 0.5}, "embedded"),),
+    ),
+    "Flatten": LayerConverter(
+        no_weights,
+        lambda c, s, a: Flatten(),
+        no_rows,
+        call_drop_mask,
+        examples=(Example({}, "sequence"), Example({}, "image")),
+    ),
+}

@@ -1,0 +1,200 @@
+"""What one Keras layer class needs to become torch: the converter entry and its helpers.
+
+Adding a layer to the generic path = one ``LayerConverter`` in the file of its family (core,
+conv, pooling, norm, recurrent, merge), registered in that file's ``CONVERTERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from parity.conventions import CHANNELS_LAST, KERAS1_CHANNELS_LAST, KERAS_MAJOR_KEY
+from parity.convert.mapping import Row
+from parity.errors import ConversionError
+
+Masks = list[Tensor | None]
+Config = dict[str, Any]
+Shapes = dict[str, tuple[int, ...]]
+#: (module, config, inputs, input masks) -> (outputs, output masks).
+CallRule = Callable[[nn.Module, Config, list[Tensor], Masks], tuple[list[Tensor], Masks]]
+
+#: The Keras major version assumed when a file does not say: only Keras 1/2 writers omit it.
+UNVERSIONED_KERAS_MAJOR = 2
+
+#: Key in the config a call rule receives: True when the call passed mask= explicitly (Keras 3
+#: records it), rather than carrying its input's.
+MASK_PASSED_KEY = "_mask_passed"
+
+#: Bound on any size a config declares before it is compared with the weights.
+MAX_DECLARED_SIZE = 2**31
+
+
+@dataclass(frozen=True)
+class LayerConverter:
+    """How one Keras layer class becomes torch: its saved weights, module, rows and call."""
+
+    #: config -> the weights the class saves, in Keras' saved order.
+    weights: Callable[[Config], tuple[str, ...]]
+    #: (config, weight shapes, resolved activations) -> module.
+    build: Callable[[Config, Shapes, dict[str, str]], nn.Module]
+    #: (Keras layer name, torch module path, config) -> mapping rows.
+    rows: Callable[[str, str, Config], list[Row]]
+    #: How the module is applied and what happens to the Keras mask (the mask rule).
+    call: CallRule
+    #: config keys naming activations, resolved at conversion (hard_sigmoid by Keras version).
+    activations: tuple[str, ...] = ()
+    #: Activation defaults where the config omits a key (Keras' class defaults).
+    activation_defaults: tuple[tuple[str, str], ...] = (("activation", "linear"),)
+    #: How many tensors one call reads (None: any number, as Concatenate). A call that passes
+    #: more (an RNN given initial_state as extra inbound tensors) is refused, never run on its
+    #: first input alone: dropping a tensor would silently change the answer.
+    inputs: int | None = 1
+    #: Small Keras configs of this class with the input each takes (an ``INPUT_KINDS`` key):
+    #: the test suite builds each in live Keras and checks the conversion's outputs and
+    #: gradients, so a new converter is tested by its own entry.
+    examples: tuple[Example, ...] = ()
+    #: Whether the call rule depends on the Keras major version that wrote the file (merge
+    #: masks differ between Keras 2 and 3): conversion stores it in the config under
+    #: parity.conventions.KERAS_MAJOR_KEY (None when the file does not say).
+    versioned: bool = False
+
+
+@dataclass(frozen=True)
+class Example:
+    """A Keras layer config (as keras.layers.deserialize takes it) and the input it runs on."""
+
+    config: Config
+    input: str = "sequence"
+
+
+#: What an example's layer is applied to (the test suite builds these in Keras):
+#: ids (int token ids), embedded (a masked Embedding's output), sequence (float (B, T, C)),
+#: vector (float (B, C)), two_sequences (two float (B, T, C) tensors, 3 and 2 channels),
+#: paired_sequences (two float (B, T, 3)), two_vectors (two float (B, 4)), masked_pair (two
+#: (B, T, 4) from ids: a masked Embedding through a Dense, and an unmasked Embedding),
+#: image (float channels-last (B, H, W, C)).
+#: Attention inputs, all from ids, "masked" = carrying the Embedding's mask: masked_value_pair
+#: ([unmasked query, masked value]), masked_triple ([masked query, masked value, unmasked
+#: key]), and called as layer(query, value, key=...): query_value (masked query,
+#: unmasked 5-feature value), query_value_key (query=unmasked, value=masked, key=unmasked with
+#: 5 features, all keywords), masked_query_value (both masked).
+INPUT_KINDS = (
+    "ids",
+    "embedded",
+    "sequence",
+    "vector",
+    "two_sequences",
+    "paired_sequences",
+    "two_vectors",
+    "masked_pair",
+    "image",
+    "masked_value_pair",
+    "masked_triple",
+    "query_value",
+    "query_value_key",
+    "masked_query_value",
+)
+
+
+def no_weights(config: Config) -> tuple[str, ...]:
+    return ()
+
+
+def no_rows(layer: str, path: str, config: Config) -> list[Row]:
+    return []
+
+
+def no_module(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
+    return nn.Identity()
+
+
+def with_bias(*names: str) -> Callable[[Config], tuple[str, ...]]:
+    """The class saves ``names``, then "bias" unless use_bias=False."""
+
+    def weights(config: Config) -> tuple[str, ...]:
+        return names + (("bias",) if config.get("use_bias", True) else ())
+
+    return weights
+
+
+def simple_rows(
+    weights: Callable[[Config], tuple[str, ...]], *pairs: tuple[str, str, str]
+) -> Callable[[str, str, Config], list[Row]]:
+    """Rows (keras weight, torch parameter, transform) for the weights the config has."""
+
+    def rows(layer: str, path: str, config: Config) -> list[Row]:
+        present = set(weights(config))
+        return [(f"{layer}/{k}", f"{path}.{t}", how) for k, t, how in pairs if k in present]
+
+    return rows
+
+
+def declared(config: Config, key: str, found: int, what: str) -> None:
+    """A size the config states must be sane and agree with the weights."""
+    value = config.get(key)
+    if value is None:
+        return
+    if not isinstance(value, int) or not 0 < value <= MAX_DECLARED_SIZE:
+        raise ConversionError(f"config declares {key}={value!r}, not a sane size")
+    if value != found:
+        raise ConversionError(f"config declares {key}={value} but {what} has {found}")
+
+
+def single(value: Any) -> Any:
+    """Keras writes 1-D sizes as 3 or [3]."""
+    return value[0] if isinstance(value, list | tuple) else value
+
+
+def call_keep_mask(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
+    """Layers that support masking in Keras pass the mask on."""
+    return [module(xs[0])], [masks[0]]
+
+
+def call_drop_mask(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
+    """Layers that do not support masking drop it, as Keras 3 does."""
+    return [module(xs[0])], [None]
+
+
+def require_channels_last(config: Config, cls: str) -> None:
+    """Refuse, by name, any layout but Keras' default channels-last (the ports take Keras' own
+    input layout)."""
+    if config.get("data_format") not in CHANNELS_LAST:
+        raise ConversionError(
+            f"{cls} data_format={config['data_format']!r} is not supported (channels_last only)"
+        )
+    if config.get("dim_ordering") not in KERAS1_CHANNELS_LAST:
+        raise ConversionError(
+            f"{cls}: Keras 1 dim_ordering={config['dim_ordering']!r} is not supported (Theano "
+            "layout, kernels possibly flipped); only 'tf' is"
+        )
+
+
+def written_by_keras3(config: Config) -> bool:
+    """Whether a versioned converter's layer comes from a Keras 3 file (see ``versioned``)."""
+    return (config.get(KERAS_MAJOR_KEY) or UNVERSIONED_KERAS_MAJOR) >= 3
+
+
+class ConverterRegistry(dict[str, LayerConverter]):
+    """Keras class name (as parity.keras.graph normalises it) -> its converter: the one table
+    the generic path, wrappers and plug-ins read. ``add_family`` refuses a class that another
+    family already converts, so one family can never silently shadow another."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._family: dict[str, str] = {}
+
+    def add_family(self, family: str, converters: dict[str, LayerConverter]) -> None:
+        twice = sorted(name for name in converters if name in self)
+        if twice:
+            owners = ", ".join(f"{name} (already from {self._family[name]})" for name in twice)
+            raise ValueError(f"family {family} converts classes another family does: {owners}")
+        self.update(converters)
+        self._family.update(dict.fromkeys(converters, family))
+
+
+#: Every class the generic path converts; parity.ports fills it family by family.
+CONVERTERS = ConverterRegistry()
