@@ -17,15 +17,13 @@ parity.save needs the same plug-in registered to be loaded again.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-from torch import nn
-
-from parity.check import keras_side
-from parity.init import RULES
 from parity.ports import CONVERTERS
 from parity.ports.registry import (
     Example,
+    InitRule,
+    KerasObjects,
     LayerConverter,
     call_drop_mask,
     call_keep_mask,
@@ -49,21 +47,18 @@ __all__ = [
     "with_bias",
 ]
 
-#: Classes registered here (built-in converters are never replaced silently).
-_REGISTERED: dict[str, tuple[LayerConverter | None, list[type]]] = {}
-
 
 def register_layer(
     class_name: str,
     converter: LayerConverter,
     *,
-    keras_objects: keras_side.PluginObjects | None = None,
-    keras2_objects: keras_side.PluginObjects | None = None,
-    init_rules: Mapping[type, Callable[[nn.Module], None]] | None = None,
+    keras_objects: KerasObjects | None = None,
+    keras2_objects: KerasObjects | None = None,
+    init_rules: Mapping[type, InitRule] | None = None,
     replace: bool = False,
 ) -> None:
     """Convert Keras layers of class ``class_name`` (as the file's config names it) with
-    ``converter``.
+    ``converter``: one entry in the registry every built-in port is in (parity.ports.CONVERTERS).
 
     ``keras_objects`` / ``keras2_objects``: custom_objects for loading such files in Keras 3 /
     tf_keras during live checks (``{"MyLayer": MyLayer}``, or a function returning that, called
@@ -76,35 +71,19 @@ def register_layer(
         raise ValueError("register_layer: class_name must be a non-empty string")
     if not isinstance(converter, LayerConverter):
         raise TypeError("register_layer: converter must be a parity.plugins.LayerConverter")
-    if class_name in CONVERTERS and not replace:
-        raise ValueError(
-            f"register_layer: {class_name!r} is already converted; pass replace=True to "
-            "replace its converter"
-        )
-    previous = _REGISTERED[class_name][0] if class_name in _REGISTERED else None
-    if class_name not in _REGISTERED:
-        previous = CONVERTERS.get(class_name)
-    CONVERTERS[class_name] = converter
-    added_rules = [t for t in (init_rules or {}) if t not in RULES]
-    RULES.update(init_rules or {})
-    if keras_objects is not None:
-        keras_side.PLUGIN_OBJECTS[class_name] = keras_objects
-    if keras2_objects is not None:
-        keras_side.PLUGIN_OBJECTS_KERAS2[class_name] = keras2_objects
-    _REGISTERED[class_name] = (previous, added_rules)
+    CONVERTERS.register(
+        class_name,
+        converter,
+        init_rules=init_rules,
+        keras_objects=keras_objects,
+        keras2_objects=keras2_objects,
+        replace=replace,
+    )
 
 
 def unregister_layer(class_name: str) -> None:
     """Undo register_layer for ``class_name`` (the converter it replaced, if any, returns)."""
-    previous, rules = _REGISTERED.pop(class_name)
-    if previous is None:
-        CONVERTERS.pop(class_name, None)
-    else:
-        CONVERTERS[class_name] = previous
-    for rule in rules:
-        RULES.pop(rule, None)
-    for objects in (keras_side.PLUGIN_OBJECTS, keras_side.PLUGIN_OBJECTS_KERAS2):
-        objects.pop(class_name, None)
+    CONVERTERS.unregister(class_name)
 
 
 def load_plugins(modules: list[str] | tuple[str, ...]) -> None:

@@ -19,7 +19,7 @@ import hashlib
 import importlib
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from parity.check.harness import (
 )
 from parity.keras.graph import SCOPE_SEPARATOR
 from parity.keras.read import HDF5_SIGNATURE, read_model_config
+from parity.ports import CONVERTERS
 
 if TYPE_CHECKING:
     import keras
@@ -54,18 +55,13 @@ CUSTOM_OBJECT_MODULES: dict[str, str] = {
 }
 
 
-#: custom_objects that plug-ins register (parity.plugins.register_layer), for Keras 3 and
-#: tf_keras: registered class -> a mapping, or a function returning one (called only when a live
-#: check loads a file, so that converting never imports Keras).
-PluginObjects = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
-PLUGIN_OBJECTS: dict[str, PluginObjects] = {}
-PLUGIN_OBJECTS_KERAS2: dict[str, PluginObjects] = {}
-
-
 def _plugin_objects(keras2: bool) -> dict[str, Any]:
     objects: dict[str, Any] = {}
-    for provided in (PLUGIN_OBJECTS_KERAS2 if keras2 else PLUGIN_OBJECTS).values():
-        objects.update(provided() if callable(provided) else provided)
+    # plug-ins register them with their converter (parity.plugins.register_layer)
+    for keras3_objects, keras2_objects in CONVERTERS.keras_objects.values():
+        provided = keras2_objects if keras2 else keras3_objects
+        if provided is not None:
+            objects.update(provided() if callable(provided) else provided)
     return objects
 
 

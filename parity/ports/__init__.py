@@ -66,7 +66,11 @@ FAMILIES = (
     wrappers,
 )
 for _family in FAMILIES:
-    CONVERTERS.add_family(_family.__name__.rsplit(".", 1)[-1], _family.CONVERTERS)
+    CONVERTERS.add_family(
+        _family.__name__.rsplit(".", 1)[-1],
+        _family.CONVERTERS,
+        getattr(_family, "INIT_RULES", None),  # optional: families with weights have one
+    )
 
 __all__ = [
     "ACTIVATIONS",

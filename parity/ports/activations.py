@@ -32,9 +32,11 @@ from parity.conventions import (
     KERAS_LEAKY_RELU_LAYER_SLOPE,
 )
 from parity.errors import ConversionError
+from parity.initializers import zeros_
 from parity.ports.registry import (
     Config,
     Example,
+    InitRule,
     LayerConverter,
     Masks,
     Shapes,
@@ -488,3 +490,9 @@ CONVERTERS: dict[str, LayerConverter] = {
         examples=(Example({}, "sequence"), Example({"shared_axes": [1]}, "embedded")),
     ),
 }
+
+
+# --- Keras' default initialization of these modules (parity.init.keras_init_) ---------------
+
+#: Module type -> its Keras default initialization: PReLU's alpha_initializer is "zeros".
+INIT_RULES: dict[type, InitRule] = {PReLU: lambda m: zeros_(m.alpha)}

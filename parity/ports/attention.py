@@ -40,10 +40,12 @@ from parity.conventions import (
 )
 from parity.convert.mapping import Row
 from parity.errors import ConversionError
+from parity.initializers import KERAS_FAN_AXES, fill_, glorot_uniform_, zeros_
 from parity.keras.graph import OP_PREFIX
 from parity.ports.registry import (
     Config,
     Example,
+    InitRule,
     LayerConverter,
     Masks,
     Shapes,
@@ -604,4 +606,47 @@ CONVERTERS: dict[str, LayerConverter] = {
         ),
         versioned=True,
     ),
+}
+
+
+# --- Keras' default initialization of these modules (parity.init.keras_init_) ---------------
+
+
+@torch.no_grad()
+def _init_attention_pooling(m: nn.Module) -> None:
+    # DeepMoji's attention vector: deepmoji/attlayer.py asks for 'uniform'.
+    nn.init.uniform_(m.weight, -ATTENTION_UNIFORM_LIMIT, ATTENTION_UNIFORM_LIMIT)
+
+
+@torch.no_grad()
+def _init_head_projection(m: nn.Module) -> None:
+    # Keras 3's EinsumDense gives its initializer the equation's input and output axes: fans
+    # (dim, heads * size) for a (dim, heads, size) kernel, (heads * size, out) for the output
+    # projection's (heads, size, out). (tf.keras computed conv-style fans on the 3-D shape.)
+    w = m.weight
+    fans = (w.shape[0], -1) if m.direction == "in" else (-1, w.shape[-1])
+    glorot_uniform_(w.view(*fans), KERAS_FAN_AXES)
+    zeros_(m.bias)
+
+
+@torch.no_grad()
+def _init_luong_attention(m: nn.Module) -> None:
+    # keras.layers.Attention: scale and concat_score_weight start at 1.
+    fill_(m.scale, 1.0)
+    fill_(m.concat_score_weight, 1.0)
+
+
+@torch.no_grad()
+def _init_additive_attention(m: nn.Module) -> None:
+    # keras.layers.AdditiveAttention: scale (dim,) glorot_uniform (a 1-D fan is dim both ways).
+    if m.scale is not None:
+        glorot_uniform_(m.scale)
+
+
+#: Module type -> its Keras default initialization.
+INIT_RULES: dict[type, InitRule] = {
+    AttentionWeightedAverage: _init_attention_pooling,
+    HeadProjection: _init_head_projection,
+    Attention: _init_luong_attention,
+    AdditiveAttention: _init_additive_attention,
 }

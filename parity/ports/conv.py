@@ -14,10 +14,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from parity.errors import ConversionError
+from parity.initializers import kernel_and_bias_
 from parity.ports.activations import ActivationSlot
 from parity.ports.registry import (
     Config,
     Example,
+    InitRule,
     LayerConverter,
     Shapes,
     call_drop_mask,
@@ -136,3 +138,10 @@ CONVERTERS: dict[str, LayerConverter] = {
         examples=(Example({"filters": 5, "kernel_size": 3, "strides": 2, "padding": "same"}),),
     ),
 }
+
+
+# --- Keras' default initialization of these modules (parity.init.keras_init_) ---------------
+
+#: Module type -> its Keras default initialization: glorot_uniform kernel, zero bias (torch's
+#: Conv3d too, for keras_init_ on torch's own modules).
+INIT_RULES: dict[type, InitRule] = {nn.Conv1d: kernel_and_bias_, nn.Conv3d: kernel_and_bias_}

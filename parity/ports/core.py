@@ -8,12 +8,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from parity.conventions import MASK_VALUE
+from parity.conventions import EMBEDDING_UNIFORM_LIMIT, MASK_VALUE
+from parity.initializers import kernel_and_bias_
 from parity.keras.graph import INPUT_LAYER
 from parity.ports.activations import ActivationSlot
 from parity.ports.registry import (
     Config,
     Example,
+    InitRule,
     LayerConverter,
     Masks,
     Shapes,
@@ -167,4 +169,20 @@ CONVERTERS: dict[str, LayerConverter] = {
         call_drop_mask,
         examples=(Example({}, "sequence"), Example({}, "image")),
     ),
+}
+
+
+# --- Keras' default initialization of these modules (parity.init.keras_init_) ---------------
+
+
+@torch.no_grad()
+def _init_embedding(m: nn.Module) -> None:
+    nn.init.uniform_(m.weight, -EMBEDDING_UNIFORM_LIMIT, EMBEDDING_UNIFORM_LIMIT)
+
+
+#: Module type -> its Keras default initialization (subclasses resolve through their MRO, so
+#: parity's Dense through nn.Linear; torch's own modules get the rule of the layer they mirror).
+INIT_RULES: dict[type, InitRule] = {
+    nn.Linear: kernel_and_bias_,
+    nn.Embedding: _init_embedding,
 }

@@ -13,9 +13,11 @@ from torch import Tensor, nn
 
 from parity.conventions import BATCH_NORM_EPSILON, BATCH_NORM_MOMENTUM, LAYER_NORM_EPSILON
 from parity.errors import ConversionError
+from parity.initializers import fill_, zeros_
 from parity.ports.registry import (
     Config,
     Example,
+    InitRule,
     LayerConverter,
     Shapes,
     call_keep_mask,
@@ -181,4 +183,34 @@ CONVERTERS: dict[str, LayerConverter] = {
         call_keep_mask,
         examples=(Example({}, "embedded"),),
     ),
+}
+
+
+# --- Keras' default initialization of these modules (parity.init.keras_init_) ---------------
+
+
+@torch.no_grad()
+def _init_batchnorm(m: nn.Module) -> None:
+    # Keras BatchNormalization: gamma ones, beta zeros, moving mean zeros, moving variance ones.
+    # Filled by name, not by reset_parameters(), because parity's BatchNormalization is not a
+    # torch _BatchNorm; either may lack weight/bias (scale/center False) or running statistics.
+    fill_(m.weight, 1.0)
+    zeros_(m.bias)
+    zeros_(getattr(m, "running_mean", None))
+    fill_(getattr(m, "running_var", None), 1.0)
+    zeros_(getattr(m, "num_batches_tracked", None))
+
+
+@torch.no_grad()
+def _init_layernorm(m: nn.Module) -> None:
+    # Keras LayerNormalization: gamma ones, beta zeros (torch's defaults too).
+    fill_(m.weight, 1.0)
+    zeros_(m.bias)
+
+
+#: Module type -> its Keras default initialization (LayerNormalization through nn.LayerNorm).
+INIT_RULES: dict[type, InitRule] = {
+    nn.modules.batchnorm._BatchNorm: _init_batchnorm,
+    BatchNormalization: _init_batchnorm,
+    nn.LayerNorm: _init_layernorm,
 }

@@ -1,12 +1,16 @@
-"""What one Keras layer class needs to become torch: the converter entry and its helpers.
+"""What one Keras layer class needs to become torch (``LayerConverter``), the helpers the ports
+share, and the one registry of every port (``CONVERTERS``).
 
-Adding a layer to the generic path = one ``LayerConverter`` in the file of its family (core,
-conv, pooling, norm, recurrent, merge), registered in that file's ``CONVERTERS``.
+A family file (parity/ports/<family>.py) holds its ``CONVERTERS`` (Keras class -> converter)
+and, beside its modules, optional ``INIT_RULES`` (module type -> Keras default initialization)
+and ``DIAGNOSES`` (the conventions a conversion of its classes can get wrong, tried by parity
+check when a gap appears); ``CONVERTERS.add_family`` takes all three, and plug-ins go through
+``CONVERTERS.register``: one registry, which refuses duplicates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +21,11 @@ from parity.convert.mapping import Row
 from parity.errors import ConversionError
 
 Masks = list[Tensor | None]
+#: module -> None: re-initialize it in place as Keras initializes the layer it mirrors.
+InitRule = Callable[[nn.Module], None]
+#: custom_objects for loading a plug-in's files in live Keras: a mapping, or a function returning
+#: one (called only when a check loads a file, so that converting never imports Keras).
+KerasObjects = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
 Config = dict[str, Any]
 Shapes = dict[str, tuple[int, ...]]
 #: (module, config, inputs, input masks) -> (outputs, output masks).
@@ -178,22 +187,94 @@ def written_by_keras3(config: Config) -> bool:
     return (config.get(KERAS_MAJOR_KEY) or UNVERSIONED_KERAS_MAJOR) >= 3
 
 
+@dataclass(frozen=True)
+class _Plugin:
+    """What one ``CONVERTERS.register`` call changed, so that ``unregister`` restores it."""
+
+    previous: LayerConverter | None
+    init_rules: tuple[type, ...]
+
+
 class ConverterRegistry(dict[str, LayerConverter]):
-    """Keras class name (as parity.keras.graph normalises it) -> its converter: the one table
-    the generic path, wrappers and plug-ins read. ``add_family`` refuses a class that another
-    family already converts, so one family can never silently shadow another."""
+    """Keras class name (as parity.keras.graph normalises it) -> its converter, with the ports'
+    init rules and diagnoses: the one table the generic path, wrappers, keras_init_, parity check
+    and plug-ins read. ``add_family`` refuses a class (or module type) that another family
+    already has, so one family can never silently shadow another."""
 
     def __init__(self) -> None:
         super().__init__()
         self._family: dict[str, str] = {}
+        #: module type -> its Keras default initialization.
+        self.init_rules: dict[type, InitRule] = {}
+        #: diagnosis name -> (alternative, the Keras classes whose ports list it).
+        self.diagnoses: dict[str, tuple[Any, frozenset[str]]] = {}
+        #: class name -> custom_objects for Keras 3 and for tf_keras (plug-ins only).
+        self.keras_objects: dict[str, tuple[KerasObjects | None, KerasObjects | None]] = {}
+        self._plugins: dict[str, _Plugin] = {}
 
-    def add_family(self, family: str, converters: dict[str, LayerConverter]) -> None:
+    def add_family(
+        self,
+        family: str,
+        converters: Mapping[str, LayerConverter],
+        init_rules: Mapping[type, InitRule] | None = None,
+    ) -> None:
         twice = sorted(name for name in converters if name in self)
         if twice:
             owners = ", ".join(f"{name} (already from {self._family[name]})" for name in twice)
             raise ValueError(f"family {family} converts classes another family does: {owners}")
+        rules = dict(init_rules or {})
+        doubled = sorted(t.__name__ for t in rules if t in self.init_rules)
+        if doubled:
+            raise ValueError(f"family {family} gives init rules other families give: {doubled}")
         self.update(converters)
         self._family.update(dict.fromkeys(converters, family))
+        self.init_rules.update(rules)
+
+    def register(
+        self,
+        class_name: str,
+        converter: LayerConverter,
+        *,
+        init_rules: Mapping[type, InitRule] | None = None,
+        keras_objects: KerasObjects | None = None,
+        keras2_objects: KerasObjects | None = None,
+        replace: bool = False,
+    ) -> None:
+        """Add (or, with ``replace``, replace) one class from outside the built-in families."""
+        if class_name in self and not replace:
+            raise ValueError(
+                f"register_layer: {class_name!r} is already converted; pass replace=True to "
+                "replace its converter"
+            )
+        if class_name in self._plugins:
+            previous = self._plugins[class_name].previous
+        else:
+            previous = self.get(class_name)
+        rules = dict(init_rules or {})
+        self[class_name] = converter
+        added = tuple(t for t in rules if t not in self.init_rules)
+        self.init_rules.update(rules)
+        if keras_objects is not None or keras2_objects is not None:
+            self.keras_objects[class_name] = (keras_objects, keras2_objects)
+        self._plugins[class_name] = _Plugin(previous, added)
+
+    def unregister(self, class_name: str) -> None:
+        """Undo ``register`` for ``class_name`` (the converter it replaced, if any, returns)."""
+        plugin = self._plugins.pop(class_name)
+        if plugin.previous is None:
+            self.pop(class_name, None)
+        else:
+            self[class_name] = plugin.previous
+        for rule in plugin.init_rules:
+            self.init_rules.pop(rule, None)
+        self.keras_objects.pop(class_name, None)
+
+    def init_rule(self, module: nn.Module) -> InitRule | None:
+        """The Keras initialization of ``module``'s type, resolved through its MRO."""
+        for cls in type(module).__mro__:
+            if cls in self.init_rules:
+                return self.init_rules[cls]
+        return None
 
 
 #: Every class the generic path converts; parity.ports fills it family by family.

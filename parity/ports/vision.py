@@ -33,11 +33,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from parity.errors import ConversionError
+from parity.initializers import glorot_uniform_, kernel_and_bias_, zeros_
 from parity.ports.activations import ActivationSlot
 from parity.ports.conv import same_padding
 from parity.ports.registry import (
     Config,
     Example,
+    InitRule,
     LayerConverter,
     Shapes,
     call_drop_mask,
@@ -706,4 +708,26 @@ CONVERTERS: dict[str, LayerConverter] = {
         Example({"size": [2, 3]}, "image"),
         Example({"size": 2, "interpolation": "bilinear"}, "image"),
     ),
+}
+
+
+# --- Keras' default initialization of these modules (parity.init.keras_init_) ---------------
+
+#: Axes of (fan_in, fan_out) of parity's DepthwiseConv2D weight (in, depth_multiplier, kh, kw):
+#: Keras computes fans on its (kh, kw, in, depth_multiplier) kernel, i.e. in * k and mult * k.
+DEPTHWISE_FAN_AXES = (0, 1)
+
+
+@torch.no_grad()
+def _init_depthwise(m: nn.Module) -> None:
+    glorot_uniform_(m.weight, DEPTHWISE_FAN_AXES)
+    zeros_(m.bias)
+
+
+#: Module type -> its Keras default initialization. torch's ConvTranspose2d weight (in, out, kh,
+#: kw) is Keras' (kh, kw, out, in) reordered: the same fans on its axes.
+INIT_RULES: dict[type, InitRule] = {
+    nn.Conv2d: kernel_and_bias_,
+    nn.ConvTranspose2d: kernel_and_bias_,
+    DepthwiseConv2D: _init_depthwise,
 }

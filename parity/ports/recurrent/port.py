@@ -18,8 +18,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from parity.conventions import LSTM_FORGET_BIAS, LSTM_FORGET_GATE_INDEX, LSTM_GATES
 from parity.convert.mapping import Row
 from parity.errors import ConversionError
+from parity.initializers import glorot_uniform_, orthogonal_
 from parity.keras.graph import CUDNN_LSTM_BIASES_KEY
 from parity.ports.recurrent.gru import GRU
 from parity.ports.recurrent.lstm import LSTM
@@ -28,6 +30,7 @@ from parity.ports.registry import (
     MASK_PASSED_KEY,
     Config,
     Example,
+    InitRule,
     LayerConverter,
     Masks,
     Shapes,
@@ -257,4 +260,51 @@ CONVERTERS: dict[str, LayerConverter] = {
             for cls, m in (("LSTM", "concat"), ("GRU", "sum"), ("SimpleRNN", "ave"))
         ),
     ),
+}
+
+
+# --- Keras' default initialization of these modules (parity.init.keras_init_) ---------------
+
+
+def _recurrent_init(forget_bias: bool) -> InitRule:
+    """Kernel glorot_uniform, recurrent orthogonal, biases zero (LSTM: forget block 1), for every
+    layer and direction of a module whose parameters are named as nn.RNN/GRU/LSTM's.
+
+    Covers torch's modules and parity's LSTM, SimpleRNN and GRU; parity's GRU keeps Keras' bias
+    in one ``bias_l0`` ((2, 3u) with reset_after, (3u,) without): zero like every other bias.
+    Gate order does not matter here: glorot and orthogonal are drawn over the whole matrix, and a
+    permutation of gate blocks keeps both distributions.
+    """
+
+    @torch.no_grad()
+    def init(m: nn.Module) -> None:
+        for name, p in m.named_parameters(recurse=False):
+            if name.startswith("weight_ih"):
+                glorot_uniform_(p)  # torch (k*u, in) = Keras (in, k*u) transposed: same fans
+            elif name.startswith("weight_hh"):
+                orthogonal_(p)
+            elif name.startswith("bias"):
+                p.zero_()
+                # Keras has one bias; torch adds bias_ih and bias_hh (a zero buffer in a
+                # converted model), so only one carries the 1.
+                if forget_bias and name.startswith("bias_ih"):
+                    block = p.shape[-1] // LSTM_GATES
+                    start = LSTM_FORGET_GATE_INDEX * block
+                    p[..., start : start + block] = LSTM_FORGET_BIAS
+            else:  # a new parameter must get a deliberate rule, not torch's default
+                raise TypeError(
+                    f"keras_init_: no Keras initialization rule for {type(m).__name__}.{name}"
+                )
+
+    return init
+
+
+#: Module type -> its Keras default initialization, for parity's layers and torch's own.
+INIT_RULES: dict[type, InitRule] = {
+    nn.RNN: _recurrent_init(forget_bias=False),
+    nn.GRU: _recurrent_init(forget_bias=False),
+    nn.LSTM: _recurrent_init(forget_bias=True),
+    SimpleRNN: _recurrent_init(forget_bias=False),
+    GRU: _recurrent_init(forget_bias=False),
+    LSTM: _recurrent_init(forget_bias=True),
 }
