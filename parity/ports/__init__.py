@@ -23,6 +23,7 @@ from parity.ports import (
     norm,
     pooling,
     preprocessing,
+    recurrent,
     structure,
     vision,
     wrappers,
@@ -46,7 +47,6 @@ from parity.ports.pooling import (
     MaxPooling1D,
 )
 from parity.ports.recurrent import GRU, LSTM, KerasRNNBase, SimpleRNN
-from parity.ports.recurrent import port as recurrent
 from parity.ports.registry import CONVERTERS, INPUT_KINDS, Example, LayerConverter
 
 #: The families, in the order their ports are added to CONVERTERS (duplicates refused).
@@ -66,11 +66,7 @@ FAMILIES = (
     wrappers,
 )
 for _family in FAMILIES:
-    CONVERTERS.add_family(
-        _family.__name__.rsplit(".", 1)[-1],
-        _family.CONVERTERS,
-        getattr(_family, "INIT_RULES", None),  # optional: families with weights have one
-    )
+    CONVERTERS.add_family(_family)
 
 __all__ = [
     "ACTIVATIONS",

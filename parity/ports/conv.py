@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from parity.convert.transforms import Transform
 from parity.errors import ConversionError
 from parity.initializers import kernel_and_bias_
 from parity.ports.activations import ActivationSlot
@@ -145,3 +147,14 @@ CONVERTERS: dict[str, LayerConverter] = {
 #: Module type -> its Keras default initialization: glorot_uniform kernel, zero bias (torch's
 #: Conv3d too, for keras_init_ on torch's own modules).
 INIT_RULES: dict[type, InitRule] = {nn.Conv1d: kernel_and_bias_, nn.Conv3d: kernel_and_bias_}
+
+
+# --- weight layouts: Keras <-> torch (parity.convert.transforms) -------------------------------
+
+
+def _conv1d_kernel(array: np.ndarray) -> np.ndarray:
+    # Keras Conv1D kernel (k, in, out) <-> torch Conv1d weight (out, in, k): reverse the axes.
+    return np.ascontiguousarray(array.transpose(2, 1, 0))
+
+
+TRANSFORMS: dict[str, Transform] = {"conv1d_kernel": Transform(_conv1d_kernel, _conv1d_kernel)}

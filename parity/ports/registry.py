@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from torch import Tensor, nn
 
 from parity.conventions import CHANNELS_LAST, KERAS1_CHANNELS_LAST, KERAS_MAJOR_KEY
+from parity.convert import transforms
 from parity.convert.mapping import Row
 from parity.errors import ConversionError
 
@@ -206,29 +208,34 @@ class ConverterRegistry(dict[str, LayerConverter]):
         self._family: dict[str, str] = {}
         #: module type -> its Keras default initialization.
         self.init_rules: dict[type, InitRule] = {}
-        #: diagnosis name -> (alternative, the Keras classes whose ports list it).
-        self.diagnoses: dict[str, tuple[Any, frozenset[str]]] = {}
+        #: registered torch operator -> its ONNX translation (torch.onnx's custom translation).
+        self.onnx_translations: dict[Any, Callable[..., Any]] = {}
         #: class name -> custom_objects for Keras 3 and for tf_keras (plug-ins only).
         self.keras_objects: dict[str, tuple[KerasObjects | None, KerasObjects | None]] = {}
         self._plugins: dict[str, _Plugin] = {}
 
-    def add_family(
-        self,
-        family: str,
-        converters: Mapping[str, LayerConverter],
-        init_rules: Mapping[type, InitRule] | None = None,
-    ) -> None:
+    def add_family(self, module: ModuleType) -> None:
+        """Add a family file's ports: its ``CONVERTERS``, and the optional tables beside them
+        (``INIT_RULES``, ``TRANSFORMS`` and ``NORMALISATIONS``, ``ONNX_TRANSLATIONS``)."""
+        family = module.__name__.rsplit(".", 1)[-1]
+        converters: Mapping[str, LayerConverter] = module.CONVERTERS
         twice = sorted(name for name in converters if name in self)
         if twice:
             owners = ", ".join(f"{name} (already from {self._family[name]})" for name in twice)
             raise ValueError(f"family {family} converts classes another family does: {owners}")
-        rules = dict(init_rules or {})
+        rules: Mapping[type, InitRule] = getattr(module, "INIT_RULES", {})
+        onnx: Mapping[Any, Callable[..., Any]] = getattr(module, "ONNX_TRANSLATIONS", {})
         doubled = sorted(t.__name__ for t in rules if t in self.init_rules)
+        doubled += sorted(str(op) for op in onnx if op in self.onnx_translations)
         if doubled:
-            raise ValueError(f"family {family} gives init rules other families give: {doubled}")
+            raise ValueError(f"family {family} gives rules other families give: {doubled}")
+        transforms.register(
+            getattr(module, "TRANSFORMS", {}), getattr(module, "NORMALISATIONS", {})
+        )
         self.update(converters)
         self._family.update(dict.fromkeys(converters, family))
         self.init_rules.update(rules)
+        self.onnx_translations.update(onnx)
 
     def register(
         self,

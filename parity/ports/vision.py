@@ -28,10 +28,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from parity.convert.transforms import Transform
 from parity.errors import ConversionError
 from parity.initializers import glorot_uniform_, kernel_and_bias_, zeros_
 from parity.ports.activations import ActivationSlot
@@ -730,4 +732,31 @@ INIT_RULES: dict[type, InitRule] = {
     nn.Conv2d: kernel_and_bias_,
     nn.ConvTranspose2d: kernel_and_bias_,
     DepthwiseConv2D: _init_depthwise,
+}
+
+
+# --- weight layouts: Keras <-> torch (parity.convert.transforms) -------------------------------
+
+
+def _conv2d_kernel_to_torch(array: np.ndarray) -> np.ndarray:
+    # Keras Conv2D kernel (kh, kw, in, out) -> torch Conv2d weight (out, in, kh, kw). The same
+    # permutation takes Conv2DTranspose's (kh, kw, out, in) to ConvTranspose2d's (in, out, kh, kw).
+    return np.ascontiguousarray(array.transpose(3, 2, 0, 1))
+
+
+def _conv2d_kernel_to_keras(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array.transpose(2, 3, 1, 0))
+
+
+def _depthwise2d_kernel(array: np.ndarray) -> np.ndarray:
+    # Keras DepthwiseConv2D kernel (kh, kw, in, mult) <-> parity's DepthwiseConv2D weight
+    # (in, mult, kh, kw) (torch's grouped (in * mult, 1, kh, kw) before flattening, so the
+    # inverse needs no sizes): swap the two pairs of axes, its own inverse.
+    return np.ascontiguousarray(array.transpose(2, 3, 0, 1))
+
+
+TRANSFORMS: dict[str, Transform] = {
+    "conv2d_kernel": Transform(_conv2d_kernel_to_torch, _conv2d_kernel_to_keras),
+    "conv2d_transpose_kernel": Transform(_conv2d_kernel_to_torch, _conv2d_kernel_to_keras),
+    "depthwise2d_kernel": Transform(_depthwise2d_kernel, _depthwise2d_kernel),
 }
