@@ -17,6 +17,8 @@ HARD_SIGMOID_KERAS3_OFFSET = 0.5
 
 #: The names load_keras(hard_sigmoid=...) and the CLI accept.
 HARD_SIGMOID_VARIANTS = ("keras2", "keras3")
+#: The CLI option that fixes the choice (named in diagnoses that find the other one fits).
+HARD_SIGMOID_OPTION = "--hard-sigmoid"
 #: Keras versions below this major use the 0.2-slope hard sigmoid.
 HARD_SIGMOID_KERAS3_FROM_MAJOR = 3
 #: The config name whose function depends on the Keras that runs it (either variant above).

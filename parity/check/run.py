@@ -27,6 +27,7 @@ from parity.check.inputs import DEFAULT_SEQ_LEN, generate_ids, load_ids
 from parity.check.points import point_names, points_from_meta, resolve_points
 from parity.check.report import Report
 from parity.errors import ConversionError
+from parity.keras.graph import CUDNN_AS
 from parity.keras.read import KerasFile
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
@@ -46,8 +47,9 @@ def _classes(kfile: KerasFile | None, specs: Iterable[str]) -> frozenset[str]:
         return frozenset()
     found: set[str] = set()
     for layer in kfile.layers if kfile is not None else ():
-        if layer.class_name:
+        if layer.class_name:  # a cuDNN class is diagnosed as the layer it converts to
             found |= {layer.class_name, *_wrapped_classes(layer.config)}
+            found.add(CUDNN_AS.get(layer.class_name, layer.class_name))
     for spec in specs:
         found |= {part.strip(")") for part in spec.split("(")}
     return frozenset(found)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,12 +28,14 @@ from parity.conventions import (
     HARD_SIGMOID_KERAS2_SLOPE,
     HARD_SIGMOID_KERAS3_OFFSET,
     HARD_SIGMOID_KERAS3_SLOPE,
+    HARD_SIGMOID_OPTION,
     HARD_SIGMOID_VARIANTS,
     KERAS3_LEAKY_RELU_SLOPE,
     KERAS_LEAKY_RELU_LAYER_SLOPE,
 )
 from parity.errors import ConversionError
 from parity.initializers import zeros_
+from parity.ports.diagnosis import Alternative, Checked, Variant, copy_model
 from parity.ports.registry import (
     Config,
     Example,
@@ -496,3 +499,44 @@ CONVERTERS: dict[str, LayerConverter] = {
 
 #: Module type -> its Keras default initialization: PReLU's alpha_initializer is "zeros".
 INIT_RULES: dict[type, InitRule] = {PReLU: lambda m: zeros_(m.alpha)}
+
+# --- diagnosis: the conventions a conversion of these classes can get wrong (parity check) -----
+
+
+def _gate_variants(subject: Checked, ids: np.ndarray, device: str) -> list[Variant]:
+    """Every layer's gate (and hard-sigmoid activation) swapped to another choice at once: a
+    conversion decides the hard sigmoid once per file. Layers are found by their activation
+    slots (parity.ports.activations.ActivationSlot); assigning a name swaps the function."""
+    hard_sigmoids = tuple(HARD_SIGMOIDS.values())
+    current = {
+        (path, attr, slot.gate): getattr(module, attr)
+        for path, module in subject.model.named_modules()
+        for attr, slot in activation_slots(module).items()
+        if getattr(module, attr, None) in (GATES if slot.gate else hard_sigmoids)
+    }
+    if not current:
+        return []
+    variants = []
+    for choice in GATES:
+        changes = {
+            key: name
+            for key, name in current.items()
+            if name != choice and (key[2] or choice in hard_sigmoids)
+        }
+        if not changes:
+            continue
+        model = copy_model(subject.model)
+        for path, attr, _gate in changes:
+            setattr(model.get_submodule(path), attr, choice)
+        olds = sorted(set(changes.values()))
+        paths = sorted({path for path, _, _ in changes})
+        variant = ACTIVATIONS[choice].hard_sigmoid
+        hint = f"{HARD_SIGMOID_OPTION} {variant}" if variant else ""
+        label = f"{choice} instead of {', '.join(olds)} in {', '.join(paths)}"
+        variants.append(Variant(label + (f" (rerun with {hint})" if hint else ""), model))
+    return variants
+
+
+DIAGNOSES: dict[str, Alternative] = {
+    "hard_sigmoid": Alternative("gate activation: the file computes {label}", _gate_variants),
+}

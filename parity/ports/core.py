@@ -5,6 +5,7 @@ Activations come from the one table in parity.ports.activations, by Keras name.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -12,6 +13,7 @@ from parity.conventions import EMBEDDING_UNIFORM_LIMIT, MASK_VALUE
 from parity.initializers import kernel_and_bias_
 from parity.keras.graph import INPUT_LAYER
 from parity.ports.activations import ActivationSlot
+from parity.ports.diagnosis import Alternative, Checked, Variant, copy_model, join
 from parity.ports.registry import (
     Config,
     Example,
@@ -128,6 +130,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         _build_embedding,
         simple_rows(_embedding_weights, ("embeddings", "weight", "identity")),
         _call_embedding,
+        diagnoses=("padding_side",),
         examples=(Example({"input_dim": 30, "output_dim": 4, "mask_zero": True}, "ids"),),
     ),
     "Dense": LayerConverter(
@@ -138,6 +141,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         ),
         call_keep_mask,
         activations=("activation",),
+        diagnoses=("hard_sigmoid",),
         examples=(Example({"units": 4, "activation": "tanh"}, "vector"),),
     ),
     "Activation": LayerConverter(
@@ -146,6 +150,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         no_rows,
         call_keep_mask,
         activations=("activation",),
+        diagnoses=("hard_sigmoid",),
         examples=(Example({"activation": "softmax"}, "embedded"),),
     ),
     "Dropout": LayerConverter(
@@ -167,6 +172,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         lambda c, s, a: Flatten(),
         no_rows,
         call_drop_mask,
+        diagnoses=("flatten_order",),
         examples=(Example({}, "sequence"), Example({}, "image")),
     ),
 }
@@ -185,4 +191,41 @@ def _init_embedding(m: nn.Module) -> None:
 INIT_RULES: dict[type, InitRule] = {
     nn.Linear: kernel_and_bias_,
     nn.Embedding: _init_embedding,
+}
+
+# --- diagnosis: the conventions a conversion of these classes can get wrong (parity check) -----
+
+
+def _flatten_variants(subject: Checked, ids: np.ndarray, device: str) -> list[Variant]:
+    """A Linear after a Flatten of (T, C): columns in channels-first order (C, T) instead of
+    Keras' channels-last (T, C), or the reverse."""
+    seq_len = ids.shape[1]
+    variants = []
+    for path, module in subject.model.named_modules():
+        if not isinstance(module, nn.Linear) or module.in_features % seq_len:
+            continue
+        channels = module.in_features // seq_len
+        if channels < 2 or seq_len < 2:
+            continue
+        index = np.arange(module.in_features)
+        t_major = index.reshape(seq_len, channels)
+        for order, perm in (
+            ("(channels, time)", t_major.T.reshape(-1)),
+            ("(time, channels) read as (channels, time)", np.argsort(t_major.T.reshape(-1))),
+        ):
+            model = copy_model(subject.model)
+            weight = model.get_submodule(path).weight
+            with torch.no_grad():
+                weight.copy_(weight[:, torch.from_numpy(perm).to(weight.device)].clone())
+            inverse = np.argsort(perm)
+            fix = {join(path, "weight"): lambda g, inv=inverse: g[:, inv]}
+            label = f"{path} input columns reordered from {order} to Keras' channels-last"
+            variants.append(Variant(label, model, grad_fixes=fix))
+    return variants
+
+
+DIAGNOSES: dict[str, Alternative] = {
+    "flatten_order": Alternative(
+        "Flatten order: Keras flattens channels-last; {label}", _flatten_variants
+    ),
 }

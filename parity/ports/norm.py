@@ -8,12 +8,21 @@ biased batch variance, torch with the unbiased one). This module trains like Ker
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from parity.conventions import BATCH_NORM_EPSILON, BATCH_NORM_MOMENTUM, LAYER_NORM_EPSILON
+from parity.conventions import (
+    BATCH_NORM_EPSILON,
+    BATCH_NORM_MOMENTUM,
+    LAYER_NORM_EPSILON,
+    TORCH_BATCH_NORM_EPSILON,
+)
 from parity.errors import ConversionError
 from parity.initializers import fill_, zeros_
+from parity.ports.diagnosis import Alternative, Checked, Variant, copy_model
 from parity.ports.registry import (
     Config,
     Example,
@@ -170,6 +179,7 @@ CONVERTERS: dict[str, LayerConverter] = {
             ("moving_variance", "running_var", "identity"),
         ),
         call_keep_mask,
+        diagnoses=("batchnorm_epsilon",),
         examples=(
             Example({"epsilon": 0.01}, "embedded"),
             Example({"axis": -1}, "image"),
@@ -213,4 +223,33 @@ INIT_RULES: dict[type, InitRule] = {
     nn.modules.batchnorm._BatchNorm: _init_batchnorm,
     BatchNormalization: _init_batchnorm,
     nn.LayerNorm: _init_layernorm,
+}
+
+# --- diagnosis: the conventions a conversion of these classes can get wrong (parity check) -----
+
+
+def _batchnorm_variants(subject: Checked, ids: np.ndarray, device: str) -> list[Variant]:
+    paths = {
+        path: module.eps
+        for path, module in subject.model.named_modules()
+        if isinstance(getattr(module, "eps", None), float) and hasattr(module, "running_var")
+    }
+    variants = []
+    for eps in (BATCH_NORM_EPSILON, TORCH_BATCH_NORM_EPSILON):
+        changed = [path for path, old in paths.items() if not math.isclose(old, eps)]
+        if not changed:
+            continue
+        model = copy_model(subject.model)
+        for path in changed:
+            model.get_submodule(path).eps = eps
+        olds = ", ".join(f"{o:g}" for o in sorted({paths[p] for p in changed}))
+        label = f"epsilon {eps:g} instead of {olds} in {', '.join(changed)}"
+        variants.append(Variant(label, model))
+    return variants
+
+
+DIAGNOSES: dict[str, Alternative] = {
+    "batchnorm_epsilon": Alternative(
+        "BatchNormalization epsilon: Keras uses 1e-3, torch 1e-5; {label}", _batchnorm_variants
+    ),
 }

@@ -4,7 +4,8 @@ share, and the one registry of every port (``CONVERTERS``).
 A family file (parity/ports/<family>.py) holds its ``CONVERTERS`` (Keras class -> converter)
 and, beside its modules, optional ``INIT_RULES`` (module type -> Keras default initialization)
 and ``DIAGNOSES`` (the conventions a conversion of its classes can get wrong, tried by parity
-check when a gap appears); ``CONVERTERS.add_family`` takes all three, and plug-ins go through
+check when a gap appears), ``TRANSFORMS`` and ``NORMALISATIONS`` (weight layouts) and
+``ONNX_TRANSLATIONS``; ``CONVERTERS.add_family`` takes them all, and plug-ins go through
 ``CONVERTERS.register``: one registry, which refuses duplicates.
 """
 
@@ -21,6 +22,7 @@ from parity.conventions import CHANNELS_LAST, KERAS1_CHANNELS_LAST, KERAS_MAJOR_
 from parity.convert import transforms
 from parity.convert.mapping import Row
 from parity.errors import ConversionError
+from parity.ports.diagnosis import Alternative
 
 Masks = list[Tensor | None]
 #: module -> None: re-initialize it in place as Keras initializes the layer it mirrors.
@@ -72,6 +74,10 @@ class LayerConverter:
     #: masks differ between Keras 2 and 3): conversion stores it in the config under
     #: parity.conventions.KERAS_MAJOR_KEY (None when the file does not say).
     versioned: bool = False
+    #: The conventions a conversion of this class can get wrong, by name (a ``DIAGNOSES`` entry
+    #: of some family, or one of parity.check.diagnose's own): parity check tries them when a
+    #: file with this class fails.
+    diagnoses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,6 +214,8 @@ class ConverterRegistry(dict[str, LayerConverter]):
         self._family: dict[str, str] = {}
         #: module type -> its Keras default initialization.
         self.init_rules: dict[type, InitRule] = {}
+        #: diagnosis name -> the alternative a family defines (parity.ports.diagnosis).
+        self.diagnoses: dict[str, Alternative] = {}
         #: registered torch operator -> its ONNX translation (torch.onnx's custom translation).
         self.onnx_translations: dict[Any, Callable[..., Any]] = {}
         #: class name -> custom_objects for Keras 3 and for tf_keras (plug-ins only).
@@ -216,7 +224,8 @@ class ConverterRegistry(dict[str, LayerConverter]):
 
     def add_family(self, module: ModuleType) -> None:
         """Add a family file's ports: its ``CONVERTERS``, and the optional tables beside them
-        (``INIT_RULES``, ``TRANSFORMS`` and ``NORMALISATIONS``, ``ONNX_TRANSLATIONS``)."""
+        (``INIT_RULES``, ``DIAGNOSES``, ``TRANSFORMS`` and ``NORMALISATIONS``,
+        ``ONNX_TRANSLATIONS``)."""
         family = module.__name__.rsplit(".", 1)[-1]
         converters: Mapping[str, LayerConverter] = module.CONVERTERS
         twice = sorted(name for name in converters if name in self)
@@ -225,8 +234,10 @@ class ConverterRegistry(dict[str, LayerConverter]):
             raise ValueError(f"family {family} converts classes another family does: {owners}")
         rules: Mapping[type, InitRule] = getattr(module, "INIT_RULES", {})
         onnx: Mapping[Any, Callable[..., Any]] = getattr(module, "ONNX_TRANSLATIONS", {})
+        diagnoses: Mapping[str, Alternative] = getattr(module, "DIAGNOSES", {})
         doubled = sorted(t.__name__ for t in rules if t in self.init_rules)
         doubled += sorted(str(op) for op in onnx if op in self.onnx_translations)
+        doubled += sorted(name for name in diagnoses if name in self.diagnoses)
         if doubled:
             raise ValueError(f"family {family} gives rules other families give: {doubled}")
         transforms.register(
@@ -236,6 +247,7 @@ class ConverterRegistry(dict[str, LayerConverter]):
         self._family.update(dict.fromkeys(converters, family))
         self.init_rules.update(rules)
         self.onnx_translations.update(onnx)
+        self.diagnoses.update(diagnoses)
 
     def register(
         self,
@@ -275,6 +287,10 @@ class ConverterRegistry(dict[str, LayerConverter]):
         for rule in plugin.init_rules:
             self.init_rules.pop(rule, None)
         self.keras_objects.pop(class_name, None)
+
+    def diagnosed_classes(self, name: str) -> frozenset[str]:
+        """The Keras classes whose ports list the diagnosis ``name``."""
+        return frozenset(cls for cls, conv in self.items() if name in conv.diagnoses)
 
     def init_rule(self, module: nn.Module) -> InitRule | None:
         """The Keras initialization of ``module``'s type, resolved through its MRO."""

@@ -183,6 +183,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         lambda c, s, a: Masking(float(c.get("mask_value", 0.0))),
         no_rows,
         _call_masking,
+        diagnoses=("padding_side",),
         examples=(Example({"mask_value": 0.0}, "sequence"),),
     ),
 }

@@ -8,11 +8,13 @@ backends/     the LSTM's fast loops (C++, Python, Triton, length-aware) and the 
 layouts.py    gate orders and the weight layouts: transforms, Keras 1 and cuDNN normalisations
 port.py       the Keras classes: weights, mapping rows, build, call and mask rules, init rules
 onnx.py       the operators' ONNX translations
+diagnosis.py  what parity check tries when a recurrent conversion fails
 """
 
 from __future__ import annotations
 
 from parity.ports.recurrent.base import KerasRNNBase, operators
+from parity.ports.recurrent.diagnosis import DIAGNOSES
 from parity.ports.recurrent.gru import GRU
 from parity.ports.recurrent.layouts import NORMALISATIONS, TRANSFORMS
 from parity.ports.recurrent.lstm import LSTM
@@ -23,6 +25,7 @@ from parity.ports.recurrent.simple_rnn import SimpleRNN
 
 __all__ = [
     "CONVERTERS",
+    "DIAGNOSES",
     "GRU",
     "INIT_RULES",
     "LSTM",

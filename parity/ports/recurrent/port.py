@@ -50,6 +50,13 @@ UNSUPPORTED_FLAGS = ("stateful", "time_major", "unroll_initial_state")
 #: Keras' recurrent class defaults where a config omits the key.
 RNN_ACTIVATION_DEFAULTS = (("activation", "tanh"), ("recurrent_activation", "sigmoid"))
 GATED_ACTIVATIONS = ("activation", "recurrent_activation")
+#: What parity check tries when a file with each class fails (parity.ports.recurrent.diagnosis,
+#: the gate's in parity.ports.activations, padding side in parity.check.diagnose).
+RNN_DIAGNOSES = {
+    "SimpleRNN": ("bias_split", "padding_side"),
+    "LSTM": ("hard_sigmoid", "bias_split", "padding_side"),
+    "GRU": ("hard_sigmoid", "gru_gate_order", "gru_reset_after", "bias_split", "padding_side"),
+}
 BIDIRECTIONAL_DIRECTIONS = (("forward_", ""), ("backward_", "_reverse"))
 
 _MERGES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -237,6 +244,7 @@ CONVERTERS: dict[str, LayerConverter] = {
             activation_defaults=RNN_ACTIVATION_DEFAULTS,
             inputs=1 + STATE_COUNT[cls],  # the input, then initial_state
             versioned=True,
+            diagnoses=RNN_DIAGNOSES[cls],
             examples=(
                 Example({"units": 3, "return_sequences": True}, "embedded"),
                 Example({"units": 3, "go_backwards": True}, "embedded"),
@@ -253,6 +261,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         activation_defaults=RNN_ACTIVATION_DEFAULTS,
         inputs=1 + 2 * max(STATE_COUNT.values()),
         versioned=True,
+        diagnoses=("hard_sigmoid", "padding_side"),
         examples=tuple(
             Example(
                 {"layer": {"class_name": cls, "config": {"units": 3}}, "merge_mode": m}, "embedded"
