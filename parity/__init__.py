@@ -5,8 +5,6 @@ Importing parity never imports keras or tensorflow.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from parity import optim, plugins
 from parity.api import ParityWarning, load, load_keras, save
 from parity.errors import ConversionError
@@ -15,6 +13,7 @@ from parity.export import (
     export,  # the function; the module stays importable as parity.export
 )
 from parity.init import keras_init_
+from parity.version import __version__
 
 __all__ = [
     "ConversionError",

@@ -18,12 +18,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from parity import __version__
 from parity.arch import arch_of, get_arch
 from parity.arch.base import Plan
+from parity.arch.gates import check_variant
 from parity.arch.match import plan_conversion
 from parity.convert.dtypes import file_dtype
-from parity.convert.gates import check_variant
 from parity.convert.mapping import build_empty
 from parity.errors import ConversionError, ParityWarning, error_line
 from parity.files import open_regular, write_atomic_by_name
@@ -35,6 +34,7 @@ from parity.keras.read import (
     read_keras_file,
     read_model_config,
 )
+from parity.version import __version__
 
 #: safetensors metadata keys written by save() and required by load().
 META_FORMAT = "format"

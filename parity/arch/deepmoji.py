@@ -32,13 +32,13 @@ import torch
 from torch import Tensor, nn
 
 from parity.arch.base import PairArch, Point
+from parity.arch.gates import activation_name, resolve_gate
 from parity.arch.generic import default_rows, default_weights
 from parity.conventions import (
     DEEPMOJI_MAX_SIGMOID_CLASSES,
     LSTM_RECURRENT_ACTIVATION_DEFAULT_KERAS_LT_2_3,
     MASK_VALUE,
 )
-from parity.convert.gates import activation_name, resolve_gate
 from parity.convert.mapping import Row
 from parity.errors import ConversionError
 from parity.keras.read import KerasFile, KerasLayer

@@ -167,7 +167,7 @@ class ActivationSpec:
 
 #: Every activation keras-parity computes, by the name the layers and converted configs use.
 #: "hard_sigmoid" has no row on purpose: the file's Keras version decides the variant
-#: (parity.convert.gates resolves it to one of the two names below). Order: the gates appear in
+#: (parity.arch.gates resolves it to one of the two names below). Order: the gates appear in
 #: the order parity check's diagnosis tries them.
 ACTIVATIONS: dict[str, ActivationSpec] = {
     "linear": ActivationSpec(

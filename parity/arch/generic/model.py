@@ -28,6 +28,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from parity.arch.base import Architecture, Plan, Point
+from parity.arch.gates import activation_name, resolve_gate
 from parity.conventions import (
     FROZEN_BATCH_NORM_INFERENCE,
     KERAS_MAJOR_KEY,
@@ -35,7 +36,6 @@ from parity.conventions import (
     TRAINABLE_KEY,
     frozen_batch_norm_rule,
 )
-from parity.convert.gates import activation_name, resolve_gate
 from parity.convert.mapping import Row, weight_problem
 from parity.convert.stored import node_weights
 from parity.convert.transforms import normalise_layer_weights
