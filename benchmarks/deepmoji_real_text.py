@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deepmoji_speed import SETTLE_S, _set_impl, _with_lstms, build_models, machine
 
 import parity
-from parity.layers import LSTM
+from parity.ports import LSTM
 from parity.text import encode, load_vocabulary
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "deepmoji_benchmarks"

@@ -77,7 +77,7 @@ import torch
 from torch import Tensor, nn
 
 from parity.arch.deepmoji import DeepMoji, DeepMojiConfig
-from parity.layers import LSTM
+from parity.ports import LSTM
 from parity.ports.activations import get_activation
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

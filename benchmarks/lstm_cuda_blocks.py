@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from parity.layers import LSTM
+from parity.ports import LSTM
 from parity.ports.recurrent.backends import triton as lstm_triton
 
 CANDIDATES = [  # (BLOCK_B, BLOCK_H, BLOCK_K, num_warps)

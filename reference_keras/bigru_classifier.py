@@ -2,7 +2,7 @@
 
 Parity notes: ``reset_after=True`` is the Keras 3 / tf.keras 2 default (nn.GRU's equations);
 ``reset_after=False`` (Keras 1 / 2.0-2.2's default) applies the reset gate before the recurrent
-matmul, which nn.GRU cannot express: parity.layers.GRU computes both. Bidirectional outputs zeros
+matmul, which nn.GRU cannot express: parity.ports.GRU computes both. Bidirectional outputs zeros
 at masked steps in both directions.
 """
 

@@ -29,7 +29,7 @@ from parity.cli import main as parity_main
 from parity.convert.mapping import apply_mapping
 from parity.convert.transforms import TRANSFORMS, Transform
 from parity.keras.read import read_keras_file
-from parity.layers import LSTM
+from parity.ports import LSTM
 from tests.conftest import GOLDEN, REPO, WEIGHTS, needs_keras
 from tests.edits import edited_keras
 from tests.golden_cases import CASES

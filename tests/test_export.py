@@ -23,8 +23,8 @@ from parity.check.run import check, subject_for
 from parity.cli import main
 from parity.export import FORMATS, export, export_program
 from parity.keras.read import read_keras_file
-from parity.layers import GRU, LSTM, SimpleRNN, backends
-from parity.ports.recurrent import operators
+from parity.ports import GRU, LSTM, SimpleRNN
+from parity.ports.recurrent import backends, operators
 from tests.golden_cases import CASES, GOLDEN, WEIGHTS, GoldenCase
 
 needs_onnx = pytest.mark.skipif(

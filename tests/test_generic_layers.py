@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -845,7 +846,7 @@ def test_bn_trains_like_keras() -> None:
     variance in the moving statistics, as keras.layers.BatchNormalization computes them."""
     import keras
 
-    from parity.layers import BatchNormalization
+    from parity.ports import BatchNormalization
 
     x = np.random.default_rng(27).standard_normal((6, 4, 3)).astype("float32")
     layer = keras.layers.BatchNormalization(momentum=0.8, epsilon=0.01)
@@ -868,7 +869,7 @@ def test_bn_trains_like_keras_on_any_axis(shape: tuple[int, ...], axis: int) -> 
     axis: moments over every other axis, as keras.layers.BatchNormalization(axis=...)."""
     import keras
 
-    from parity.layers import BatchNormalization
+    from parity.ports import BatchNormalization
 
     x = np.random.default_rng(28).standard_normal(shape).astype("float32")
     layer = keras.layers.BatchNormalization(axis=axis, momentum=0.8, epsilon=0.01)
@@ -1066,6 +1067,11 @@ def test_keras1_merge_modes_convert_as_their_keras2_layers(tmp_path: Path) -> No
         parity.load_keras(path)
 
 
+def _family(name: str, **tables: object) -> SimpleNamespace:
+    """A stand-in for a family file: its module name and tables."""
+    return SimpleNamespace(__name__=f"tests.{name}", **tables)
+
+
 def test_the_registry_refuses_a_class_two_families_convert() -> None:
     """One table: a family that converts a class another family already converts is refused
     by name (a merged dict would let the later one shadow the earlier silently)."""
@@ -1074,11 +1080,49 @@ def test_the_registry_refuses_a_class_two_families_convert() -> None:
 
     registry = ConverterRegistry()
     core, conv = FAMILIES[0], FAMILIES[1]
-    registry.add_family("core", core.CONVERTERS)
+    registry.add_family(core)
     dense = next(iter(core.CONVERTERS))
     with pytest.raises(ValueError, match=f"{dense} \\(already from core\\)"):
-        registry.add_family("mine", {**conv.CONVERTERS, dense: core.CONVERTERS[dense]})
-    # and the built-in families share no class
+        registry.add_family(
+            _family("mine", CONVERTERS={**conv.CONVERTERS, dense: core.CONVERTERS[dense]})
+        )
+    assert dense in registry and set(conv.CONVERTERS).isdisjoint(registry)  # nothing half-added
     assert sum(len(f.CONVERTERS) for f in FAMILIES) == len(
         {n for f in FAMILIES for n in f.CONVERTERS}
     )
+
+
+def test_the_registry_refuses_a_second_init_rule_diagnosis_or_layout_of_the_same_name() -> None:
+    """A port's init rules, diagnoses and weight layouts are one table each: a second family
+    giving the same module type, diagnosis name or transform name is refused, and nothing of it
+    is added."""
+    from parity.convert import transforms
+    from parity.ports import FAMILIES, recurrent
+    from parity.ports.registry import ConverterRegistry
+
+    registry = ConverterRegistry()
+    registry.add_family(FAMILIES[0])  # core: Dense's nn.Linear rule, the Flatten diagnosis
+    clashes = {
+        "init": {"INIT_RULES": {torch.nn.Linear: lambda m: None}},
+        "diagnosis": {"DIAGNOSES": dict(FAMILIES[0].DIAGNOSES)},
+        "transform": {"TRANSFORMS": {"transpose": transforms.TRANSFORMS["transpose"]}},
+        "normalisation": {"NORMALISATIONS": dict(recurrent.NORMALISATIONS)},
+    }
+    for what, tables in clashes.items():
+        before = (dict(registry), dict(transforms.TRANSFORMS), dict(transforms.NORMALISATIONS))
+        with pytest.raises(ValueError, match=r"twice|other families give"):
+            registry.add_family(_family(what, CONVERTERS={"Mine": registry["Dense"]}, **tables))
+        after = (dict(registry), dict(transforms.TRANSFORMS), dict(transforms.NORMALISATIONS))
+        assert after == before, what
+
+
+def test_the_former_import_paths_still_give_the_ports() -> None:
+    """parity.layers and parity.arch.generic keep the names they had, as the ports' objects."""
+    import parity.arch.generic as generic
+    import parity.layers as layers
+    import parity.ports as ports
+
+    assert generic.CONVERTERS is ports.CONVERTERS
+    for name in ("LSTM", "GRU", "SimpleRNN", "Dense", "BatchNormalization", "ACTIVATIONS"):
+        assert getattr(layers, name) is getattr(ports, name), name
+    assert layers.recurrent.operators is ports.recurrent.operators

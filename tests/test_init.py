@@ -25,7 +25,7 @@ from parity.arch.deepmoji import MAPPING, DeepMoji, DeepMojiConfig
 from parity.arch.generic import CONVERTERS, default_rows
 from parity.convert.transforms import CONSTANT_FILLS, TRANSFORMS
 from parity.init import KERAS_FAN_AXES, PRESETS, keras_init_, variance_scaling_
-from parity.layers import (
+from parity.ports import (
     GRU,
     LSTM,
     AttentionWeightedAverage,

@@ -1,4 +1,4 @@
-"""Oracle tests for parity.layers and the DeepMoji module.
+"""Oracle tests for parity.ports and the DeepMoji module.
 
 Each test compares against something computed independently: torch's own nn.LSTM, a formula
 written out in numpy, or the LSTM run on one row's real tokens alone. They run on CPU.
@@ -19,7 +19,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from parity.arch.deepmoji import DeepMoji, DeepMojiConfig
 from parity.check.tolerances import Tolerance, tolerance_for
-from parity.layers import (
+from parity.ports import (
     ACTIVATIONS,
     GRU,
     LSTM,

@@ -21,7 +21,7 @@ import torch
 from torch.utils import cpp_extension
 
 from parity.check import tolerance_for
-from parity.layers import LSTM
+from parity.ports import LSTM
 from parity.ports.activations import CppTail
 from parity.ports.recurrent.backends import cpp as _lstm_cpp
 from parity.ports.recurrent.backends import prepare
@@ -289,7 +289,7 @@ _FALLBACK_SCRIPT = textwrap.dedent(
     warnings.simplefilter("error")  # the fallback must not warn on an explicit opt-out
     import torch
     import parity
-    from parity.layers import LSTM
+    from parity.ports import LSTM
     from parity.ports.recurrent.backends import cpp as _lstm_cpp
     assert not _lstm_cpp.available()
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from parity.check import tolerance_for
-from parity.layers import LSTM
+from parity.ports import LSTM
 from parity.ports.recurrent.backends import cpp, packed, prepare
 from tests.lstm_oracle import assert_runs_close, outputs_and_grads
 

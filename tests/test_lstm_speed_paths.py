@@ -17,7 +17,7 @@ import torch
 
 import parity
 from parity.check import load_golden, tolerance_for
-from parity.layers import ACTIVATIONS, LSTM
+from parity.ports import ACTIVATIONS, LSTM
 from parity.ports.recurrent.backends import FAST_AUTOGRAD_MIN_BATCH as LSTM_FAST_AUTOGRAD_MIN_BATCH
 from parity.ports.recurrent.backends import Loop, prepare, select
 from parity.ports.recurrent.backends import cpp as cpp_loops

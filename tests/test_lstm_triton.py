@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from parity.check.tolerances import tolerance_for
-from parity.layers import LSTM
+from parity.ports import LSTM
 
 IN, HID, T, B = 6, 16, 5, 3
 #: (B, T) masks: none, pre-padded (one row fully masked), holes.

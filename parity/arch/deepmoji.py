@@ -42,7 +42,7 @@ from parity.conventions import (
 from parity.convert.mapping import Row
 from parity.errors import ConversionError
 from parity.keras.read import KerasFile, KerasLayer
-from parity.layers import LSTM, AttentionWeightedAverage, SpatialDropout1D
+from parity.ports import LSTM, AttentionWeightedAverage, SpatialDropout1D
 
 
 def _softmax(z: Tensor) -> Tensor:

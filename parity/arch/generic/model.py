@@ -50,8 +50,7 @@ from parity.keras.graph import (
     input_length,
 )
 from parity.keras.read import KerasFile
-from parity.layers import KERAS_ACTIVATIONS, BatchNormalization
-from parity.ports import CONVERTERS
+from parity.ports import CONVERTERS, KERAS_ACTIVATIONS, BatchNormalization
 from parity.ports.norm import FROZEN_INFERENCE
 from parity.ports.recurrent.port import RNN_CLASSES
 from parity.ports.registry import MASK_PASSED_KEY, LayerConverter, Masks

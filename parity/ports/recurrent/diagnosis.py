@@ -29,7 +29,7 @@ def _swap_first_blocks(array: np.ndarray, axis: int) -> np.ndarray:
 
 def _gru_modules(model: nn.Module) -> list[tuple[str, nn.Module, list[tuple[str, int]]]]:
     """(path, module, [(parameter, gate axis)]) for GRU-like modules: weights stacking three
-    gate blocks of hidden_size (nn.GRU, parity.layers.GRU)."""
+    gate blocks of hidden_size (nn.GRU, parity.ports.GRU)."""
     found = []
     for path, module in model.named_modules():
         hidden = getattr(module, "hidden_size", None)

@@ -73,7 +73,7 @@ class LSTM(KerasRNNBase):
         impl: str = "fast",
     ) -> None:
         if proj_size != 0:
-            raise ValueError("parity.layers.LSTM does not support proj_size (Keras has none)")
+            raise ValueError("parity.ports.LSTM does not support proj_size (Keras has none)")
         if impl not in IMPLEMENTATIONS:
             raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
         super().__init__(
