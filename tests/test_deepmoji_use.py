@@ -21,6 +21,7 @@ import torch
 
 import parity
 from parity import deepmoji_use as du
+from parity.apps.deepmoji import scoring
 from parity.cli import main as cli_main
 from parity.text import encode
 from tests.conftest import needs_keras
@@ -135,13 +136,13 @@ def _write_inputs(tmp_path: Path) -> dict[str, Path]:
 def test_score_file_streams_in_batches(tmp_path, monkeypatch, golden, vocab, model, src_kind):
     src = _write_inputs(tmp_path)[src_kind]
     seen: list[int] = []
-    run = du._run
+    run = scoring.run
 
-    def spy(m, ids, batch_size, *, features):
-        seen.append(len(ids))
-        return run(m, ids, batch_size, features=features)
+    def spy(m, texts, vocabulary, **options):
+        seen.append(len(texts))
+        return run(m, texts, vocabulary, **options)
 
-    monkeypatch.setattr(du, "_run", spy)
+    monkeypatch.setattr(scoring, "run", spy)
     out = tmp_path / "out.jsonl"
     n = du.score_file(model, vocab, src, out, batch_size=4, features=True, progress=False)
     assert n == len(TEXTS) and max(seen) <= 4  # one batch of texts in memory at a time

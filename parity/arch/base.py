@@ -3,11 +3,12 @@
 An architecture is everything parity knows about one kind of model, in one place: how to tell a
 file holds it and read its sizes (``plan``), how to build the torch module (``build``), the
 mapping table between Keras weights and torch parameters (``mapping``), where each Keras layer's
-output is found for `parity check` (``check_points``), and what fine-tuning needs (``head``,
-``with_head``, ``layer_groups``, ``input_length``). Registered pairs (a
-hand-written port with a Keras reference) and the generic architecture (any model of supported
-layers, rebuilt from the file's config) implement the same interface, so conversion, checks,
-initialisation and fine-tuning treat them alike.
+output is found for `parity check` (``check_points``), and what fine-tuning and running the
+model on texts need (``head``, ``head_layer``, ``with_head``, ``layer_groups``,
+``token_embedding``, ``input_length``). Registered pairs (a hand-written port with a Keras
+reference) and the generic architecture (any model of supported layers, rebuilt from the file's
+config) implement the same interface, so conversion, checks, initialisation, fine-tuning and
+scoring treat them alike.
 
 A conversion is: read the file once, parse its config once, ``plan`` (match + sizes + weights in
 canonical names, nothing allocated), build an empty module, apply the mapping strictly.
@@ -83,6 +84,9 @@ class Architecture:
     config_cls: type
     #: Module of the Keras half under reference_keras/, when there is one.
     reference: str | None = None
+    #: The config fields holding the (embedding, final) dropout rates fine-tuning sets
+    #: (DeepMoji's); None: the model keeps the rates its file has.
+    dropout_fields: tuple[str, str] | None = None
 
     def build(self, config: Any) -> nn.Module:
         raise NotImplementedError
@@ -126,9 +130,24 @@ class Architecture:
         sigmoid unit); every other weight is shared."""
         raise NotImplementedError
 
+    def head_layer(self, model: nn.Module) -> nn.Module:
+        """The classifier module itself (``head`` names it): what running a model for its
+        encoding reads the input of, and what fine-tuning replaces."""
+        return model.get_submodule(self.head(model))
+
     def layer_groups(self, model: nn.Module) -> list[str]:
         """Top-level submodules that hold parameters, in model order (chain-thaw's order)."""
         return [n for n, m in model.named_children() if any(True for _ in m.parameters())]
+
+    def token_embedding(self, model: nn.Module) -> nn.Embedding:
+        """The Embedding the model's token ids go into: its first weighted layer (ValueError
+        naming that layer when it is not one). Its rows bound the ids a text may encode to."""
+        groups = self.layer_groups(model)
+        first = model.get_submodule(groups[0]) if groups else None
+        if not isinstance(first, nn.Embedding):
+            found = f"{groups[0]} ({type(first).__name__})" if groups else "no weighted layer"
+            raise ValueError(f"the model does not take token ids: its first layer is {found}")
+        return first
 
     def input_length(self, model: nn.Module) -> int | None:
         """The token sequence length the model is fixed to (a Flatten after the embedding, a
@@ -163,6 +182,8 @@ class PairArch(Architecture):
     classes_field: str = "num_classes"
     #: config field holding the fixed input length, for a pair that has one.
     length_field: str | None = None
+    #: config fields holding the (embedding, final) dropout rates, for a pair that has them.
+    dropout_fields: tuple[str, str] | None = None
 
     def build(self, config: Any) -> nn.Module:
         model = self.model_cls(config)

@@ -229,4 +229,5 @@ ARCH = PairArch(
     head_module="softmax",
     reference="reference_keras.deepmoji",
     length_field="input_length",
+    dropout_fields=("embed_dropout", "final_dropout"),
 )

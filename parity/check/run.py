@@ -85,10 +85,11 @@ def subject_for(model: nn.Module, kfile: KerasFile | None = None) -> tuple[Subje
 
 
 def vocab_size(model: nn.Module) -> int:
-    embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
-    if not embeddings:
-        raise ConversionError("parity check feeds token ids: the model has no Embedding layer")
-    return embeddings[0].num_embeddings
+    """Rows of the model's token embedding (its architecture's), the ids a check may feed."""
+    try:
+        return arch_of(model).token_embedding(model).num_embeddings
+    except ValueError as exc:
+        raise ConversionError(f"parity check feeds token ids: {exc}") from exc
 
 
 def check_inputs(model: nn.Module, kfile: KerasFile | None, path: str | None = None) -> np.ndarray:

@@ -17,10 +17,11 @@ from collections.abc import Callable, Sequence
 from safetensors import SafetensorError
 
 from parity.api import ParityWarning, first_line, load_keras, malformed_file, save
+from parity.apps.deepmoji import cli as deepmoji
 from parity.arch import GENERIC, arch_names
 from parity.arch.generic import CONVERTERS, unsupported_layers
 from parity.arch.match import graph_of, match
-from parity.cli import check, deepmoji, export, finetune
+from parity.cli import check, export, finetune
 from parity.cli.options import EXIT_FAILURE, PROG, add_hard_sigmoid_option
 from parity.errors import ConversionError, printable
 from parity.keras.graph import KerasGraph, normalise_layer

@@ -28,14 +28,15 @@ from parity.conventions import (
     DEEPMOJI_FINETUNE_FINAL_DROPOUT,
     MAX_INPUT_LENGTH,
 )
-from parity.deepmoji_use import extend_embedding
 from parity.errors import error_line
 from parity.files import write_atomic_text
+from parity.inference import DEFAULT_TEXT_LENGTH, text_length
 from parity.text import extend_vocabulary, load_vocabulary, save_vocabulary
 from parity.text.vocab import VOCABULARY_FILE
 from parity.train.checkpoint import Checkpointer, CheckpointMismatch
 from parity.train.data import SPLITS, TaskData, binary_view, encode_dataset, read_jsonl
 from parity.train.distributed import Context, process_group
+from parity.train.embedding import extend_embedding
 from parity.train.loop import (
     History,
     NotFineTunable,
@@ -48,8 +49,6 @@ from parity.train.metrics import METRICS, metric_for, score
 from parity.train.plots import plot_history
 from parity.train.stages import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_PATIENCE, METHODS
 
-#: Tokens per text when the model does not fix its input length.
-DEFAULT_MAXLEN = 50
 #: The run's checkpoint in --out (multi-label runs: checkpoint-class<c>.pt per class).
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -73,13 +72,12 @@ def _vocabulary_path(args: argparse.Namespace) -> Path:
 
 
 def _maxlen(model: nn.Module, args: argparse.Namespace) -> int:
-    """The model's own input length when it fixes one, else --maxlen."""
+    """The model's own input length when it fixes one (a different --maxlen is noted and
+    ignored), else --maxlen, else parity.inference's default."""
     fixed = arch_of(model).input_length(model)
-    if fixed is None:
-        return args.maxlen or DEFAULT_MAXLEN
-    if args.maxlen not in (None, fixed):
+    if fixed is not None and args.maxlen not in (None, fixed):
         _note(f"{args.model} takes {fixed} tokens per text; --maxlen {args.maxlen} ignored")
-    return fixed
+    return text_length(model, args.maxlen)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -283,8 +281,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--maxlen",
         type=int,
         default=None,
-        help=f"tokens per text (default {DEFAULT_MAXLEN}); a model that fixes its input length "
-        "(embedding_dense's Flatten, a config stating the input shape) uses its own",
+        help=f"tokens per text (default {DEFAULT_TEXT_LENGTH}); a model that fixes its input "
+        "length (embedding_dense's Flatten, a config stating the input shape) uses its own",
     )
     p.add_argument(
         "--vocab",

@@ -91,7 +91,7 @@ def extend_vocabulary(
     """A copy of ``vocabulary`` with up to ``max_words`` new words from ``texts`` (most
     frequent first) at ids ``len(vocabulary)``, ``len(vocabulary) + 1``, ...; and the added
     words in id order. Grow the model's embedding by ``len(added)`` rows to match
-    (``parity.deepmoji_use.extend_embedding``)."""
+    (``parity.train.embedding.extend_embedding``)."""
     if max_words < 0:
         raise ValueError(f"max_words must be >= 0, got {max_words}")
     if sorted(vocabulary.values()) != list(range(len(vocabulary))):

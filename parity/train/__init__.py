@@ -9,12 +9,14 @@ plots.py    curve.png
 distributed.py  data-parallel runs under torchrun (DDP; gloo on CPU, nccl on CUDA)
 checkpoint.py   resumable runs: checkpoints (written atomically by parity.files)
 resume.py   a Keras file's optimizer state as a parity.optim optimizer
+embedding.py    growing the token embedding for words extend_vocabulary added
 (`parity finetune` itself is parity.cli.finetune)
 """
 
 from parity.train.checkpoint import Checkpointer, CheckpointMismatch, Interrupted
 from parity.train.data import SPLITS, TaskData, binary_view, encode_dataset, read_jsonl
 from parity.train.distributed import Context, process_group
+from parity.train.embedding import extend_embedding
 from parity.train.loop import (
     LOGITS,
     LOSSES,
@@ -78,6 +80,7 @@ __all__ = [
     "encode_dataset",
     "epoch_order",
     "evaluate_loss",
+    "extend_embedding",
     "f1_binary",
     "finetune",
     "freeze",

@@ -32,6 +32,8 @@ from parity.conventions import (
     DEEPMOJI_FINETUNE_FINAL_DROPOUT,
 )
 from parity.convert.mapping import build_empty
+from parity.inference import DEFAULT_BATCH_SIZE as RUN_BATCH_SIZE
+from parity.inference import run_ids
 from parity.init import keras_init_
 from parity.layers import Dense
 from parity.ports.norm import FROZEN_INFERENCE
@@ -77,10 +79,6 @@ LOGITS: dict[type[nn.Module], LogitsRule] = {
     nn.Linear: lambda module, inputs, output: output,
 }
 
-#: Config fields holding the dropout rates fine-tuning sets (DeepMoji's). A model whose config
-#: has none of them (a generic conversion) keeps the dropout rates its file has.
-DROPOUT_FIELDS = ("embed_dropout", "final_dropout")
-
 
 class NotFineTunable(ValueError):
     """The model has no token-id (Embedding) input or no Dense classifier head."""
@@ -113,19 +111,17 @@ class LogitsTap:
 def head_module(model: nn.Module) -> nn.Module:
     """The classifier submodule (NotFineTunable when the model has none)."""
     try:
-        return model.get_submodule(arch_of(model).head(model))
+        return arch_of(model).head_layer(model)
     except (ValueError, TypeError) as exc:
         raise NotFineTunable(str(exc)) from exc
 
 
 def token_embedding(model: nn.Module) -> nn.Embedding:
-    """The Embedding the model's token ids go into: its first weighted layer."""
-    groups = arch_of(model).layer_groups(model)
-    first = model.get_submodule(groups[0]) if groups else None
-    if not isinstance(first, nn.Embedding):
-        found = f"{groups[0]} ({type(first).__name__})" if groups else "no weighted layer"
-        raise NotFineTunable(f"the model does not take token ids: its first layer is {found}")
-    return first
+    """The Embedding the model's token ids go into (NotFineTunable when there is none)."""
+    try:
+        return arch_of(model).token_embedding(model)
+    except ValueError as exc:
+        raise NotFineTunable(str(exc)) from exc
 
 
 def check_finetunable(model: nn.Module, maxlen: int) -> None:
@@ -149,17 +145,16 @@ def check_finetunable(model: nn.Module, maxlen: int) -> None:
 def with_dropout(
     model: nn.Module, embed_dropout: float | None = None, final_dropout: float | None = None
 ) -> nn.Module:
-    """The same weights (a copy) in a model rebuilt with other dropout rates, for the rates its
-    config has (DROPOUT_FIELDS); a model without them is returned as it is."""
+    """The same weights (a copy) in a model rebuilt with other dropout rates, where its
+    architecture has them (``dropout_fields``); a model without them is returned as it is."""
+    arch = arch_of(model)
+    if arch.dropout_fields is None:
+        return model
     config = model.config
-    names = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else ()
-    wanted = dict(zip(DROPOUT_FIELDS, (embed_dropout, final_dropout), strict=True))
-    changes = {
-        k: v for k, v in wanted.items() if v is not None and k in names and getattr(config, k) != v
-    }
+    wanted = dict(zip(arch.dropout_fields, (embed_dropout, final_dropout), strict=True))
+    changes = {k: v for k, v in wanted.items() if v is not None and getattr(config, k) != v}
     if not changes:
         return model
-    arch = arch_of(model)
     config = dataclasses.replace(config, **changes)
     # No random initialisation (its weights are copied over): the random stream, and so every
     # seeded run, is the same whether or not the rates changed.
@@ -247,15 +242,9 @@ def evaluate_loss(
     return float(ctx.sum(local) / len(ids))
 
 
-@torch.no_grad()
-def predict(model: nn.Module, ids: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Probabilities (N, outputs) in eval mode, float64."""
-    model.eval()
-    out = [
-        model(_tensor(ids[i : i + batch_size], model)).double().cpu().numpy()
-        for i in range(0, len(ids), batch_size)
-    ]
-    return np.concatenate(out)
+def predict(model: nn.Module, ids: np.ndarray, batch_size: int = RUN_BATCH_SIZE) -> np.ndarray:
+    """Probabilities (N, outputs) in eval mode, float64 (the metrics' precision)."""
+    return run_ids(model, ids, batch_size=batch_size, dtype=torch.float64)["probs"]
 
 
 @dataclass
@@ -486,7 +475,7 @@ def finetune(
     ``new_head=True`` trains a copy with a new head and leaves ``model`` as it is;
     ``new_head=False`` trains ``model`` itself, whose head must already fit the task (used to
     compare with a Keras run that made the head). Dropout rates default to DeepMoji's
-    fine-tuning ones, for models whose config has them (DROPOUT_FIELDS); others keep theirs.
+    fine-tuning ones, for architectures that have them (``dropout_fields``); others keep theirs.
     ``sparse_embeddings``: embedding gradients per token occurrence, as Keras 3 on TensorFlow
     sees them (parity.optim.track_embeddings); False = dense, as tf.keras (Keras 2) sees them.
     ``balanced``: DeepMoji's class-balanced epochs of that many examples (binary tasks).

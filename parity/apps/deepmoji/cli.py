@@ -5,7 +5,7 @@
 
 MODEL is DeepMoji's weight file (or any file ``parity convert`` reads, or a parity
 .safetensors); the vocabulary is --vocab or vocabulary.json beside MODEL; the emoji are
-DeepMoji's 64 (``parity.deepmoji_use.EMOJIS``) unless --emojis names an emoji_unicode.csv.
+DeepMoji's 64 (``parity.apps.deepmoji.EMOJIS``) unless --emojis names an emoji_unicode.csv.
 """
 
 from __future__ import annotations
@@ -16,23 +16,17 @@ import sys
 from pathlib import Path
 
 from parity.api import load_model
-from parity.cli.options import add_hard_sigmoid_option
-from parity.deepmoji_use import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MAXLEN,
-    DEFAULT_TOP_K,
-    EMOJIS,
-    emojize,
-    load_emojis,
-    score_file,
-)
+from parity.apps.deepmoji.emoji import DEFAULT_TOP_K, EMOJIS, emojize, load_emojis
+from parity.apps.deepmoji.pipeline import DEFAULT_BATCH_SIZE
+from parity.apps.deepmoji.scoring import score_file
+from parity.conventions import HARD_SIGMOID_VARIANTS
 from parity.errors import error_line
+from parity.inference import DEFAULT_TEXT_LENGTH
 from parity.text import load_vocabulary
 from parity.text.vocab import VOCABULARY_FILE
 
 
 def _load(args: argparse.Namespace):
-
     model = load_model(args.model, arch=args.arch, hard_sigmoid=args.hard_sigmoid)
     vocab_path = args.vocab or Path(args.model).parent / VOCABULARY_FILE
     if args.vocab is None and not Path(vocab_path).is_file():
@@ -88,14 +82,23 @@ def _score_file(args: argparse.Namespace, model, vocab, emojis) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-
     p.add_argument("--model", required=True, help="DeepMoji weights (.h5/.keras) or .safetensors")
     p.add_argument("--vocab", type=Path, default=None, help=f"default: {VOCABULARY_FILE} beside")
     p.add_argument("--emojis", type=Path, default=None, help="emoji_unicode.csv (default: 64)")
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
-    p.add_argument("--maxlen", type=int, default=DEFAULT_MAXLEN, help="tokens per text")
+    p.add_argument(
+        "--maxlen",
+        type=int,
+        default=None,
+        help=f"tokens per text (default: the model's own input length, else {DEFAULT_TEXT_LENGTH})",
+    )
     p.add_argument("--arch", default=None, help="for Keras files (default: from the file)")
-    add_hard_sigmoid_option(p)
+    p.add_argument(  # not parity.cli.options': parity.cli imports this module
+        "--hard-sigmoid",
+        choices=HARD_SIGMOID_VARIANTS,
+        help="hard sigmoid variant: keras2 = clip(0.2x+0.5), keras3 = relu6(x+3)/6 "
+        "(default: decided from the file)",
+    )
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
