@@ -71,12 +71,13 @@ def _fixed_length(model: nn.Module) -> int | None:
 def example_ids(model: nn.Module, batch: int = EXAMPLE_BATCH) -> Tensor:
     """Token ids the model accepts, one pre-padded and one post-padded row among them (so
     tracing sees both kinds of masks), at the model's fixed length or ``EXAMPLE_LENGTH``."""
-    embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
-    if not embeddings:
+    try:
+        vocab = arch_of(model).token_embedding(model).num_embeddings
+    except (TypeError, ValueError) as exc:  # not a converted model, or not one taking ids
         raise ValueError(
-            "export traces token-id models (an Embedding first); pass example_inputs= for others"
-        )
-    vocab = embeddings[0].num_embeddings
+            f"export traces token-id models (an Embedding first); pass example_inputs= for "
+            f"others ({exc})"
+        ) from exc
     length = _fixed_length(model) or EXAMPLE_LENGTH
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1, max(vocab, 2), (batch, length), generator=g)

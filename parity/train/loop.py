@@ -35,7 +35,7 @@ from parity.convert.mapping import build_empty
 from parity.inference import DEFAULT_BATCH_SIZE as RUN_BATCH_SIZE
 from parity.inference import run_ids
 from parity.init import keras_init_
-from parity.layers import Dense
+from parity.ports import Dense
 from parity.ports.norm import FROZEN_INFERENCE
 from parity.train.checkpoint import Checkpointer, set_rng_state
 from parity.train.data import TaskData
