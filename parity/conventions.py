@@ -105,6 +105,10 @@ BATCH_NORM_MOMENTUM = 0.99
 BATCH_NORM_EPSILON = 1e-3
 # keras/src/layers/normalization/layer_normalization.py: epsilon=1e-3 (torch: 1e-5).
 LAYER_NORM_EPSILON = 1e-3
+#: UnitNormalization's epsilon (keras/src/layers/normalization/unit_normalization.py, and
+#: tf.math.l2_normalize's default): Keras 3 floors the inverse norm at 1/eps, tf.keras the squared
+#: norm at eps.
+UNIT_NORMALIZATION_EPSILON = 1e-12
 # Keras 1 LSTM (keras 1.2 recurrent.py, consume_less != "gpu") saved 12 arrays per layer in the
 # order W_i, U_i, b_i, W_c, U_c, b_c, W_f, U_f, b_f, W_o, U_o, b_o; Keras 2+ fuses them i, f, c, o.
 KERAS1_LSTM_GATE_ORDER = ("i", "c", "f", "o")

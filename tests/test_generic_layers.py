@@ -1126,3 +1126,23 @@ def test_the_former_import_paths_still_give_the_ports() -> None:
     for name in ("LSTM", "GRU", "SimpleRNN", "Dense", "BatchNormalization", "ACTIVATIONS"):
         assert getattr(layers, name) is getattr(ports, name), name
     assert layers.recurrent.operators is ports.recurrent.operators
+
+
+@pytest.mark.parametrize("writer", ["keras", "tf_keras"])
+def test_unit_normalization_keeps_its_keras_floor_on_tiny_vectors(writer: str, tmp_path) -> None:
+    """Keras 3 floors the inverse norm (1e12), tf.keras the squared norm (1e-12): on a vector of
+    norm 1e-8 they give 1 and 0.01. The converted file computes its own Keras' answer."""
+    import importlib
+
+    k = importlib.import_module(writer)
+    model = k.Sequential([k.Input(shape=(2,)), k.layers.UnitNormalization()])
+    path = tmp_path / ("m.keras" if writer == "keras" else "m.h5")
+    model.save(path)
+    x = np.array([[1e-8, 0.0], [3.0, 4.0], [0.0, 0.0]], np.float32)
+    expected = np.asarray(model(x))
+    floor_answer = {"keras": 1.0, "tf_keras": 0.01}[writer]  # the two Kerases do differ here
+    np.testing.assert_allclose(expected[0], [floor_answer, 0.0], rtol=1e-5)
+    converted = parity.load_keras(path)
+    with torch.no_grad():
+        ours = converted(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-7)

@@ -5,29 +5,17 @@ rule, its ONNX translation where it has one, its diagnosis alternatives and its 
 registry.py   what one Keras class needs (LayerConverter) and the one registry, CONVERTERS,
               which refuses duplicate class names, for built-ins and plug-ins alike
 activations.py core.py conv.py pooling.py norm.py merge.py structure.py wrappers.py noise.py
-attention.py preprocessing.py vision.py     the families
+attention.py preprocessing.py vision.py unit_normalization.py     the families
 recurrent/    SimpleRNN, LSTM, GRU and Bidirectional: base, layouts, ops, backends, port entries
 
-Adding a Keras class: a port in its family's file (or a new file), and its family in FAMILIES.
+Adding a Keras class: a port in its family's file, or a new file and its name in FAMILY_NAMES
+(ports/unit_normalization.py is the worked example).
 """
 
 from __future__ import annotations
 
-from parity.ports import (
-    activations,
-    attention,
-    conv,
-    core,
-    merge,
-    noise,
-    norm,
-    pooling,
-    preprocessing,
-    recurrent,
-    structure,
-    vision,
-    wrappers,
-)
+import importlib
+
 from parity.ports.activations import (
     ACTIVATIONS,
     KERAS_ACTIVATIONS,
@@ -49,22 +37,25 @@ from parity.ports.pooling import (
 from parity.ports.recurrent import GRU, LSTM, KerasRNNBase, SimpleRNN
 from parity.ports.registry import CONVERTERS, INPUT_KINDS, Example, LayerConverter
 
-#: The families, in the order their ports are added to CONVERTERS (duplicates refused).
-FAMILIES = (
-    core,
-    conv,
-    pooling,
-    norm,
-    recurrent,
-    merge,
-    structure,
-    activations,
-    vision,
-    preprocessing,
-    noise,
-    attention,
-    wrappers,
+#: The family files, in the order their ports are added to CONVERTERS (duplicates refused):
+#: adding a family is one name here.
+FAMILY_NAMES = (
+    "core",
+    "conv",
+    "pooling",
+    "norm",
+    "unit_normalization",
+    "recurrent",
+    "merge",
+    "structure",
+    "activations",
+    "vision",
+    "preprocessing",
+    "noise",
+    "attention",
+    "wrappers",
 )
+FAMILIES = tuple(importlib.import_module(f"{__name__}.{name}") for name in FAMILY_NAMES)
 for _family in FAMILIES:
     CONVERTERS.add_family(_family)
 
