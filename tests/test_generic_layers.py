@@ -1126,6 +1126,11 @@ def test_the_former_import_paths_still_give_the_ports() -> None:
     for name in ("LSTM", "GRU", "SimpleRNN", "Dense", "BatchNormalization", "ACTIVATIONS"):
         assert getattr(layers, name) is getattr(ports, name), name
     assert layers.recurrent.operators is ports.recurrent.operators
+    from parity.layers.backends import select
+    from parity.layers.keras_attention import MultiHeadAttention
+
+    assert select is ports.recurrent.backends.select
+    assert MultiHeadAttention is ports.attention.MultiHeadAttention
 
 
 @pytest.mark.parametrize("writer", ["keras", "tf_keras"])

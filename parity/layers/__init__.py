@@ -1,63 +1,45 @@
 """The ported torch layers under their former import path (``parity.layers.LSTM`` and so on).
 
-The layers now live in parity.ports, one file per Keras layer family beside their conversion;
-this package keeps the old names importable.
+The layers now live in parity.ports, one file per Keras layer family beside their conversion.
+This package hands every name on to parity.ports, and keeps the former submodule paths
+(``parity.layers.recurrent``, ``parity.layers.backends``, ...) importable as the modules they
+became.
 """
 
 from __future__ import annotations
 
-from parity.ports import (
-    ACTIVATIONS,
-    GRU,
-    KERAS_ACTIVATIONS,
-    KERAS_PADDINGS,
-    LSTM,
-    POOL_PADDINGS,
-    RECURRENT_ACTIVATIONS,
-    Activation,
-    AttentionWeightedAverage,
-    AveragePooling1D,
-    BatchNormalization,
-    Conv1D,
-    Dense,
-    Flatten,
-    GlobalAveragePooling1D,
-    GlobalMaxPooling1D,
-    KerasRNNBase,
-    LayerNormalization,
-    MaxPooling1D,
-    SimpleRNN,
-    SpatialDropout1D,
-    get_activation,
-    hard_sigmoid,
-    recurrent,
-)
-from parity.ports.recurrent import backends
+import importlib
+import sys
+from typing import Any
 
-__all__ = [
-    "ACTIVATIONS",
-    "GRU",
-    "KERAS_ACTIVATIONS",
-    "KERAS_PADDINGS",
-    "LSTM",
-    "POOL_PADDINGS",
-    "RECURRENT_ACTIVATIONS",
-    "Activation",
-    "AttentionWeightedAverage",
-    "AveragePooling1D",
-    "BatchNormalization",
-    "Conv1D",
-    "Dense",
-    "Flatten",
-    "GlobalAveragePooling1D",
-    "GlobalMaxPooling1D",
-    "KerasRNNBase",
-    "LayerNormalization",
-    "MaxPooling1D",
-    "SimpleRNN",
-    "SpatialDropout1D",
-    "backends",
-    "get_activation",
-    "hard_sigmoid",
-    "recurrent",
-]
+from parity import ports
+
+__all__ = ports.__all__
+
+#: Former submodule -> the module it became.
+MOVED = {
+    "activations": "parity.ports.activations",
+    "activation_layers": "parity.ports.activations",
+    "attention": "parity.ports.attention",
+    "keras_attention": "parity.ports.attention",
+    "backends": "parity.ports.recurrent.backends",
+    "conv": "parity.ports.conv",
+    "conv2d": "parity.ports.vision",
+    "core": "parity.ports.core",
+    "image_preprocessing": "parity.ports.preprocessing",
+    "noise": "parity.ports.noise",
+    "norm": "parity.ports.norm",
+    "pooling": "parity.ports.pooling",
+    "pooling2d": "parity.ports.vision",
+    "preprocessing": "parity.ports.preprocessing",
+    "recurrent": "parity.ports.recurrent",
+    "structure": "parity.ports.structure",
+}
+for _old, _new in MOVED.items():
+    sys.modules[f"{__name__}.{_old}"] = importlib.import_module(_new)
+
+
+def __getattr__(name: str) -> Any:
+    if name in MOVED:
+        return sys.modules[f"{__name__}.{name}"]
+    return getattr(ports, name)
