@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from parity import optim, plugins
 from parity.api import ParityWarning, load, load_keras, save
+from parity.codegen import port
 from parity.errors import ConversionError
 from parity.export import (
     compile_model,
@@ -26,5 +27,6 @@ __all__ = [
     "load_keras",
     "optim",
     "plugins",
+    "port",
     "save",
 ]

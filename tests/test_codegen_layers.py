@@ -1,6 +1,6 @@
-"""parity.codegen.keras_layers, the readable layers ``parity port`` copies into a standalone
-model.py, computes what parity's own recurrent modules compute: outputs, final states and every
-gradient, with parity's weights loaded by name.
+"""parity/codegen/templates/keras_layers.py, the readable layers ``parity port`` copies into a
+standalone model.py, computes what parity's own recurrent modules compute: outputs, final states
+and every gradient, with parity's weights loaded by name.
 
 Each case builds a parity module (as conversion builds it), copies its state_dict into the
 standalone class (minus the zero ``bias_hh`` buffers Keras' one-bias layers carry), runs both on
@@ -25,7 +25,7 @@ from parity.ports.recurrent import GRU, LSTM, SimpleRNN
 
 #: Loaded from its path, as the standalone file it is copied as: without parity.codegen's
 #: package (its driver), so these tests check the layers and nothing else.
-SOURCE = Path(parity.__file__).parent / "codegen" / "keras_layers.py"
+SOURCE = Path(parity.__file__).parent / "codegen" / "templates" / "keras_layers.py"
 _spec = importlib.util.spec_from_file_location("keras_layers_standalone", SOURCE)
 assert _spec is not None and _spec.loader is not None
 kl = importlib.util.module_from_spec(_spec)

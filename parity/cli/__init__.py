@@ -21,7 +21,7 @@ from parity.apps.deepmoji import cli as deepmoji
 from parity.arch import GENERIC, arch_names
 from parity.arch.generic import CONVERTERS, unsupported_layers
 from parity.arch.match import graph_of, match
-from parity.cli import check, export, finetune
+from parity.cli import check, export, finetune, port
 from parity.cli.options import EXIT_FAILURE, PROG, add_hard_sigmoid_option
 from parity.errors import ConversionError, printable
 from parity.keras.graph import KerasGraph, normalise_layer
@@ -169,6 +169,7 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "finetune": finetune.add_parser,
     "deepmoji": deepmoji.add_parser,
     "export": export.add_parser,
+    "port": port.add_parser,
 }
 
 

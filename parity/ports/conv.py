@@ -20,10 +20,12 @@ from parity.initializers import kernel_and_bias_
 from parity.ports.activations import ActivationSlot
 from parity.ports.registry import (
     Config,
+    Emitted,
     Example,
     InitRule,
     LayerConverter,
     Shapes,
+    activation_code,
     call_drop_mask,
     declared,
     require_channels_last,
@@ -128,6 +130,31 @@ def _build_conv1d(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Mo
     )
 
 
+def _emit_conv1d(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    (k,), (s,), (d,) = module.kernel_size, module.stride, module.dilation
+    span = (k - 1) * d
+    if module.keras_padding == "same" and s != 1:
+        # the pads depend on the length at run time; not written as code yet
+        raise ConversionError("parity port: Conv1D padding='same' with strides > 1 has no emitter")
+    pads = {"valid": (0, 0), "causal": (span, 0), "same": (span // 2, span - span // 2)}
+    left, right = pads[module.keras_padding]
+    lines = ["{out0} = {x0}.transpose(1, 2)"]  # (B, T, C) -> torch's (B, C, T)
+    if left or right:
+        lines.append(
+            f"{{out0}} = F.pad({{out0}}, ({left}, {right}))  # Keras' {module.keras_padding}"
+        )
+    code, helpers = activation_code(module.activation, "{self}({out0})")
+    lines.append(f"{{out0}} = {code}.transpose(1, 2)")
+    options = (f", stride={s}" if s != 1 else "") + (f", dilation={d}" if d != 1 else "")
+    options += "" if module.bias is not None else ", bias=False"
+    return Emitted(
+        f"nn.Conv1d({module.in_channels}, {module.out_channels}, {k}{options})",
+        tuple(lines),
+        ("None",),  # Keras' Conv1D ends the mask
+        helpers,
+    )
+
+
 CONVERTERS: dict[str, LayerConverter] = {
     "Conv1D": LayerConverter(
         _conv_weights,
@@ -138,6 +165,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         call_drop_mask,  # Keras' Conv1D does not support masking
         activations=("activation",),
         examples=(Example({"filters": 5, "kernel_size": 3, "strides": 2, "padding": "same"}),),
+        emit=_emit_conv1d,
     ),
 }
 

@@ -16,14 +16,17 @@ from parity.ports.activations import ActivationSlot
 from parity.ports.diagnosis import Alternative, Checked, Variant, copy_model, join
 from parity.ports.registry import (
     Config,
+    Emitted,
     Example,
     InitRule,
     LayerConverter,
     Masks,
     Shapes,
+    activation_code,
     call_drop_mask,
     call_keep_mask,
     declared,
+    emit_drop_mask,
     no_module,
     no_rows,
     no_weights,
@@ -123,6 +126,47 @@ def _rate(config: Config) -> float:
     return float(config.get("rate", config.get("p", 0.0)))
 
 
+# --- parity port: the code of each call ----------------------------------------------------
+
+
+def _emit_embedding(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    mask = f"{{x0}} != {MASK_VALUE}" if config.get("mask_zero") else "None"
+    return Emitted(
+        f"nn.Embedding({module.num_embeddings}, {module.embedding_dim})",
+        ("{out0} = {self}({x0}.long())",),
+        (mask,),
+    )
+
+
+def _emit_dense(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    code, helpers = activation_code(module.activation, "{self}({x0})")
+    bias = "" if module.bias is not None else ", bias=False"
+    return Emitted(
+        f"nn.Linear({module.in_features}, {module.out_features}{bias})",
+        (f"{{out0}} = {code}",),
+        ("{m0}",),
+        helpers,
+    )
+
+
+def _emit_activation(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    code, helpers = activation_code(module.activation, "{x0}")
+    return Emitted(None, (f"{{out0}} = {code}",), ("{m0}",), helpers)
+
+
+def _emit_dropout(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    return Emitted(f"nn.Dropout({module.p!r})", ("{out0} = {self}({x0})",), ("{m0}",))
+
+
+def _emit_spatial_dropout(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    # whole channels of (B, T, C) dropped: torch's Dropout1d on (B, C, T)
+    return Emitted(
+        f"nn.Dropout1d({module.p!r})",
+        ("{out0} = {self}({x0}.transpose(1, 2)).transpose(1, 2)",),
+        ("{m0}",),
+    )
+
+
 CONVERTERS: dict[str, LayerConverter] = {
     INPUT_LAYER: LayerConverter(no_weights, no_module, no_rows, call_keep_mask),
     "Embedding": LayerConverter(
@@ -132,6 +176,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         _call_embedding,
         diagnoses=("padding_side",),
         examples=(Example({"input_dim": 30, "output_dim": 4, "mask_zero": True}, "ids"),),
+        emit=_emit_embedding,
     ),
     "Dense": LayerConverter(
         _dense_weights,
@@ -143,6 +188,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         activations=("activation",),
         diagnoses=("hard_sigmoid",),
         examples=(Example({"units": 4, "activation": "tanh"}, "vector"),),
+        emit=_emit_dense,
     ),
     "Activation": LayerConverter(
         no_weights,
@@ -152,6 +198,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         activations=("activation",),
         diagnoses=("hard_sigmoid",),
         examples=(Example({"activation": "softmax"}, "embedded"),),
+        emit=_emit_activation,
     ),
     "Dropout": LayerConverter(
         no_weights,
@@ -159,6 +206,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         no_rows,
         call_keep_mask,
         examples=(Example({"rate": 0.5}, "embedded"),),
+        emit=_emit_dropout,
     ),
     "SpatialDropout1D": LayerConverter(
         no_weights,
@@ -166,6 +214,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         no_rows,
         call_keep_mask,
         examples=(Example({"rate": 0.5}, "embedded"),),
+        emit=_emit_spatial_dropout,
     ),
     "Flatten": LayerConverter(
         no_weights,
@@ -174,6 +223,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         call_drop_mask,
         diagnoses=("flatten_order",),
         examples=(Example({}, "sequence"), Example({}, "image")),
+        emit=emit_drop_mask("{x0}.flatten(1)"),
     ),
 }
 

@@ -17,11 +17,13 @@ from parity.errors import ConversionError
 from parity.ports.conv import same_padding
 from parity.ports.registry import (
     Config,
+    Emitted,
     Example,
     LayerConverter,
     Masks,
     Shapes,
     call_drop_mask,
+    emit_drop_mask,
     no_rows,
     no_weights,
     require_channels_last,
@@ -121,6 +123,26 @@ def _call_global_average(module: nn.Module, config: Config, xs: list[Tensor], ma
     return [module(xs[0], mask=masks[0])], [None]
 
 
+def _emit_max_pooling(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    if module.padding != "valid":
+        raise ConversionError("parity port: MaxPooling1D padding='same' has no emitter")
+    code = f"F.max_pool1d({{x0}}.transpose(1, 2), {module.pool_size}, {module.strides})"
+    return Emitted(None, (f"{{out0}} = {code}.transpose(1, 2)",), ("None",))
+
+
+def _emit_global_average(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    if not masked[0]:
+        return Emitted(None, ("{out0} = {x0}.mean(dim=1)",))
+    # Keras averages over the unmasked steps only
+    return Emitted(
+        None,
+        (
+            "{out0} = torch.where({m0}.unsqueeze(-1), {x0}, 0.0).sum(dim=1)",
+            "{out0} = {out0} / {m0}.sum(dim=1, keepdim=True)",
+        ),
+    )
+
+
 CONVERTERS: dict[str, LayerConverter] = {
     "MaxPooling1D": LayerConverter(
         no_weights,
@@ -128,6 +150,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         no_rows,
         call_drop_mask,
         examples=(Example({"pool_size": 3, "strides": 2, "padding": "same"}),),
+        emit=_emit_max_pooling,
     ),
     "AveragePooling1D": LayerConverter(
         no_weights,
@@ -142,6 +165,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         no_rows,
         call_drop_mask,
         examples=(Example({}, "embedded"),),
+        emit=emit_drop_mask("{x0}.amax(dim=1)"),
     ),
     "GlobalAveragePooling1D": LayerConverter(
         no_weights,
@@ -149,5 +173,6 @@ CONVERTERS: dict[str, LayerConverter] = {
         no_rows,
         _call_global_average,
         examples=(Example({}, "embedded"),),
+        emit=_emit_global_average,
     ),
 }

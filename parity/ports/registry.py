@@ -11,6 +11,7 @@ check when a gap appears), ``TRANSFORMS`` and ``NORMALISATIONS`` (weight layouts
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -78,6 +79,33 @@ class LayerConverter:
     #: of some family, or one of parity.check.diagnose's own): parity check tries them when a
     #: file with this class fails.
     diagnoses: tuple[str, ...] = ()
+    #: The code ``parity port`` writes for a call of this class (None: the class is refused
+    #: there by name): (module, config, which inputs carry a mask) -> Emitted.
+    emit: Emitter | None = None
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """One Keras call as standalone PyTorch code (torch, numpy and keras_layers.py only).
+
+    ``lines`` and ``masks`` are templates: {self} is the submodule, {x0}, {x1}, ... the inputs,
+    {m0}, ... their masks (a name, or None), {out0}, ... the outputs to assign.
+    """
+
+    #: The submodule's constructor expression, or None when the call needs no module.
+    module: str | None
+    #: Statements that assign every {outN}.
+    lines: tuple[str, ...]
+    #: Each output's mask, as an expression ("None" for none).
+    masks: tuple[str, ...] = ("None",)
+    #: Names the code imports from keras_layers.py.
+    helpers: tuple[str, ...] = ()
+    #: The submodule's state_dict from the converted module (default: its own state_dict).
+    state: Callable[[nn.Module], dict[str, Tensor]] | None = None
+
+
+#: (converted module, config, which inputs carry a mask) -> the call's code.
+Emitter = Callable[[nn.Module | None, "Config", tuple[bool, ...]], Emitted]
 
 
 @dataclass(frozen=True)
@@ -302,3 +330,38 @@ class ConverterRegistry(dict[str, LayerConverter]):
 
 #: Every class the generic path converts; parity.ports fills it family by family.
 CONVERTERS = ConverterRegistry()
+
+
+# --- code emission helpers the ports share (parity port) -------------------------------------
+
+#: Keras activations torch names directly; any other comes from keras_layers.ACTIVATIONS.
+TORCH_ACTIVATIONS = {
+    "relu": "torch.relu({})",
+    "tanh": "torch.tanh({})",
+    "sigmoid": "torch.sigmoid({})",
+    "softmax": "torch.softmax({}, dim=-1)",
+}
+
+
+def literal(value: Any) -> str:
+    """``value`` as Python source in the generated code's style (double-quoted strings)."""
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def activation_code(name: str, expr: str) -> tuple[str, tuple[str, ...]]:
+    """``expr`` under the Keras activation ``name``, as code, and the helpers it imports."""
+    if name == "linear":
+        return expr, ()
+    if name in TORCH_ACTIVATIONS:
+        return TORCH_ACTIVATIONS[name].format(expr), ()
+    return f"ACTIVATIONS[{literal(name)}]({expr})", ("ACTIVATIONS",)
+
+
+def emit_keep_mask(code: str, module: str | None = None) -> Emitter:
+    """A one-line call ({x0} -> {out0}) that passes its input's mask on."""
+    return lambda m, config, masked: Emitted(module, (f"{{out0}} = {code}",), ("{m0}",))
+
+
+def emit_drop_mask(code: str) -> Emitter:
+    """A one-line call without a module that ends the mask."""
+    return lambda m, config, masked: Emitted(None, (f"{{out0}} = {code}",), ("None",))

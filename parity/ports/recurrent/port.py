@@ -29,12 +29,14 @@ from parity.ports.recurrent.simple_rnn import SimpleRNN
 from parity.ports.registry import (
     MASK_PASSED_KEY,
     Config,
+    Emitted,
     Example,
     InitRule,
     LayerConverter,
     Masks,
     Shapes,
     declared,
+    literal,
     written_by_keras3,
 )
 
@@ -232,6 +234,92 @@ def _call_bidirectional(module: nn.Module, config: Config, xs: list[Tensor], mas
     return outputs, [out_mask] + [None] * (len(outputs) - 1)
 
 
+# --- parity port: the code of each call ----------------------------------------------------
+
+#: parity's recurrent modules -> the readable layer keras_layers.py gives the generated code.
+EMITTED_CLASSES = {LSTM: "KerasLSTM", GRU: "KerasGRU", SimpleRNN: "KerasSimpleRNN"}
+
+
+def _parameters_only(module: nn.Module) -> dict[str, Tensor]:
+    """The trained weights: a converted LSTM's zero bias_hh buffer has no place in the code."""
+    return {name: p.detach() for name, p in module.named_parameters()}
+
+
+def _rnn_module(module: nn.Module) -> tuple[str, tuple[str, ...]]:
+    cls = EMITTED_CLASSES[type(module)]
+    options = [f"bidirectional={module.bidirectional}"]
+    options.append(f"activation={literal(module.activation)}")
+    if not isinstance(module, SimpleRNN):
+        options.append(f"gate_activation={literal(module.gate_activation)}")
+    if isinstance(module, GRU):
+        options.append(f"reset_after={module.reset_after}")
+    options.append(f"zero_output_for_mask={module.zero_output_for_mask}")
+    if not module.bias:
+        options.append("bias=False")
+    if any(name.startswith("bias_hh") for name, _ in module.named_parameters()):
+        options.append("two_biases=True")  # cuDNN's trained recurrent bias
+    return f"{cls}({module.input_size}, {module.hidden_size}, {', '.join(options)})", (cls,)
+
+
+def _emit_rnn(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    if len(masked) > 1 or config.get("return_state"):
+        raise ConversionError(
+            "parity port: recurrent layers with initial_state or return_state have no emitter"
+        )
+    constructor, helpers = _rnn_module(module)
+    x, m = "{x0}", "mask={m0}"
+    lines = []
+    if config.get("go_backwards"):  # Keras reverses the input and keeps the output reversed
+        lines.append("{out0} = {x0}.flip(1)")
+        x = "{out0}"
+        m = "mask={m0}.flip(1)" if masked[0] else "mask=None"
+    if config.get("return_sequences"):
+        lines.append(f"{{out0}}, _ = {{self}}({x}, {m})")
+        mask = "{m0}"
+    else:  # the last output: the state after the last real step
+        lines.append(f"_, {{out0}} = {{self}}({x}, {m})")
+        lines.append("{out0} = {out0}[0][0]")
+        mask = "None"
+    return Emitted(constructor, tuple(lines), (mask,), helpers, _parameters_only)
+
+
+_MERGE_CODE = {
+    "concat": "torch.cat([{out0}_f, {out0}_b], dim=-1)",
+    "sum": "{out0}_f + {out0}_b",
+    "mul": "{out0}_f * {out0}_b",
+    "ave": "({out0}_f + {out0}_b) / 2",
+}
+
+
+def _emit_bidirectional(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    inner = inner_config(config)
+    if len(masked) > 1 or inner.get("return_state") or inner.get("go_backwards"):
+        raise ConversionError(
+            "parity port: Bidirectional with initial_state, return_state or go_backwards has "
+            "no emitter"
+        )
+    constructor, helpers = _rnn_module(module)
+    merge = config.get("merge_mode", "concat")
+    sequences = inner.get("return_sequences")
+    if sequences and merge == "concat":  # the module's own output: [forward, backward]
+        lines = ("{out0}, _ = {self}({x0}, mask={m0})",)
+    elif sequences:
+        lines = (
+            "{out0}, _ = {self}({x0}, mask={m0})",
+            f"{{out0}}_f, {{out0}}_b = {{out0}}.split({module.hidden_size}, dim=-1)",
+            f"{{out0}} = {_MERGE_CODE[merge]}",
+        )
+    else:  # each direction's state after its last real step
+        lines = (
+            "_, {out0} = {self}({x0}, mask={m0})",
+            "{out0}_f, {out0}_b = {out0}[0][0], {out0}[0][1]",
+            f"{{out0}} = {_MERGE_CODE[merge]}",
+        )
+    return Emitted(
+        constructor, lines, ("{m0}" if sequences else "None",), helpers, _parameters_only
+    )
+
+
 CONVERTERS: dict[str, LayerConverter] = {
     **{
         cls: LayerConverter(
@@ -245,6 +333,7 @@ CONVERTERS: dict[str, LayerConverter] = {
             inputs=1 + STATE_COUNT[cls],  # the input, then initial_state
             versioned=True,
             diagnoses=RNN_DIAGNOSES[cls],
+            emit=_emit_rnn,
             examples=(
                 Example({"units": 3, "return_sequences": True}, "embedded"),
                 Example({"units": 3, "go_backwards": True}, "embedded"),
@@ -268,6 +357,7 @@ CONVERTERS: dict[str, LayerConverter] = {
             )
             for cls, m in (("LSTM", "concat"), ("GRU", "sum"), ("SimpleRNN", "ave"))
         ),
+        emit=_emit_bidirectional,
     ),
 }
 

@@ -58,7 +58,9 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "swish": F.silu,
     "silu": F.silu,
     "relu6": F.relu6,
-    "leaky_relu": lambda x: F.leaky_relu(x, 0.2),  # the activation's slope; the layer's is 0.3
+    "leaky_relu": lambda x: F.leaky_relu(
+        x, 0.2
+    ),  # the activation's slope; the layer's is 0.3
     "mish": F.mish,
     "hard_silu": lambda x: x * hard_sigmoid_keras3(x),
     "hard_swish": lambda x: x * hard_sigmoid_keras3(x),
@@ -93,7 +95,9 @@ class KerasLSTM(nn.Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bidirectional = bidirectional
-        self.activation = activation  # Keras `activation`: candidate g and the cell output
+        self.activation = (
+            activation  # Keras `activation`: candidate g and the cell output
+        )
         self.gate_activation = gate_activation  # Keras `recurrent_activation`: i, f, o
         for name in (activation, gate_activation):
             if name not in ACTIVATIONS:
@@ -116,9 +120,13 @@ class KerasLSTM(nn.Module):
                 f"weight_hh_l0{s}", nn.Parameter(torch.empty(gates, hidden_size))
             )
             if bias:
-                self.register_parameter(f"bias_ih_l0{s}", nn.Parameter(torch.empty(gates)))
+                self.register_parameter(
+                    f"bias_ih_l0{s}", nn.Parameter(torch.empty(gates))
+                )
                 if two_biases:
-                    self.register_parameter(f"bias_hh_l0{s}", nn.Parameter(torch.empty(gates)))
+                    self.register_parameter(
+                        f"bias_hh_l0{s}", nn.Parameter(torch.empty(gates))
+                    )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -147,7 +155,9 @@ class KerasLSTM(nn.Module):
             mask = mask.to(device=x.device, dtype=torch.bool)
         outputs, hs, cs = [], [], []
         for d, suffix in enumerate(self.suffixes):
-            out, h, c = self._run_direction(x, mask, h0[d], c0[d], suffix, reverse=d == 1)
+            out, h, c = self._run_direction(
+                x, mask, h0[d], c0[d], suffix, reverse=d == 1
+            )
             outputs.append(out)
             hs.append(h)
             cs.append(c)
@@ -186,7 +196,9 @@ class KerasLSTM(nn.Module):
                 real = mask[:, t, None]  # (B, 1): which rows take this step
                 h = torch.where(real, h_new, h)
                 c = torch.where(real, c_new, c)
-                out = torch.where(real, h_new, zeros if self.zero_output_for_mask else prev_out)
+                out = torch.where(
+                    real, h_new, zeros if self.zero_output_for_mask else prev_out
+                )
             outputs[t] = out
             prev_out = out
         if seq_len == 0:
@@ -255,7 +267,9 @@ class KerasGRU(nn.Module):
                 f"weight_hh_l0{s}", nn.Parameter(torch.empty(gates, hidden_size))
             )
             if bias:
-                self.register_parameter(f"bias_l0{s}", nn.Parameter(torch.empty(bias_shape)))
+                self.register_parameter(
+                    f"bias_l0{s}", nn.Parameter(torch.empty(bias_shape))
+                )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -338,7 +352,9 @@ class KerasGRU(nn.Module):
             else:
                 real = mask[:, t, None]  # (B, 1): which rows take this step
                 h = torch.where(real, h_new, h)
-                out = torch.where(real, h_new, zeros if self.zero_output_for_mask else prev_out)
+                out = torch.where(
+                    real, h_new, zeros if self.zero_output_for_mask else prev_out
+                )
             outputs[t] = out
             prev_out = out
         if seq_len == 0:
@@ -400,7 +416,9 @@ class KerasSimpleRNN(nn.Module):
                 f"weight_hh_l0{s}", nn.Parameter(torch.empty(hidden_size, hidden_size))
             )
             if bias:
-                self.register_parameter(f"bias_ih_l0{s}", nn.Parameter(torch.empty(hidden_size)))
+                self.register_parameter(
+                    f"bias_ih_l0{s}", nn.Parameter(torch.empty(hidden_size))
+                )
                 if two_biases:
                     self.register_parameter(
                         f"bias_hh_l0{s}", nn.Parameter(torch.empty(hidden_size))
@@ -466,7 +484,9 @@ class KerasSimpleRNN(nn.Module):
             else:
                 real = mask[:, t, None]  # (B, 1): which rows take this step
                 h = torch.where(real, h_new, h)
-                out = torch.where(real, h_new, zeros if self.zero_output_for_mask else prev_out)
+                out = torch.where(
+                    real, h_new, zeros if self.zero_output_for_mask else prev_out
+                )
             outputs[t] = out
             prev_out = out
         if seq_len == 0:

@@ -1,0 +1,589 @@
+"""``parity port``: a converted model as a standalone PyTorch package the user owns.
+
+OUT_DIR gets ``model.py`` (one nn.Module, the Keras layers as attributes under their Keras
+names, ``forward`` as straight-line code in Keras' call order with the masks explicit), and where
+the model needs it ``keras_layers.py`` (the Keras-semantics layers torch lacks, written plainly,
+only those used), ``weights.safetensors`` (its state_dict: exactly the Keras weights),
+``golden.npz`` and ``test_model.py`` (outputs and gradients on inputs padded on both sides), and a
+README. The generated files import torch, numpy and safetensors, never parity.
+
+Each Keras layer's code comes from its port (``LayerConverter.emit``); a layer whose port has no
+emitter is refused by name before anything is written, and the package is written as a whole or
+not at all (a temporary directory, renamed into place).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import json
+import keyword
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from parity.api import load_keras
+from parity.arch import GENERIC_NAME, arch_of
+from parity.arch.generic.model import GenericModel
+from parity.check.tolerances import tolerance_for
+from parity.errors import ConversionError
+from parity.files import check_target
+from parity.keras.graph import INPUT_LAYER, INPUT_SHAPE_KEYS
+from parity.keras.read import read_keras_file
+from parity.ports import CONVERTERS
+from parity.ports.registry import Emitted
+
+#: Where the Keras-semantics layers' source is kept (copied, class by class, into OUT_DIR).
+KERAS_LAYERS_SOURCE = Path(__file__).parent / "templates" / "keras_layers.py"
+#: Rows of the golden inputs and their length (padded before and after, so both masks appear).
+GOLDEN_BATCH = 6
+GOLDEN_LENGTH = 12
+#: The seed of the golden inputs and of the loss weights their gradients are taken on.
+GOLDEN_SEED = 0
+
+
+@dataclass(frozen=True)
+class PortResult:
+    """What ``port`` wrote."""
+
+    out_dir: Path
+    class_name: str
+    files: tuple[str, ...]
+    layers: int
+
+
+# --- the plan: one emitted block per Keras call --------------------------------------------------
+
+
+def _identifier(name: str, taken: set[str]) -> str:
+    """A Keras layer name as a Python identifier, unique among ``taken``."""
+    ident = re.sub(r"\W", "_", name)
+    if not ident or ident[0].isdigit() or keyword.iskeyword(ident):
+        ident = f"layer_{ident}"
+    while ident in taken:
+        ident += "_"
+    taken.add(ident)
+    return ident
+
+
+@dataclass
+class _Block:
+    name: str
+    cls: str
+    attr: str | None
+    emitted: Emitted
+    lines: list[str]
+
+
+def _plan(model: GenericModel) -> tuple[list[_Block], list[str], list[str]]:
+    """Every Keras call as code: (blocks, forward parameter names, returned expressions)."""
+    config = model.config
+    missing = sorted(
+        {
+            layer["class_name"]
+            for layer in config.layers
+            if layer["config"]["_class"] != INPUT_LAYER
+            and CONVERTERS[layer["config"]["_class"]].emit is None
+        }
+    )
+    if missing:
+        raise ConversionError(
+            f"parity port: no code emitter for {', '.join(missing)}; nothing was written"
+        )
+    # locals and submodule names are separate namespaces; both avoid what the code itself uses
+    taken = {"self", "torch", "nn", "F", "Path", "load", "WEIGHTS", "ACTIVATIONS", "_"}
+    taken |= {"KerasLSTM", "KerasGRU", "KerasSimpleRNN"}
+    attr_taken = set(dir(nn.Module))
+    values: dict[tuple[str, int, int], str] = {}
+    masks: dict[tuple[str, int, int], str] = {}
+    params = []
+    for name, node, index in config.inputs:
+        var = _identifier(name, taken)
+        params.append(var)
+        values[(name, node, index)] = var
+        masks[(name, node, index)] = "None"
+    layers = {layer["name"]: layer for layer in config.layers}
+    blocks: list[_Block] = []
+    attrs: dict[str, str] = {}
+    for name, node in model._order:
+        layer = layers[name]
+        cls = layer["config"]["_class"]
+        if cls == INPUT_LAYER:
+            continue
+        call = layer["inbound"][node]
+        module = getattr(model, model._paths[name], None)
+        args = [tuple(ref[:3]) for ref in call["args"]]
+        arg_masks = [masks[a] for a in args]
+        if call["mask"] is not None:  # Keras 3 passes some masks explicitly
+            arg_masks[0] = values[tuple(call["mask"][:3])]
+        try:
+            emitted = CONVERTERS[cls].emit(
+                module, layer["config"], tuple(m != "None" for m in arg_masks)
+            )
+        except ConversionError as exc:
+            raise ConversionError(f"layer {name!r} ({layer['class_name']}): {exc}") from exc
+        if name not in attrs and emitted.module is not None:
+            attrs[name] = _identifier(name, attr_taken)
+        outs = [
+            _identifier(name if node == 0 and i == 0 else f"{name}_{node}_{i}", taken)
+            for i in range(len(emitted.masks))
+        ]
+        fields = {
+            "self": f"self.{attrs[name]}" if name in attrs else "",
+            **{f"x{i}": values[a] for i, a in enumerate(args)},
+            **{f"m{i}": m for i, m in enumerate(arg_masks)},
+            **{f"out{i}": o for i, o in enumerate(outs)},
+        }
+        lines = [line.format(**fields) for line in emitted.lines]
+        for i, (out, mask) in enumerate(zip(outs, emitted.masks, strict=True)):
+            values[(name, node, i)] = out
+            mask_expr = mask.format(**fields)
+            if mask_expr in ("None", *fields.values()) or mask_expr.isidentifier():
+                masks[(name, node, i)] = mask_expr
+            else:  # computed once, named
+                mask_var = _identifier(f"{out}_mask", taken)
+                lines.append(f"{mask_var} = {mask_expr}")
+                masks[(name, node, i)] = mask_var
+        blocks.append(_Block(name, layer["class_name"], attrs.get(name), emitted, lines))
+    returns = [values[tuple(ref[:3])] for ref in config.outputs]
+    return blocks, params, returns
+
+
+# --- the files ----------------------------------------------------------------------------------
+
+
+def _keras_layers_source(names: set[str]) -> str:
+    """keras_layers.py with only the classes in ``names`` (and everything else it defines, which
+    they share): the unused classes are cut out with the blank lines before them."""
+    source = KERAS_LAYERS_SOURCE.read_text()
+    lines = source.splitlines(keepends=True)
+    cut = [
+        (node.lineno, node.end_lineno)
+        for node in ast.parse(source).body
+        if isinstance(node, ast.ClassDef) and node.name not in names
+    ]
+    for start, end in reversed(cut):
+        while start > 1 and not lines[start - 2].strip():
+            start -= 1  # the blank lines that separated it
+        del lines[start - 1 : end]
+    return "".join(lines).rstrip() + "\n"
+
+
+#: The line length the generated code keeps: ruff's default, so that ``ruff format --check``
+#: passes in a repository with no ruff settings of its own.
+LINE_LENGTH = 88
+
+
+def _fit(line: str, indent: str) -> list[str]:
+    """``line`` (an assignment of a call) laid out as ruff format lays it out when it is longer
+    than LINE_LENGTH: the arguments on one indented line if they fit, else one per line."""
+    if len(indent) + len(line) <= LINE_LENGTH:
+        return [indent + line]
+    tree = ast.parse(line).body[0]
+    call = getattr(tree, "value", None)
+    if not isinstance(call, ast.Call):
+        return [indent + line]
+    head = line[: call.func.end_col_offset] + "("
+    args = [ast.get_source_segment(line, a) for a in call.args]
+    args += [f"{k.arg}={ast.get_source_segment(line, k.value)}" for k in call.keywords]
+    inner = indent + "    "
+    hugged = inner + ", ".join(args)
+    if len(hugged) <= LINE_LENGTH:
+        return [indent + head, hugged, indent + ")"]
+    return [indent + head, *(f"{inner}{a}," for a in args), indent + ")"]
+
+
+def _model_source(
+    class_name: str,
+    header: str,
+    blocks: Sequence[_Block],
+    params: Sequence[str],
+    returns: Sequence[str],
+) -> str:
+    helpers = sorted({h for b in blocks for h in b.emitted.helpers})
+    code = [
+        f'"""{header}"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "from pathlib import Path",
+        "",
+    ]
+    # sorted as ruff's isort sorts them: plain imports first, then from-imports by module
+    code.append("import torch")
+    if helpers:
+        code.append(f"from keras_layers import {', '.join(helpers)}")
+    code += ["from safetensors.torch import load_file", "from torch import nn"]
+    if any("F." in line for b in blocks for line in b.lines):
+        code.append("from torch.nn import functional as F")
+    code += ["", 'WEIGHTS = Path(__file__).with_name("weights.safetensors")', "", ""]
+    code += [
+        f"class {class_name}(nn.Module):",
+        f'    """The Keras model {class_name}: layers under their Keras names."""',
+        "",
+    ]
+    code += ["    def __init__(self) -> None:", "        super().__init__()"]
+    for block in blocks:
+        if block.attr is not None and block.emitted.module is not None:
+            code += _fit(f"self.{block.attr} = {block.emitted.module}", " " * 8)
+    signature = ", ".join(f"{p}: torch.Tensor" for p in params)
+    code += ["", f"    def forward(self, {signature}):"]
+    for block in blocks:
+        code.append(f"        # {block.name} ({block.cls})")
+        for line in block.lines:
+            code += _fit(line, " " * 8)
+    code.append(f"        return {', '.join(returns)}")
+    signature = 'path: str | Path | None = None, device: str = "cpu"'
+    load_def = f"def load({signature}) -> {class_name}:"
+    if len(load_def) > LINE_LENGTH:
+        load_def = f"def load(\n    {signature}\n) -> {class_name}:"
+    code += ["", "", load_def]
+    code += [
+        '    """The model with its weights, in eval mode, on ``device``."""',
+        f"    model = {class_name}()",
+        "    model.load_state_dict(load_file(str(path or WEIGHTS)), strict=True)",
+        "    return model.to(device).eval()",
+        "",
+    ]
+    return "\n".join(code)
+
+
+def _test_source(names: Sequence[str]) -> str:
+    out_tol = tolerance_for(torch.float32, "cpu", "output")
+    grad_tol = tolerance_for(torch.float32, "cpu", "gradient")
+    return f'''"""model.py computes what the Keras model computed (outputs, gradients: golden.npz).
+
+golden.npz holds the inputs (rows padded before and after their tokens), the outputs, and the
+gradients of sum(output * loss_weights) for every parameter, from the converted model that
+``parity check`` proved against Keras.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from model import load
+
+GOLDEN = np.load(Path(__file__).with_name("golden.npz"))
+INPUTS = {json.dumps(list(names))}
+#: float32 tolerances (relative, absolute) for outputs and gradients.
+OUTPUT_RTOL, OUTPUT_ATOL = {out_tol.rtol!r}, {out_tol.atol!r}
+GRADIENT_RTOL, GRADIENT_ATOL = {grad_tol.rtol!r}, {grad_tol.atol!r}
+
+
+def _run(device: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model = load(device=device)
+    inputs = [torch.from_numpy(GOLDEN[f"input/{{name}}"]).to(device) for name in INPUTS]
+    outputs = model(*inputs)
+    return model, outputs if isinstance(outputs, tuple) else (outputs,)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_outputs_match(device: str) -> None:
+    with torch.no_grad():
+        _, outputs = _run(device)
+    for i, out in enumerate(outputs):
+        np.testing.assert_allclose(
+            out.cpu().numpy(), GOLDEN[f"output/{{i}}"], rtol=OUTPUT_RTOL, atol=OUTPUT_ATOL
+        )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradients_match(device: str) -> None:
+    model, outputs = _run(device)
+    loss = sum(
+        (out * torch.from_numpy(GOLDEN[f"loss_weights/{{i}}"]).to(device)).sum()
+        for i, out in enumerate(outputs)
+    )
+    loss.backward()
+    for name, param in model.named_parameters():
+        np.testing.assert_allclose(
+            param.grad.cpu().numpy(),
+            GOLDEN[f"gradient/{{name}}"],
+            rtol=GRADIENT_RTOL,
+            atol=GRADIENT_ATOL,
+            err_msg=name,
+        )
+'''
+
+
+def _readme(class_name: str, source: Path, digest: str, helpers: bool) -> str:
+    files = "model.py, keras_layers.py" if helpers else "model.py"
+    return f"""# {class_name}
+
+PyTorch code for the Keras model in `{source.name}` (sha256 `{digest}`), written by
+`parity port`. It depends on torch, numpy and safetensors only.
+
+```python
+import model  # with this directory on sys.path
+
+net = model.load()  # weights.safetensors, eval mode, CPU
+out = net(inputs)  # the tensors the Keras model took, in Keras' layout
+```
+
+- {files}: the module; edit it as your own code. `weights.safetensors`: its state_dict, exactly
+  the Keras weights.
+- `pytest .` checks outputs and gradients against `golden.npz` (CPU, and CUDA when there is one).
+"""
+
+
+# --- golden inputs and numbers ------------------------------------------------------------------
+
+
+def _golden_inputs(model: GenericModel) -> list[Tensor]:
+    """One tensor per model input: token ids padded before and after their tokens where the input
+    feeds an Embedding, else seeded floats of the input's declared shape."""
+    rng = np.random.default_rng(GOLDEN_SEED)
+    consumers = {
+        tuple(ref[:2]): layer
+        for layer in model.config.layers
+        for call in layer["inbound"]
+        for ref in call["args"][:1]
+    }
+    layers = {layer["name"]: layer for layer in model.config.layers}
+    length = arch_of(model).input_length(model) or GOLDEN_LENGTH
+    inputs = []
+    for name, node, _ in model.config.inputs:
+        consumer = consumers.get((name, node))
+        if consumer is not None and consumer["config"]["_class"] == "Embedding":
+            vocab = consumer["shapes"]["embeddings"][0]
+            ids = np.zeros((GOLDEN_BATCH, length), np.int64)
+            for row in range(GOLDEN_BATCH):
+                real = int(rng.integers(1, length + 1))
+                tokens = rng.integers(1, max(vocab, 2), real)
+                if row % 2:
+                    ids[row, :real] = tokens  # post-padded
+                else:
+                    ids[row, length - real :] = tokens  # pre-padded
+            inputs.append(torch.from_numpy(ids))
+            continue
+        shape = _declared_shape(layers[name]["config"])
+        if shape is None:
+            raise ConversionError(f"parity port: the input {name!r} declares no shape")
+        dims = [GOLDEN_BATCH] + [GOLDEN_LENGTH if d is None else int(d) for d in shape[1:]]
+        inputs.append(torch.from_numpy(rng.standard_normal(dims).astype(np.float32)))
+    return inputs
+
+
+def _declared_shape(config: dict[str, Any]) -> list[Any] | None:
+    """An InputLayer's (batch, ...) shape as its config states it."""
+    for key in INPUT_SHAPE_KEYS:
+        if isinstance(config.get(key), list):
+            return config[key]
+    return None
+
+
+def _golden(
+    model: GenericModel, blocks: Sequence[_Block]
+) -> tuple[dict[str, np.ndarray], list[Tensor]]:
+    """Inputs, outputs, loss weights and every parameter's gradient (under its name in the
+    generated module), from the converted model in float32."""
+    model = model.float().eval()
+    inputs = _golden_inputs(model)
+    model.zero_grad(set_to_none=True)
+    outputs = model(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    rng = np.random.default_rng(GOLDEN_SEED + 1)
+    weights = [rng.standard_normal(tuple(o.shape)).astype(np.float32) for o in outputs]
+    sum((o * torch.from_numpy(w)).sum() for o, w in zip(outputs, weights, strict=True)).backward()
+    golden: dict[str, np.ndarray] = {}
+    for (name, _, _), x in zip(model.config.inputs, inputs, strict=True):
+        golden[f"input/{name}"] = x.numpy()
+    for i, (out, w) in enumerate(zip(outputs, weights, strict=True)):
+        golden[f"output/{i}"] = out.detach().numpy()
+        golden[f"loss_weights/{i}"] = w
+    for block in blocks:
+        if block.attr is None:
+            continue
+        module = getattr(model, model._paths[block.name])
+        for pname, param in module.named_parameters():
+            grad = torch.zeros_like(param) if param.grad is None else param.grad
+            golden[f"gradient/{block.attr}.{pname}"] = grad.detach().numpy()
+    return golden, inputs
+
+
+def _state(model: GenericModel, blocks: Sequence[_Block]) -> dict[str, Tensor]:
+    """The generated module's state_dict, from the converted one."""
+    state: dict[str, Tensor] = {}
+    for block in blocks:
+        if block.attr is None:
+            continue
+        module = getattr(model, model._paths[block.name])
+        own = block.emitted.state(module) if block.emitted.state else module.state_dict()
+        for key, value in own.items():
+            state[f"{block.attr}.{key}"] = value.detach().float().contiguous().clone()
+    return state
+
+
+def _class_name(name: str) -> str:
+    """A class name from ``name`` ("my_model" -> "MyModel"); refused when none can be made."""
+    words = re.findall(r"[A-Za-z0-9]+", name)
+    candidate = "".join(w[:1].upper() + w[1:] for w in words)
+    if not candidate.isidentifier() or keyword.iskeyword(candidate):
+        candidate = f"Model{candidate}"
+    if not candidate.isidentifier():
+        raise ConversionError(f"parity port: {name!r} gives no class name; pass --name")
+    return candidate
+
+
+def _file_bytes(source: Path) -> bytes:
+    """What the header's sha256 covers: the file, or a directory's files in sorted order."""
+    if source.is_file():
+        return source.read_bytes()
+    return b"".join(p.read_bytes() for p in sorted(source.rglob("*")) if p.is_file())
+
+
+def _header(class_name: str, source: Path, digest: str, model: nn.Module, version: str) -> str:
+    gates = sorted(
+        {
+            getattr(m, attr)
+            for m in model.modules()
+            for attr in ("gate_activation",)
+            if isinstance(getattr(m, attr, None), str)
+        }
+    )
+    gate_line = f"- gate activation: {', '.join(gates)}\n" if gates else ""
+    return (
+        f"{class_name}: a Keras model as PyTorch code.\n\n"
+        f"Written by parity port from {source.name}.\n"
+        f"- sha256 of the file: {digest}\n"
+        f"- Keras version that wrote it: {version or 'not recorded'}\n"
+        f"{gate_line}"
+        "- inputs and outputs in Keras' layout (channels-last); token ids: 0 is padding, rows\n"
+        "  may be padded before or after their tokens (the masks are computed as Keras does)\n"
+    )
+
+
+# --- writing and proving ------------------------------------------------------------------------
+
+
+def _load_generated(directory: Path, class_name: str) -> nn.Module:
+    """Import the generated model.py (and keras_layers.py) from ``directory``, unregistered."""
+    saved_path = list(sys.path)
+    saved_helpers = sys.modules.pop("keras_layers", None)
+    sys.path.insert(0, str(directory))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            f"_parity_port_{class_name}", directory / "model.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.load(directory / "weights.safetensors")
+    finally:
+        sys.path[:] = saved_path
+        sys.modules.pop("keras_layers", None)
+        if saved_helpers is not None:
+            sys.modules["keras_layers"] = saved_helpers
+
+
+def _prove(generated: nn.Module, golden: dict[str, np.ndarray], inputs: list[Tensor]) -> None:
+    """The generated module must reproduce the converted model's outputs and gradients at the
+    float32 tolerances, or nothing is written."""
+    out_tol = tolerance_for(torch.float32, "cpu", "output")
+    grad_tol = tolerance_for(torch.float32, "cpu", "gradient")
+    outputs = generated(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    loss = sum(
+        (o * torch.from_numpy(golden[f"loss_weights/{i}"])).sum() for i, o in enumerate(outputs)
+    )
+    loss.backward()
+    found = {f"output/{i}": o.detach().numpy() for i, o in enumerate(outputs)}
+    found |= {
+        f"gradient/{name}": p.grad.numpy() if p.grad is not None else np.zeros(tuple(p.shape))
+        for name, p in generated.named_parameters()
+    }
+    expected = {k: v for k, v in golden.items() if k.startswith(("output/", "gradient/"))}
+    if set(found) != set(expected):
+        raise ConversionError(
+            "parity port: the generated module's parameters differ from the Keras weights: "
+            f"{sorted(set(found) ^ set(expected))[:6]}"
+        )
+    for key, value in expected.items():
+        tol = out_tol if key.startswith("output/") else grad_tol
+        if value.shape != found[key].shape or not np.allclose(
+            found[key], value, rtol=tol.rtol, atol=tol.atol
+        ):
+            worst = (
+                float(np.max(np.abs(found[key] - value)))
+                if value.shape == found[key].shape
+                else float("nan")
+            )
+            raise ConversionError(
+                f"parity port: the generated code computes another {key} (max abs difference "
+                f"{worst:.3g}); nothing was written"
+            )
+
+
+def port(
+    path: str | Path,
+    out_dir: str | Path,
+    *,
+    arch: str | None = None,
+    hard_sigmoid: str | None = None,
+    config: str | Path | None = None,
+    name: str | None = None,
+) -> PortResult:
+    """Write ``out_dir`` as a standalone PyTorch package for the Keras file ``path``.
+
+    ``arch``, ``hard_sigmoid`` and ``config`` are load_keras'; the model is rebuilt from its
+    Keras graph (the generic architecture) unless ``arch`` names another. ``name``: the class name
+    (default: the Keras model's name). ``out_dir`` must not exist yet, or be empty.
+    """
+    source = Path(path)
+    out = Path(out_dir)
+    check_target(out if not out.is_dir() else out / "model.py", "port")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConversionError(f"{out}: exists and is not an empty directory; choose another")
+    model = load_keras(source, arch=arch or GENERIC_NAME, hard_sigmoid=hard_sigmoid, config=config)
+    if not isinstance(model, GenericModel):
+        raise ConversionError(
+            f"parity port writes models rebuilt from their Keras graph; {source} converts as the "
+            f"{arch_of(model).name!r} pair: pass --arch generic"
+        )
+    class_name = _class_name(name or source.name.split(".")[0])
+    blocks, params, returns = _plan(model)
+    golden, inputs = _golden(model, blocks)
+    helpers = {h for b in blocks for h in b.emitted.helpers}
+    digest = hashlib.sha256(_file_bytes(source)).hexdigest()
+    version = read_keras_file(source).keras_version
+    header = _header(class_name, source, digest, model, version)
+    files = {
+        "model.py": _model_source(class_name, header, blocks, params, returns),
+        "test_model.py": _test_source([n for n, _, _ in model.config.inputs]),
+        "README.md": _readme(class_name, source, digest, bool(helpers)),
+    }
+    if helpers:
+        files["keras_layers.py"] = _keras_layers_source(helpers)
+    parent = out.parent if str(out.parent) else Path(".")
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+    try:
+        for filename, text in files.items():
+            (staging / filename).write_text(text)
+        save_file(_state(model, blocks), str(staging / "weights.safetensors"))
+        np.savez(staging / "golden.npz", **golden)
+        _prove(_load_generated(staging, class_name), golden, inputs)
+        if out.is_dir():
+            out.rmdir()  # empty: checked above
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    written = (*files, "weights.safetensors", "golden.npz")
+    return PortResult(out, class_name, tuple(sorted(written)), len(blocks))

@@ -1,0 +1,161 @@
+"""`parity port`: the generated package computes Keras' numbers, stands alone, and is refused
+whole when a layer has no emitter.
+
+Keras' own outputs come from the golden files (tests/golden); the generated package's own test
+(pytest OUT_DIR, run with parity made unimportable) checks outputs and gradients against the
+converted model, which the parity tests prove against Keras.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import parity
+from parity.check import tolerance_for
+from parity.cli import main
+from parity.codegen.port import _load_generated
+from tests.golden_cases import CASES, GoldenCase
+
+#: The golden cases whose models the port must write: the seed zoo and the embedding_dense pair
+#: (rebuilt from its graph), float32 as the generated code computes.
+PORTED = {
+    case.id: case
+    for case in CASES
+    if case.floatx == "float32"
+    and case.model_file.suffix == ".keras"
+    and case.build is not None
+    and not case.pair.startswith("deepmoji")
+}
+#: What generated code may import.
+ALLOWED_IMPORTS = {
+    "__future__",
+    "collections",
+    "math",
+    "numpy",
+    "pathlib",
+    "pytest",
+    "safetensors",
+    "torch",
+    "typing",
+    "keras_layers",
+    "model",
+}
+#: Runs pytest with every `parity` import refused: the package must stand alone.
+WITHOUT_PARITY = """
+import sys
+
+class _NoParity:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.split(".")[0] == "parity":
+            raise ImportError("parity is not installed here")
+        return None
+
+sys.meta_path.insert(0, _NoParity())
+import pytest
+sys.exit(pytest.main([sys.argv[1], "-q", "-p", "no:cacheprovider"]))
+"""
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("case_id", sorted(PORTED))
+def test_port_writes_a_standalone_package_with_keras_numbers(case_id: str, tmp_path: Path) -> None:
+    case: GoldenCase = PORTED[case_id]
+    out = tmp_path / "ported"
+    result = parity.port(case.model_file, out)
+    assert set(result.files) <= {p.name for p in out.iterdir()}
+    for source in out.glob("*.py"):
+        assert _imports(source) <= ALLOWED_IMPORTS, (source.name, _imports(source))
+
+    # Keras' own outputs, on the golden ids
+    golden = np.load(case.golden_file)
+    generated = _load_generated(out, result.class_name)
+    with torch.no_grad():
+        ours = generated(torch.from_numpy(golden["ids"])).numpy()
+    tol = tolerance_for(torch.float32, "cpu", "output")
+    (name,) = [k for k in golden.files if k.startswith("output/")]
+    np.testing.assert_allclose(ours, golden[name], rtol=tol.rtol, atol=tol.atol)
+
+    # ruff's defaults hold, as in a repository with no ruff settings
+    for args in (["check", "--isolated"], ["format", "--isolated", "--check"]):
+        lint = subprocess.run(
+            [sys.executable, "-m", "ruff", *args, str(out)], capture_output=True, text=True
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+
+    # the package's own test, with parity unimportable
+    run = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PARITY, str(out)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_port_refuses_a_layer_without_emitter_by_name_and_writes_nothing(tmp_path: Path) -> None:
+    """DeepMoji's attention layer has no generic port: refused before anything is written."""
+    deepmoji = next(case for case in CASES if case.pair == "deepmoji" and case.floatx == "float32")
+    out = tmp_path / "ported"
+    with pytest.raises(parity.ConversionError):
+        parity.port(deepmoji.model_file, out)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_port_cli_refuses_a_non_empty_directory(tmp_path: Path, capsys) -> None:
+    case = next(iter(PORTED.values()))
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["port", str(case.model_file), str(tmp_path)]) != 0
+    assert "not an empty directory" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize("case_id", ["bigru_classifier-init-float32", "cnn_lstm-init-float32"])
+def test_ported_model_exports_and_trains_as_the_converted_one(case_id: str, tmp_path) -> None:
+    """torch.export with a dynamic batch, and three SGD steps that move the generated module's
+    weights as they move the converted module's."""
+    case = PORTED[case_id]
+    result = parity.port(case.model_file, tmp_path / "ported")
+    generated = _load_generated(result.out_dir, result.class_name)
+    ids = torch.from_numpy(np.load(case.golden_file)["ids"])
+    batch = torch.export.Dim("batch", min=2)
+    program = torch.export.export(generated, (ids,), dynamic_shapes=({0: batch},))
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            program.module()(ids[:3]).numpy(), generated(ids[:3]).numpy(), rtol=1e-6, atol=1e-6
+        )
+
+    converted = parity.load_keras(case.model_file).train()
+    generated.train()
+    for module in (converted, generated):  # dropout off: the two draw different masks
+        for sub in module.modules():
+            if isinstance(sub, torch.nn.modules.dropout._DropoutNd):
+                sub.p = 0.0
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.1) for m in (converted, generated)]
+    for _ in range(3):
+        for module, optimizer in zip((converted, generated), optimizers, strict=True):
+            optimizer.zero_grad()
+            module(ids).square().sum().backward()
+            optimizer.step()
+    ours = dict(generated.named_parameters())
+    theirs = {name: p for name, p in converted.named_parameters()}
+    assert set(ours) == set(theirs)
+    tol = tolerance_for(torch.float32, "cpu", "gradient")
+    for name, param in ours.items():
+        np.testing.assert_allclose(
+            param.detach().numpy(), theirs[name].detach().numpy(), rtol=tol.rtol, atol=tol.atol
+        )
