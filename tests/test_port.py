@@ -18,10 +18,20 @@ import pytest
 import torch
 
 import parity
+from parity.arch.zoo import ZOO
 from parity.check import tolerance_for
 from parity.cli import main
 from parity.codegen.port import _load_generated
-from tests.golden_cases import CASES, GoldenCase
+from tests.conftest import needs_keras
+from tests.golden_cases import (
+    CASES,
+    ZOO_LENGTHS,
+    ZOO_PRE,
+    ZOO_SIZES,
+    ZOO_SMALL,
+    GoldenCase,
+    ragged_ids,
+)
 
 #: The golden cases whose models the port must write: the seed zoo and the embedding_dense pair
 #: (rebuilt from its graph), float32 as the generated code computes.
@@ -159,3 +169,28 @@ def test_ported_model_exports_and_trains_as_the_converted_one(case_id: str, tmp_
         np.testing.assert_allclose(
             param.detach().numpy(), theirs[name].detach().numpy(), rtol=tol.rtol, atol=tol.atol
         )
+
+
+@needs_keras
+@pytest.mark.keras
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_port_of_a_keras2_file_gives_tf_keras_numbers(name: str, tmp_path: Path) -> None:
+    """Every zoo model written by tf.keras (Keras 2 defaults: the GRU's reset_before, legacy .h5)
+    ports to code that computes tf.keras' own outputs on rows padded before and after."""
+    import importlib
+
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(3)
+    build = importlib.import_module(f"reference_keras.{name}").build_keras2
+    keras_model = build(**{**ZOO_SMALL, **ZOO_SIZES[name]})
+    path = tmp_path / f"{name}.h5"
+    keras_model.save(path)
+    result = parity.port(path, tmp_path / "ported")
+    generated = _load_generated(result.out_dir, result.class_name)
+    ids = ragged_ids(ZOO_SMALL["vocab_size"], ZOO_LENGTHS, 16, seed=5, pre=ZOO_PRE)
+    expected = np.asarray(keras_model(ids))
+    with torch.no_grad():
+        ours = generated(torch.from_numpy(ids)).numpy()
+    tol = tolerance_for(torch.float32, "cpu", "output")
+    np.testing.assert_allclose(ours, expected, rtol=tol.rtol, atol=tol.atol)
