@@ -2,8 +2,9 @@
 
 The generated model.py runs its recurrent layers as plain per-step loops (keras_layers.py); the
 converted module runs parity's fused loops (C++ where built). Both are timed side by side in one
-process, interleaved, on the seed zoo's BiLSTM classifier at a realistic size, with texts padded
-as real ones are (lengths spread over the batch, pre- and post-padded):
+process, interleaved, on the seed zoo's BiLSTM classifier at a realistic size and on the bundled
+DeepMoji (weights/deepmoji_small.keras), with texts padded as real ones are (lengths spread over
+the batch, pre- and post-padded):
 
     python benchmarks/port_speed.py out.json [--rounds 7] [--batch 32] [--length 50]
 
@@ -29,7 +30,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-#: The model: bilstm_classifier at the size of a small production text classifier.
+#: bilstm_classifier at the size of a small production text classifier.
 SIZES = {"vocab_size": 20000, "embedding_dim": 128, "units": 128, "num_classes": 4}
 
 
@@ -75,31 +76,39 @@ def main() -> None:
     from parity.codegen.port import _load_generated
     from reference_keras import bilstm_classifier
 
-    with tempfile.TemporaryDirectory() as tmp:
-        keras.utils.set_random_seed(0)
-        path = Path(tmp) / "bilstm.keras"
-        bilstm_classifier.build(**SIZES).save(path)
-        converted = parity.load_keras(path)
-        result = parity.port(path, Path(tmp) / "ported")
-        generated = _load_generated(result.out_dir, result.class_name)
-        ids = _ids(args.batch, args.length, SIZES["vocab_size"])
-        for model in (converted, generated):  # warm-up
-            _time(model, ids)
-        times: dict[str, list[float]] = {"converted": [], "generated": []}
-        for _ in range(args.rounds):
-            times["converted"].append(_time(converted, ids))
-            times["generated"].append(_time(generated, ids))
-    median = {k: statistics.median(v) for k, v in times.items()}
-    report = {
+    report: dict[str, object] = {
         "cpu": _cpu(),
         "threads": torch.get_num_threads(),
-        "model": {"name": "bilstm_classifier", **SIZES},
         "batch": args.batch,
         "length": args.length,
         "rounds": args.rounds,
-        "seconds_median": median,
-        "generated_over_converted": median["generated"] / median["converted"],
+        "models": {},
     }
+    with tempfile.TemporaryDirectory() as tmp:
+        keras.utils.set_random_seed(0)
+        bilstm = Path(tmp) / "bilstm.keras"
+        bilstm_classifier.build(**SIZES).save(bilstm)
+        sources = {
+            "bilstm_classifier": bilstm,
+            "deepmoji_small": REPO / "weights/deepmoji_small.keras",
+        }
+        for name, path in sources.items():
+            converted = parity.load_keras(path)  # what a user gets: DeepMoji's pair
+            result = parity.port(path, Path(tmp) / name)
+            generated = _load_generated(result.out_dir, result.class_name)
+            vocab = converted.embedding.num_embeddings
+            ids = _ids(args.batch, args.length, vocab)
+            for model in (converted, generated):  # warm-up
+                _time(model, ids)
+            times: dict[str, list[float]] = {"converted": [], "generated": []}
+            for _ in range(args.rounds):
+                times["converted"].append(_time(converted, ids))
+                times["generated"].append(_time(generated, ids))
+            median = {k: statistics.median(v) for k, v in times.items()}
+            report["models"][name] = {
+                "seconds_median": median,
+                "generated_over_converted": median["generated"] / median["converted"],
+            }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

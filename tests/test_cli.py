@@ -16,6 +16,7 @@ import torch
 
 import parity
 from tests.conftest import GOLDEN
+from tests.edits import edited_keras
 
 GOOD = GOLDEN / "embedding_dense-init-float32.keras"
 
@@ -367,10 +368,20 @@ def test_wrong_zoo_arch_is_refused(tmp_path: Path) -> None:
     assert not dst.exists()
 
 
-def test_inspect_names_unsupported_layers() -> None:
+def test_inspect_names_unsupported_layers(tmp_path: Path) -> None:
     shown = run_cli("inspect", GOLDEN / "deepmoji-sigmoid-saturated-float32.keras").stdout
-    assert "attlayer (AttentionWeightedAverage)  [not supported by the generic path]" in shown
+    assert "attlayer (AttentionWeightedAverage)  [supported]" in shown
     assert "converts as:   deepmoji" in shown
+
+    def rename(config: dict) -> None:  # a class of the user's own, which parity does not ship
+        layer = next(x for x in config["config"]["layers"] if x["name"] == "attlayer")
+        layer["class_name"] = "MyAttention"
+
+    path = edited_keras(
+        GOLDEN / "deepmoji-sigmoid-saturated-float32.keras", tmp_path / "mine.keras", rename
+    )
+    shown = run_cli("inspect", path).stdout
+    assert "attlayer (MyAttention)  [not supported by the generic path]" in shown
 
 
 def test_generic_safetensors_with_tampered_config_fails_cleanly(tmp_path: Path) -> None:

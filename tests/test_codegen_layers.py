@@ -380,3 +380,30 @@ def test_unknown_activation_fails_at_construction() -> None:
         kl.KerasGRU(2, 3, activation="nope")
     with pytest.raises(ValueError, match="nope"):
         kl.KerasSimpleRNN(2, 3, activation="nope")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("mask_kind", ["none", "pre", "post", "holes", "all_padding", "mixed"])
+def test_attention_pooling_matches_parity(dtype: torch.dtype, mask_kind: str) -> None:
+    """DeepMoji's attention pooling as written for generated code = parity's, outputs, weights
+    and gradients (input and W)."""
+    from parity.ports.attention import AttentionWeightedAverage
+
+    torch.manual_seed(7)
+    theirs = AttentionWeightedAverage(FEATURES).to(dtype)
+    ours = kl.AttentionWeightedAverage(FEATURES).to(dtype)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(BATCH, STEPS, FEATURES, dtype=dtype)
+    mask = make_mask(mask_kind)
+    results = []
+    for module in (theirs, ours):
+        xi = x.clone().requires_grad_(True)
+        out, att = (
+            module(xi, mask=mask, return_attention=True)
+            if module is theirs
+            else module(xi, mask=mask)
+        )
+        ((out * 1.3).sum() + (att * 0.7).sum()).backward()
+        results.append((out, att, xi.grad, module.weight.grad))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])

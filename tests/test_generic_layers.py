@@ -20,7 +20,7 @@ import torch
 
 import parity
 from parity.arch.generic import CONVERTERS, INPUT_KINDS, Example, GenericModel
-from parity.check import compare, tolerance_for
+from parity.check import compare, keras_side, tolerance_for
 from parity.check.harness import torch_side
 from tests.conftest import needs_keras
 from tests.golden_cases import ragged_ids
@@ -688,7 +688,12 @@ def _example_case(cls: str, example: Example) -> Callable[[Any], tuple]:
     """A converter's own example as a case: its layer applied to the input it names."""
 
     def build(k: Any) -> tuple:
-        layer = k.layers.deserialize(_with_module({"class_name": cls, "config": example.config}))
+        # a class that is not Keras' own (DeepMoji's attention) loads with its port's objects
+        objects = keras_side.objects_for({cls}, keras2=k.__name__ == "tf_keras")
+        with k.saving.custom_object_scope(objects):
+            layer = k.layers.deserialize(
+                _with_module({"class_name": cls, "config": example.config})
+            )
         if example.input == "embedded":
             inp, h, x = _embedded(k)
             return inp, layer(h), x

@@ -178,6 +178,9 @@ class PairArch(Architecture):
     #: a model of standard layers: such a file converts as this pair only if its layers are
     #: these; None = the pair is recognised by its weighted layers.
     keras_structure: tuple[str, ...] | None = None
+    #: A Keras class only this pair's models hold (DeepMoji's attention): a file with it
+    #: converts as this pair when the pair accepts it, though the generic path could too.
+    own_class: str | None = None
     #: config field holding the number of classes (with_head changes it).
     classes_field: str = "num_classes"
     #: config field holding the fixed input length, for a pair that has one.

@@ -144,7 +144,7 @@ MAPPING: tuple[Row, ...] = (
     # the recurrent port's own rows: forward then backward, torch's bias_hh a zero buffer
     *default_rows("bi_lstm_0", "Bidirectional(LSTM)"),
     *default_rows("bi_lstm_1", "Bidirectional(LSTM)"),
-    ("attlayer/W", "attlayer.weight", "identity"),
+    *default_rows("attlayer", "AttentionWeightedAverage"),  # the attention port's own row
     ("softmax/kernel", "softmax.weight", "transpose"),
     ("softmax/bias", "softmax.bias", "identity"),
 )
@@ -196,9 +196,6 @@ def config_from_keras(
     return config, notes
 
 
-#: The custom layer's weights (deepmoji/attlayer.py: one (d, 1) vector W, no bias).
-ATTENTION_WEIGHTS = ("W",)
-
 #: Where each Keras layer's output is in the port, for `parity check`.
 CHECK_POINTS: tuple[tuple[str, Point], ...] = (
     ("embedding", Point("embedding")),
@@ -215,15 +212,9 @@ ARCH = PairArch(
     config_cls=DeepMojiConfig,
     model_cls=DeepMoji,
     keras_layers=KERAS_LAYERS,
-    layer_weights={
-        **{
-            cls: default_weights(cls)
-            for _, cls in KERAS_LAYERS
-            if cls != "AttentionWeightedAverage"
-        },
-        "AttentionWeightedAverage": ATTENTION_WEIGHTS,
-    },
+    layer_weights={cls: default_weights(cls) for _, cls in KERAS_LAYERS},
     rows=MAPPING,
+    own_class="AttentionWeightedAverage",
     config_from_keras=config_from_keras,
     points=CHECK_POINTS,
     head_module="softmax",

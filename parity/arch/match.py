@@ -1,7 +1,8 @@
 """Which architecture converts a file: one plan, decided once.
 
 A file with a model config whose layers are all supported converts through the generic path,
-unless a registered pair is exactly that model (its keras_structure) and accepts the file. A
+unless a registered pair is exactly that model (its keras_structure), or the file holds the
+pair's own class (its own_class), and the pair accepts the file. A
 file without a config (weights only), or with layers the generic path does not know (DeepMoji's
 attention), is matched to the one registered pair whose weighted layers it has. The plan that
 wins is the one the conversion follows: nothing is read, matched or converted twice.
@@ -55,8 +56,9 @@ def match(
     ``problem``: why the file's model config could not be parsed, when it has one."""
     unsupported = unsupported_layers(graph) if graph is not None else []
     if graph is not None and not unsupported:
+        classes = set(graph.layer_classes())
         for pair in PAIRS.values():
-            if pair.keras_structure is None:
+            if pair.keras_structure is None and pair.own_class not in classes:
                 continue
             try:
                 return pair.plan(kfile, graph, hard_sigmoid)

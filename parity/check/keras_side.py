@@ -56,8 +56,9 @@ CUSTOM_OBJECT_MODULES: dict[str, str] = {
 
 
 def _plugin_objects(keras2: bool) -> dict[str, Any]:
+    """custom_objects the plug-ins registered (parity.plugins.register_layer), for Keras 3 or
+    tf_keras."""
     objects: dict[str, Any] = {}
-    # plug-ins register them with their converter (parity.plugins.register_layer)
     for keras3_objects, keras2_objects in CONVERTERS.keras_objects.values():
         provided = keras2_objects if keras2 else keras3_objects
         if provided is not None:
@@ -245,6 +246,22 @@ def _strings(config: Any) -> Iterator[str]:
             yield from _strings(value)
 
 
+def objects_for(classes: set[str], *, keras2: bool = False) -> dict[str, Any]:
+    """custom_objects for Keras classes that are not Keras' own: those of ``classes`` defined in
+    reference_keras (DeepMoji's attention), and every plug-in's."""
+    objects = _plugin_objects(keras2)
+    for name in sorted({CUSTOM_OBJECT_MODULES[c] for c in classes & CUSTOM_OBJECT_MODULES.keys()}):
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ImportError(
+                f"its custom layers are defined in {name}, which cannot be imported ({exc}); "
+                "install keras-parity with its reference_keras package"
+            ) from exc
+        objects.update(module.keras2_custom_objects() if keras2 else module.CUSTOM_OBJECTS)
+    return objects
+
+
 def custom_objects(path: str | Path, *, keras2: bool = False) -> dict[str, Any]:
     """custom_objects for loading ``path`` in Keras 3 (or tf_keras with ``keras2``): those its
     config names, imported from their reference_keras module; {} for builtin layers only."""
@@ -253,18 +270,10 @@ def custom_objects(path: str | Path, *, keras2: bool = False) -> dict[str, Any]:
     except (ValueError, OSError):
         return {}  # no readable config: Keras' own load says what is wrong with the file
     strings = set(_strings(config))
-    named = {text.rpartition(">")[2] for text in strings}
-    modules = sorted({CUSTOM_OBJECT_MODULES[name] for name in named & CUSTOM_OBJECT_MODULES.keys()})
-    objects = _plugin_objects(keras2)
-    for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            raise ValueError(
-                f"{path}: its custom layers are defined in {name}, which cannot be imported "
-                f"({exc}); install keras-parity with its reference_keras package"
-            ) from exc
-        objects.update(module.keras2_custom_objects() if keras2 else module.CUSTOM_OBJECTS)
+    try:
+        objects = objects_for({text.rpartition(">")[2] for text in strings}, keras2=keras2)
+    except ImportError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
     # A file whose custom classes were registered under the user's own package names them
     # "their_package>AttentionWeightedAverage": the class part decides.
     for text in strings:

@@ -15,6 +15,7 @@ not at all (a temporary directory, renamed into place).
 from __future__ import annotations
 
 import ast
+import builtins
 import hashlib
 import importlib.util
 import json
@@ -42,7 +43,7 @@ from parity.files import check_target
 from parity.keras.graph import INPUT_LAYER, INPUT_SHAPE_KEYS
 from parity.keras.read import read_keras_file
 from parity.ports import CONVERTERS
-from parity.ports.registry import Emitted
+from parity.ports.registry import MASK_PASSED_KEY, Emitted
 
 #: Where the Keras-semantics layers' source is kept (copied, class by class, into OUT_DIR).
 KERAS_LAYERS_SOURCE = Path(__file__).parent / "templates" / "keras_layers.py"
@@ -77,6 +78,12 @@ def _identifier(name: str, taken: set[str]) -> str:
     return ident
 
 
+def _same_operands(expr: str) -> str:
+    """``a | a | a`` (one mask met on several inputs) as ``a``."""
+    parts = re.split(r" [|&] ", expr)
+    return parts[0] if len(parts) > 1 and len(set(parts)) == 1 else expr
+
+
 @dataclass
 class _Block:
     name: str
@@ -103,6 +110,7 @@ def _plan(model: GenericModel) -> tuple[list[_Block], list[str], list[str]]:
         )
     # locals and submodule names are separate namespaces; both avoid what the code itself uses
     taken = {"self", "torch", "nn", "F", "Path", "load", "WEIGHTS", "ACTIVATIONS", "_"}
+    taken |= set(dir(builtins))
     taken |= {"KerasLSTM", "KerasGRU", "KerasSimpleRNN"}
     attr_taken = set(dir(nn.Module))
     values: dict[tuple[str, int, int], str] = {}
@@ -116,6 +124,7 @@ def _plan(model: GenericModel) -> tuple[list[_Block], list[str], list[str]]:
     layers = {layer["name"]: layer for layer in config.layers}
     blocks: list[_Block] = []
     attrs: dict[str, str] = {}
+    mask_vars: set[str] = set()
     for name, node in model._order:
         layer = layers[name]
         cls = layer["config"]["_class"]
@@ -128,9 +137,14 @@ def _plan(model: GenericModel) -> tuple[list[_Block], list[str], list[str]]:
         if call["mask"] is not None:  # Keras 3 passes some masks explicitly
             arg_masks[0] = values[tuple(call["mask"][:3])]
         try:
-            emitted = CONVERTERS[cls].emit(
-                module, layer["config"], tuple(m != "None" for m in arg_masks)
-            )
+            call_config = {
+                **layer["config"],
+                "_constants": call["constants"],
+                "_options": call.get("options", {}),
+                MASK_PASSED_KEY: call["mask"] is not None,
+            }
+            masked = tuple(m != "None" for m in arg_masks)
+            emitted = CONVERTERS[cls].emit(module, call_config, masked)
         except ConversionError as exc:
             raise ConversionError(f"layer {name!r} ({layer['class_name']}): {exc}") from exc
         if name not in attrs and emitted.module is not None:
@@ -148,16 +162,37 @@ def _plan(model: GenericModel) -> tuple[list[_Block], list[str], list[str]]:
         lines = [line.format(**fields) for line in emitted.lines]
         for i, (out, mask) in enumerate(zip(outs, emitted.masks, strict=True)):
             values[(name, node, i)] = out
-            mask_expr = mask.format(**fields)
+            mask_expr = _same_operands(mask.format(**fields))
             if mask_expr in ("None", *fields.values()) or mask_expr.isidentifier():
                 masks[(name, node, i)] = mask_expr
             else:  # computed once, named
                 mask_var = _identifier(f"{out}_mask", taken)
                 lines.append(f"{mask_var} = {mask_expr}")
                 masks[(name, node, i)] = mask_var
+                mask_vars.add(mask_var)
         blocks.append(_Block(name, layer["class_name"], attrs.get(name), emitted, lines))
     returns = [values[tuple(ref[:3])] for ref in config.outputs]
+    _drop_unused_masks(blocks, mask_vars, returns)
     return blocks, params, returns
+
+
+def _reads(line: str, var: str) -> bool:
+    """Whether ``line`` reads ``var`` (an assignment's target is not a read)."""
+    target, _, value = line.partition(" = ")
+    return re.search(rf"\b{re.escape(var)}\b", value if value else target) is not None
+
+
+def _drop_unused_masks(blocks: Sequence[_Block], mask_vars: set[str], returns: list[str]) -> None:
+    """Remove the mask assignments no line reads (a layer ends the mask, or only an unused mask
+    was built from it), until none is left."""
+    while True:
+        code = [line for block in blocks for line in block.lines] + returns
+        unused = {var for var in mask_vars if not any(_reads(line, var) for line in code)}
+        if not unused:
+            return
+        for block in blocks:
+            block.lines = [line for line in block.lines if line.partition(" = ")[0] not in unused]
+        mask_vars -= unused
 
 
 # --- the files ----------------------------------------------------------------------------------
@@ -351,19 +386,22 @@ def _golden_inputs(model: GenericModel) -> list[Tensor]:
     """One tensor per model input: token ids padded before and after their tokens where the input
     feeds an Embedding, else seeded floats of the input's declared shape."""
     rng = np.random.default_rng(GOLDEN_SEED)
-    consumers = {
-        tuple(ref[:2]): layer
-        for layer in model.config.layers
-        for call in layer["inbound"]
-        for ref in call["args"][:1]
-    }
+    consumers: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for layer in model.config.layers:
+        for call in layer["inbound"]:
+            for ref in call["args"]:
+                consumers.setdefault(tuple(ref[:2]), []).append(layer)
     layers = {layer["name"]: layer for layer in model.config.layers}
     length = arch_of(model).input_length(model) or GOLDEN_LENGTH
     inputs = []
     for name, node, _ in model.config.inputs:
-        consumer = consumers.get((name, node))
-        if consumer is not None and consumer["config"]["_class"] == "Embedding":
-            vocab = consumer["shapes"]["embeddings"][0]
+        embeddings = [
+            layer["shapes"]["embeddings"][0]
+            for layer in consumers.get((name, node), [])
+            if layer["config"]["_class"] == "Embedding"
+        ]
+        if embeddings:
+            vocab = min(embeddings)
             ids = np.zeros((GOLDEN_BATCH, length), np.int64)
             for row in range(GOLDEN_BATCH):
                 real = int(rng.integers(1, length + 1))

@@ -44,6 +44,7 @@ from parity.initializers import KERAS_FAN_AXES, fill_, glorot_uniform_, zeros_
 from parity.keras.graph import OP_PREFIX
 from parity.ports.registry import (
     Config,
+    Emitted,
     Example,
     InitRule,
     LayerConverter,
@@ -53,6 +54,7 @@ from parity.ports.registry import (
     no_module,
     no_rows,
     no_weights,
+    simple_rows,
     single,
     written_by_keras3,
 )
@@ -559,7 +561,47 @@ def _call_convert_to_tensor(module: nn.Module, config: Config, xs: list[Tensor],
     return [xs[0]], [None]
 
 
+# --- DeepMoji's attention pooling as a Keras class of the generic path -----------------------
+
+
+def _attention_pooling_weights(config: Config) -> tuple[str, ...]:
+    return ("W",)
+
+
+def _build_attention_pooling(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
+    features, width = shapes["W"]
+    if width != 1:
+        raise ConversionError(
+            f"AttentionWeightedAverage W has shape {shapes['W']}, expected (d, 1)"
+        )
+    return AttentionWeightedAverage(features, return_attention=bool(config.get("return_attention")))
+
+
+def _call_attention_pooling(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
+    """The weighted mean (and the weights with return_attention); no mask goes on."""
+    out = module(xs[0], mask=masks[0], return_attention=True)
+    outputs = list(out) if module.return_attention else [out[0]]
+    return outputs, [None] * len(outputs)
+
+
+def _emit_attention_pooling(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    constructor = f"AttentionWeightedAverage({module.input_size})"
+    if module.return_attention:
+        lines = ("{out0}, {out1} = {self}({x0}, mask={m0})",)
+        return Emitted(constructor, lines, ("None", "None"), ("AttentionWeightedAverage",))
+    lines = ("{out0}, _ = {self}({x0}, mask={m0})",)
+    return Emitted(constructor, lines, ("None",), ("AttentionWeightedAverage",))
+
+
 CONVERTERS: dict[str, LayerConverter] = {
+    "AttentionWeightedAverage": LayerConverter(
+        _attention_pooling_weights,
+        _build_attention_pooling,
+        simple_rows(_attention_pooling_weights, ("W", "weight", "identity")),
+        _call_attention_pooling,
+        emit=_emit_attention_pooling,
+        examples=(Example({}, "embedded"),),
+    ),
     f"{OP_PREFIX}ConvertToTensor": LayerConverter(
         no_weights, no_module, no_rows, _call_convert_to_tensor, inputs=None
     ),

@@ -30,9 +30,11 @@ from parity.errors import ConversionError
 from parity.keras.graph import OP_PREFIX
 from parity.ports.registry import (
     Config,
+    Emitted,
     Example,
     LayerConverter,
     Masks,
+    literal,
     no_module,
     no_rows,
     no_weights,
@@ -203,6 +205,50 @@ def _call_op(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
 #: Per elementwise class: a plain pair, and a masked pair (values and mask rule exercised).
 _ELEMENTWISE_EXAMPLES = (Example({}, "paired_sequences"), Example({}, "masked_pair"))
 
+
+def _emit_concatenate(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    axis = config.get("axis", -1)
+    inputs = ", ".join(f"{{x{i}}}" for i in range(len(masked)))
+    lines = (f"{{out0}} = torch.cat([{inputs}], dim={axis})",)
+    if not any(masked):
+        return Emitted(None, lines, ("None",))
+    if axis != -1:
+        raise ConversionError(
+            f"parity port: Concatenate of masked inputs on axis {axis} has no emitter"
+        )
+    present = [f"{{m{i}}}" for i, m in enumerate(masked) if m]
+    if not written_by_keras3(config):  # Keras 2: a step is real where every input's is
+        return Emitted(None, lines, (" & ".join(present),))
+    if all(masked):  # Keras 3: where any input's is (an input without a mask: everywhere)
+        return Emitted(None, lines, (" | ".join(present),))
+    return Emitted(None, lines, (f"torch.ones_like({present[0]})",))
+
+
+#: The recorded ops as code: (config, operand code) -> expression (what OPS computes).
+OP_CODE: dict[str, Callable[[Config, list[str]], str]] = {
+    "NotEqual": lambda c, a: f"{a[0]} != {a[1]}",
+    "Equal": lambda c, a: f"{a[0]} == {a[1]}",
+    "ExpandDims": lambda c, a: f"{a[0]}.unsqueeze({c.get('axis', -1)})",
+    "ZerosLike": lambda c, a: f"torch.zeros_like({a[0]}, dtype=torch.bool)",
+    "OnesLike": lambda c, a: f"torch.ones_like({a[0]}, dtype=torch.bool)",
+    "LogicalOr": lambda c, a: f"torch.logical_or({a[0]}, {a[1]})",
+    "LogicalAnd": lambda c, a: f"torch.logical_and({a[0]}, {a[1]})",
+    "Concatenate": lambda c, a: f"torch.cat([{', '.join(a)}], dim={c.get('axis', -1)})",
+    "Any": lambda c, a: (
+        f"{a[0]}.bool().any(dim={c.get('axis', -1)}, keepdim={bool(c.get('keepdims'))})"
+    ),
+    "All": lambda c, a: (
+        f"{a[0]}.bool().all(dim={c.get('axis', -1)}, keepdim={bool(c.get('keepdims'))})"
+    ),
+}
+
+
+def _emit_op(module: nn.Module | None, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    operands = [f"{{x{i}}}" for i in range(len(masked))]
+    operands += [literal(c) for c in config.get("_constants", ())]
+    return Emitted(None, (f"{{out0}} = {OP_CODE[config['_op']](config, operands)}",))
+
+
 CONVERTERS: dict[str, LayerConverter] = {
     "Concatenate": LayerConverter(
         no_weights,
@@ -216,6 +262,7 @@ CONVERTERS: dict[str, LayerConverter] = {
             Example({"axis": -1}, "masked_pair"),
         ),
         versioned=True,
+        emit=_emit_concatenate,
     ),
     **{
         cls: LayerConverter(
@@ -243,7 +290,9 @@ CONVERTERS: dict[str, LayerConverter] = {
         versioned=True,
     ),
     **{
-        f"{OP_PREFIX}{op}": LayerConverter(no_weights, no_module, no_rows, _call_op, inputs=None)
+        f"{OP_PREFIX}{op}": LayerConverter(
+            no_weights, no_module, no_rows, _call_op, inputs=None, emit=_emit_op
+        )
         for op in OPS
     },
 }

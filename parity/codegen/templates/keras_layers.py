@@ -499,3 +499,29 @@ class KerasSimpleRNN(nn.Module):
             f"activation={self.activation!r}, zero_output_for_mask={self.zero_output_for_mask}, "
             f"bias={self.bias}, two_biases={self.two_biases}"
         )
+
+
+class AttentionWeightedAverage(nn.Module):
+    """DeepMoji's attention pooling (deepmoji/attlayer.py): one weight per feature, a softmax
+    over time, and the weighted mean of the steps.
+
+    As DeepMoji computes it: the max subtracted before ``exp`` is taken over every step of the
+    row, masked ones included; masked steps then get weight 0; 1e-7 is added to the sum.
+    """
+
+    def __init__(self, input_size: int) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.weight = nn.Parameter(torch.empty(input_size, 1))
+        nn.init.uniform_(self.weight, -0.05, 0.05)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, d), mask (B, T) -> the weighted mean (B, d) and the weights (B, T)."""
+        logits = (x @ self.weight).squeeze(-1)
+        a = torch.exp(logits - logits.amax(dim=1, keepdim=True))
+        if mask is not None:
+            a = a * mask.to(a.dtype)
+        att = a / (a.sum(dim=1, keepdim=True) + 1e-7)
+        return (att.unsqueeze(-1) * x).sum(dim=1), att
