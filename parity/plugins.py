@@ -5,7 +5,9 @@ refused by name. ``register_layer`` adds a converter for that class name to the 
 table, exactly as the built-in families do (parity.ports.registry.LayerConverter: which
 weights the class saves, the torch module, the mapping rows, how it is called and what happens
 to the mask); optionally the Keras classes themselves, so that ``parity check`` can load the
-file in live Keras, and Keras-default initializers for the new torch modules (parity.init).
+file in live Keras, Keras-default initializers for the new torch modules (parity.init), and the
+converter's ``emit``, so that ``parity port`` writes the layer (its class's source goes into the
+generated keras_layers.py; tests/plugin_example.py shows one).
 
 From the command line, ``parity --plugin mypackage.parity_plugin convert ...`` imports the
 module (which calls register_layer) before the command runs.
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 
 from parity.ports import CONVERTERS
 from parity.ports.registry import (
+    Emitted,
     Example,
     InitRule,
     KerasObjects,
@@ -34,6 +37,7 @@ from parity.ports.registry import (
 )
 
 __all__ = [
+    "Emitted",
     "Example",
     "LayerConverter",
     "call_drop_mask",

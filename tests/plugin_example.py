@@ -7,12 +7,13 @@ registers the layer; tests/test_plugins.py uses it from Python and from the comm
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from parity.plugins import LayerConverter, call_keep_mask, register_layer, simple_rows
+from parity.plugins import Emitted, LayerConverter, call_keep_mask, register_layer, simple_rows
 
 CLASS = "ScaledDense"
 PACKAGE = "my_project"
@@ -26,8 +27,20 @@ class ScaledDense(nn.Module):
         self.weight = nn.Parameter(torch.empty(units, fan_in))
         self.scale = nn.Parameter(torch.empty(units))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x @ self.weight.T) * self.scale
+
+
+def _emit(module: nn.Module, config: dict[str, Any], masked: tuple[bool, ...]) -> Emitted:
+    """parity port's code for the layer: the class itself goes into keras_layers.py."""
+    units, fan_in = module.weight.shape
+    return Emitted(
+        f"ScaledDense({fan_in}, {units})",
+        ("{out0} = {self}({x0})",),
+        ("{m0}",),
+        helpers=("ScaledDense",),
+        sources=(inspect.getsource(ScaledDense),),
+    )
 
 
 def _weights(config: dict[str, Any]) -> tuple[str, ...]:
@@ -44,6 +57,7 @@ CONVERTER = LayerConverter(
     build=lambda config, shapes, acts: ScaledDense(*shapes["kernel"]),
     rows=simple_rows(_weights, ("kernel", "weight", "transpose"), ("scale", "scale", "identity")),
     call=call_keep_mask,
+    emit=_emit,
 )
 
 

@@ -198,9 +198,10 @@ def _drop_unused_masks(blocks: Sequence[_Block], mask_vars: set[str], returns: l
 # --- the files ----------------------------------------------------------------------------------
 
 
-def _keras_layers_source(names: set[str]) -> str:
+def _keras_layers_source(names: set[str], extra: tuple[str, ...] = ()) -> str:
     """keras_layers.py with only the classes in ``names`` (and everything else it defines, which
-    they share): the unused classes are cut out with the blank lines before them."""
+    they share), then ``extra`` definitions (plug-ins'): the unused classes are cut out with the
+    blank lines before them."""
     source = KERAS_LAYERS_SOURCE.read_text()
     lines = source.splitlines(keepends=True)
     cut = [
@@ -212,7 +213,7 @@ def _keras_layers_source(names: set[str]) -> str:
         while start > 1 and not lines[start - 2].strip():
             start -= 1  # the blank lines that separated it
         del lines[start - 1 : end]
-    return "".join(lines).rstrip() + "\n"
+    return "\n\n\n".join(["".join(lines).rstrip(), *extra]) + "\n"
 
 
 #: The line length the generated code keeps: ruff's default, so that ``ruff format --check``
@@ -608,7 +609,8 @@ def port(
         "README.md": _readme(class_name, source, digest, bool(helpers)),
     }
     if helpers:
-        files["keras_layers.py"] = _keras_layers_source(helpers)
+        extra = dict.fromkeys(src.strip() for b in blocks for src in b.emitted.sources)
+        files["keras_layers.py"] = _keras_layers_source(helpers, tuple(extra))
     parent = out.parent if str(out.parent) else Path(".")
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
     try:

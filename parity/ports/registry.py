@@ -102,6 +102,9 @@ class Emitted:
     helpers: tuple[str, ...] = ()
     #: The submodule's state_dict from the converted module (default: its own state_dict).
     state: Callable[[nn.Module], dict[str, Tensor]] | None = None
+    #: Python source of definitions keras_layers.py must hold besides its own (a plug-in's
+    #: module class): written with torch, nn and F only, as the file imports them.
+    sources: tuple[str, ...] = ()
 
 
 #: (converted module, config, which inputs carry a mask) -> the call's code.
