@@ -195,3 +195,74 @@ def test_port_of_a_keras2_file_gives_tf_keras_numbers(name: str, tmp_path: Path)
         ours = generated(torch.from_numpy(ids)).numpy()
     tol = tolerance_for(torch.float32, "cpu", "output")
     np.testing.assert_allclose(ours, expected, rtol=tol.rtol, atol=tol.atol)
+
+
+def _seq2seq_with_head(cls: str, bidirectional: bool):
+    """The seq2seq decoder of the generic tests (an encoder's states start it), with a
+    TimeDistributed Dense on every step."""
+    from tests.test_generic_layers import _seq2seq
+
+    def build(k):
+        inp, out, x = _seq2seq(cls, bidirectional)(k)
+        return inp, k.layers.TimeDistributed(k.layers.Dense(2), name="per_step")(out), x
+
+    return build
+
+
+@needs_keras
+@pytest.mark.keras
+@pytest.mark.parametrize("writer", ["keras", "tf_keras"])
+@pytest.mark.parametrize(
+    ("cls", "bidirectional"),
+    [("LSTM", False), ("GRU", False), ("SimpleRNN", False), ("LSTM", True)],
+)
+def test_port_of_a_seq2seq_decoder_with_initial_state(
+    cls: str, bidirectional: bool, writer: str, tmp_path: Path
+) -> None:
+    """return_state, initial_state (Keras 3's keyword, tf.keras' extra inbound tensors) and
+    TimeDistributed, ported: the package gives Keras' numbers."""
+    import importlib
+
+    from tests.test_generic_layers import _randomise
+
+    k = importlib.import_module(writer)
+    k.utils.set_random_seed(63)
+    inp, out, x = _seq2seq_with_head(cls, bidirectional)(k)
+    model = k.Model(inp, out)
+    _randomise(model)
+    path = tmp_path / ("m.keras" if writer == "keras" else "m.h5")
+    model.save(path)
+    result = parity.port(path, tmp_path / "ported")
+    generated = _load_generated(result.out_dir, result.class_name)
+    with torch.no_grad():
+        ours = generated(torch.from_numpy(np.asarray(x, np.int64))).numpy()
+    tol = tolerance_for(torch.float32, "cpu", "output")
+    np.testing.assert_allclose(ours, np.asarray(model(x)), rtol=tol.rtol, atol=tol.atol)
+
+
+@needs_keras
+@pytest.mark.keras
+def test_port_of_a_nested_model(tmp_path: Path) -> None:
+    """A Sequential encoder inside a functional model is written as its inlined layers."""
+    import keras
+
+    keras.utils.set_random_seed(64)
+    encoder = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32"),
+            keras.layers.Embedding(30, 4, mask_zero=True),
+            keras.layers.LSTM(3, return_sequences=True),
+            keras.layers.GlobalAveragePooling1D(),
+        ],
+        name="encoder",
+    )
+    inp = keras.Input((None,), dtype="int32")
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(encoder(inp)))
+    model.save(tmp_path / "nested.keras")
+    result = parity.port(tmp_path / "nested.keras", tmp_path / "ported")
+    generated = _load_generated(result.out_dir, result.class_name)
+    ids = ragged_ids(30, ZOO_LENGTHS, 16, seed=6, pre=ZOO_PRE)
+    with torch.no_grad():
+        ours = generated(torch.from_numpy(ids)).numpy()
+    tol = tolerance_for(torch.float32, "cpu", "output")
+    np.testing.assert_allclose(ours, np.asarray(model(ids)), rtol=tol.rtol, atol=tol.atol)

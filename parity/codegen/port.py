@@ -40,7 +40,7 @@ from parity.arch.generic.model import GenericModel
 from parity.check.tolerances import tolerance_for
 from parity.errors import ConversionError
 from parity.files import check_target
-from parity.keras.graph import INPUT_LAYER, INPUT_SHAPE_KEYS
+from parity.keras.graph import INPUT_LAYER, INPUT_SHAPE_KEYS, NESTED_INPUT
 from parity.keras.read import read_keras_file
 from parity.ports import CONVERTERS
 from parity.ports.registry import MASK_PASSED_KEY, Emitted
@@ -155,11 +155,14 @@ def _plan(model: GenericModel) -> tuple[list[_Block], list[str], list[str]]:
         ]
         fields = {
             "self": f"self.{attrs[name]}" if name in attrs else "",
+            "state": _identifier(f"{name}_state", taken),  # a recurrent layer's final states
             **{f"x{i}": values[a] for i, a in enumerate(args)},
             **{f"m{i}": m for i, m in enumerate(arg_masks)},
             **{f"out{i}": o for i, o in enumerate(outs)},
         }
         lines = [line.format(**fields) for line in emitted.lines]
+        if not any(_reads(line, fields["state"]) for line in lines):  # states not used
+            lines = [line.replace(f", {fields['state']} = ", ", _ = ") for line in lines]
         for i, (out, mask) in enumerate(zip(outs, emitted.masks, strict=True)):
             values[(name, node, i)] = out
             mask_expr = _same_operands(mask.format(**fields))
@@ -396,11 +399,7 @@ def _golden_inputs(model: GenericModel) -> list[Tensor]:
     length = arch_of(model).input_length(model) or GOLDEN_LENGTH
     inputs = []
     for name, node, _ in model.config.inputs:
-        embeddings = [
-            layer["shapes"]["embeddings"][0]
-            for layer in consumers.get((name, node), [])
-            if layer["config"]["_class"] == "Embedding"
-        ]
+        embeddings = _embeddings_fed(consumers, (name, node))
         if embeddings:
             vocab = min(embeddings)
             ids = np.zeros((GOLDEN_BATCH, length), np.int64)
@@ -419,6 +418,25 @@ def _golden_inputs(model: GenericModel) -> list[Tensor]:
         dims = [GOLDEN_BATCH] + [GOLDEN_LENGTH if d is None else int(d) for d in shape[1:]]
         inputs.append(torch.from_numpy(rng.standard_normal(dims).astype(np.float32)))
     return inputs
+
+
+def _embeddings_fed(
+    consumers: dict[tuple[str, int], list[dict[str, Any]]], source: tuple[str, int]
+) -> list[int]:
+    """The vocabulary sizes of the Embeddings a model input feeds, through nested models'
+    inputs (which pass it on)."""
+    sizes, todo, seen = [], [source], set()
+    while todo:
+        ref = todo.pop()
+        if ref in seen:
+            continue
+        seen.add(ref)
+        for layer in consumers.get(ref, []):
+            if layer["config"]["_class"] == "Embedding":
+                sizes.append(layer["shapes"]["embeddings"][0])
+            elif layer["config"]["_class"] == NESTED_INPUT:
+                todo += [(layer["name"], node) for node in range(len(layer["inbound"]))]
+    return sizes
 
 
 def _declared_shape(config: dict[str, Any]) -> list[Any] | None:
@@ -452,10 +470,20 @@ def _golden(
         if block.attr is None:
             continue
         module = getattr(model, model._paths[block.name])
-        for pname, param in module.named_parameters():
-            grad = torch.zeros_like(param) if param.grad is None else param.grad
-            golden[f"gradient/{block.attr}.{pname}"] = grad.detach().numpy()
+        # the generated module's names for the converted parameters: its state holds them
+        # (same storage) under the names the code gives them
+        by_storage = {p.data_ptr(): p for p in module.parameters()}
+        for key, value in _own_state(block, module).items():
+            param = by_storage.get(value.data_ptr())
+            if param is not None:
+                grad = torch.zeros_like(param) if param.grad is None else param.grad
+                golden[f"gradient/{block.attr}.{key}"] = grad.detach().numpy()
     return golden, inputs
+
+
+def _own_state(block: _Block, module: nn.Module) -> dict[str, Tensor]:
+    """The generated submodule's state, as tensors of the converted one (its storage)."""
+    return block.emitted.state(module) if block.emitted.state else module.state_dict()
 
 
 def _state(model: GenericModel, blocks: Sequence[_Block]) -> dict[str, Tensor]:
@@ -465,8 +493,7 @@ def _state(model: GenericModel, blocks: Sequence[_Block]) -> dict[str, Tensor]:
         if block.attr is None:
             continue
         module = getattr(model, model._paths[block.name])
-        own = block.emitted.state(module) if block.emitted.state else module.state_dict()
-        for key, value in own.items():
+        for key, value in _own_state(block, module).items():
             state[f"{block.attr}.{key}"] = value.detach().float().contiguous().clone()
     return state
 

@@ -10,6 +10,7 @@ from parity.errors import ConversionError
 from parity.keras.graph import NESTED_INPUT
 from parity.ports.registry import (
     Config,
+    Emitted,
     Example,
     LayerConverter,
     Masks,
@@ -153,7 +154,14 @@ def _call_nested_input(module: nn.Module, config: Config, xs: list[Tensor], mask
 
 
 CONVERTERS: dict[str, LayerConverter] = {
-    NESTED_INPUT: LayerConverter(no_weights, no_module, no_rows, _call_nested_input),
+    NESTED_INPUT: LayerConverter(
+        no_weights,
+        no_module,
+        no_rows,
+        _call_nested_input,
+        # a nested model's input: the tensor (and mask) its call was given
+        emit=lambda m, config, masked: Emitted(None, ("{out0} = {x0}",), ("{m0}",)),
+    ),
     "Reshape": LayerConverter(
         no_weights,
         lambda c, s, a: Reshape(_ints(c, "target_shape")),

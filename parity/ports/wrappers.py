@@ -19,6 +19,7 @@ from parity.errors import ConversionError
 from parity.ports.registry import CONVERTERS as ALL_CONVERTERS
 from parity.ports.registry import (
     Config,
+    Emitted,
     Example,
     LayerConverter,
     Masks,
@@ -87,12 +88,33 @@ def _example(cls: str, **config: Any) -> dict[str, Any]:
     return {"layer": {"class_name": cls, "config": config}}
 
 
+def _emit(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    """The wrapped layer's code on the steps folded into the batch; the mask passes through."""
+    cls, inner, converter = _inner(config)
+    if converter.emit is None:
+        raise ConversionError(f"parity port: TimeDistributed({cls}) has no emitter")
+    emitted = converter.emit(module.layer, {**inner, "_constants": []}, (False,))
+    lines = ["{out0} = {x0}.flatten(0, 1)  # (B * T, ...): the steps as samples"]
+    lines += [line.replace("{x0}", "{out0}") for line in emitted.lines]
+    lines.append("{out0} = {out0}.unflatten(0, {x0}.shape[:2])")
+    own_state = emitted.state or (lambda m: m.state_dict())
+    return Emitted(
+        emitted.module,
+        tuple(lines),
+        ("{m0}",),
+        emitted.helpers,
+        lambda m: own_state(m.layer),
+        emitted.sources,
+    )
+
+
 CONVERTERS: dict[str, LayerConverter] = {
     TIME_DISTRIBUTED: LayerConverter(
         _weights,
         _build,
         _rows,
         _call,
+        emit=_emit,
         examples=(
             Example(_example("Dense", units=3, activation="tanh"), "sequence"),
             Example(_example("Dense", units=2), "embedded"),

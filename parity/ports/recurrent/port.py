@@ -261,26 +261,48 @@ def _rnn_module(module: nn.Module) -> tuple[str, tuple[str, ...]]:
     return f"{cls}({module.input_size}, {module.hidden_size}, {', '.join(options)})", (cls,)
 
 
-def _emit_rnn(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
-    if len(masked) > 1 or config.get("return_state"):
-        raise ConversionError(
-            "parity port: recurrent layers with initial_state or return_state have no emitter"
-        )
-    constructor, helpers = _rnn_module(module)
-    x, m = "{x0}", "mask={m0}"
+def _call_code(
+    config: Config, masked: tuple[bool, ...], directions: int, backwards: bool
+) -> list[str]:
+    """The lines up to the layer's call: {out0} = its output, {state} = its final state tuple.
+    Initial states ({x1}, ..., each (B, u); Bidirectional: the forward layer's, then the
+    backward's) are stacked as (D, B, u)."""
     lines = []
-    if config.get("go_backwards"):  # Keras reverses the input and keeps the output reversed
+    # Keras 3 hands an RNN given initial_state its input's mask only when the call passes one
+    runs_masked = masked[0] and not (
+        len(masked) > 1 and written_by_keras3(config) and not config.get(MASK_PASSED_KEY)
+    )
+    x, mask = "{x0}", "{m0}" if runs_masked else "None"
+    if backwards:  # Keras reverses the input and keeps the output reversed
         lines.append("{out0} = {x0}.flip(1)")
-        x = "{out0}"
-        m = "mask={m0}.flip(1)" if masked[0] else "mask=None"
-    if config.get("return_sequences"):
-        lines.append(f"{{out0}}, _ = {{self}}({x}, {m})")
-        mask = "{m0}"
-    else:  # the last output: the state after the last real step
-        lines.append(f"_, {{out0}} = {{self}}({x}, {m})")
-        lines.append("{out0} = {out0}[0][0]")
-        mask = "None"
-    return Emitted(constructor, tuple(lines), (mask,), helpers, _parameters_only)
+        x, mask = "{out0}", "{m0}.flip(1)" if runs_masked else "None"
+    state = ""
+    if len(masked) > 1:
+        per_direction = STATE_COUNT[config["_rnn_class"]]
+        if len(masked) - 1 != per_direction * directions:
+            raise ConversionError(f"{len(masked) - 1} initial states, {directions} direction(s)")
+        stacked = []
+        for i in range(per_direction):
+            given = [f"{{x{1 + d * per_direction + i}}}" for d in range(directions)]
+            stacked.append(f"torch.stack([{', '.join(given)}])")
+        state = f", initial_state=({', '.join(stacked)},)"
+    lines.append(f"{{out0}}, {{state}} = {{self}}({x}, mask={mask}{state})")
+    return lines
+
+
+def _emit_rnn(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    constructor, helpers = _rnn_module(module)
+    states = STATE_COUNT[config["_rnn_class"]]
+    returned = config.get("return_state")
+    lines = _call_code(config, masked, 1, bool(config.get("go_backwards")))
+    if returned:  # h (and c) of the one direction
+        outs = ", ".join(f"{{out{1 + i}}}" for i in range(states))
+        lines.append(f"{outs} = " + ", ".join(f"{{state}}[{i}][0]" for i in range(states)))
+    if not config.get("return_sequences"):  # the last output: h after the last real step
+        lines.append("{out0} = {state}[0][0]")
+    mask = "{m0}" if config.get("return_sequences") else "None"
+    extra = ("None",) * (states if returned else 0)
+    return Emitted(constructor, tuple(lines), (mask, *extra), helpers, _parameters_only)
 
 
 _MERGE_CODE = {
@@ -293,31 +315,27 @@ _MERGE_CODE = {
 
 def _emit_bidirectional(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
     inner = inner_config(config)
-    if len(masked) > 1 or inner.get("return_state") or inner.get("go_backwards"):
-        raise ConversionError(
-            "parity port: Bidirectional with initial_state, return_state or go_backwards has "
-            "no emitter"
-        )
+    if inner.get("go_backwards"):
+        raise ConversionError("parity port: Bidirectional(go_backwards=True) has no emitter")
     constructor, helpers = _rnn_module(module)
+    states = STATE_COUNT[config["_rnn_class"]]
     merge = config.get("merge_mode", "concat")
-    sequences = inner.get("return_sequences")
-    if sequences and merge == "concat":  # the module's own output: [forward, backward]
-        lines = ("{out0}, _ = {self}({x0}, mask={m0})",)
-    elif sequences:
-        lines = (
-            "{out0}, _ = {self}({x0}, mask={m0})",
-            f"{{out0}}_f, {{out0}}_b = {{out0}}.split({module.hidden_size}, dim=-1)",
-            f"{{out0}} = {_MERGE_CODE[merge]}",
-        )
-    else:  # each direction's state after its last real step
-        lines = (
-            "_, {out0} = {self}({x0}, mask={m0})",
-            "{out0}_f, {out0}_b = {out0}[0][0], {out0}[0][1]",
-            f"{{out0}} = {_MERGE_CODE[merge]}",
-        )
-    return Emitted(
-        constructor, lines, ("{m0}" if sequences else "None",), helpers, _parameters_only
-    )
+    sequences, returned = inner.get("return_sequences"), inner.get("return_state")
+    lines = _call_code(config, masked, 2, False)
+    if sequences and merge != "concat":  # concat is the module's own output: [fwd, bwd]
+        lines.append(f"{{out0}}_f, {{out0}}_b = {{out0}}.split({module.hidden_size}, dim=-1)")
+        lines.append(f"{{out0}} = {_MERGE_CODE[merge]}")
+    elif not sequences:  # each direction's h after its last real step
+        lines.append("{out0}_f, {out0}_b = {state}[0][0], {state}[0][1]")
+        lines.append(f"{{out0}} = {_MERGE_CODE[merge]}")
+    extra: tuple[str, ...] = ()
+    if returned:  # Keras returns the forward states, then the backward states
+        outs = [f"{{out{1 + i}}}" for i in range(2 * states)]
+        parts = [f"{{state}}[{i}][{d}]" for d in range(2) for i in range(states)]
+        lines.append(f"{', '.join(outs)} = {', '.join(parts)}")
+        extra = ("None",) * len(outs)
+    mask = "{m0}" if sequences else "None"
+    return Emitted(constructor, tuple(lines), (mask, *extra), helpers, _parameters_only)
 
 
 CONVERTERS: dict[str, LayerConverter] = {
