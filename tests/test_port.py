@@ -22,7 +22,7 @@ from parity.arch.zoo import ZOO
 from parity.check import tolerance_for
 from parity.cli import main
 from parity.codegen.port import _load_generated
-from tests.conftest import needs_keras
+from tests.conftest import GOLDEN, needs_keras
 from tests.golden_cases import (
     CASES,
     ZOO_LENGTHS,
@@ -266,3 +266,38 @@ def test_port_of_a_nested_model(tmp_path: Path) -> None:
         ours = generated(torch.from_numpy(ids)).numpy()
     tol = tolerance_for(torch.float32, "cpu", "output")
     np.testing.assert_allclose(ours, np.asarray(model(ids)), rtol=tol.rtol, atol=tol.atol)
+
+
+def test_hostile_names_and_values_never_become_code(tmp_path: Path) -> None:
+    """A layer name carrying code lands in comments only as inert text; a config value that
+    is not what code may hold (a string axis) is refused by name, nothing written."""
+    from tests.edits import edited_keras
+
+    source = GOLDEN / "deepmoji-hard_sigmoid_keras2-saturated-float32.keras"
+    payload = 'x"""\nimport os\nos.system("touch HACKED")  # '
+
+    def rename(config: dict) -> None:
+        for layer in config["config"]["layers"]:
+            if layer["name"] == "softmax":
+                layer["name"] = payload
+                layer["config"]["name"] = payload
+        config["config"]["output_layers"] = [[payload, 0, 0]]
+
+    path = edited_keras(source, tmp_path / "named.keras", rename)
+    result = parity.port(path, tmp_path / "ported")
+    code = (result.out_dir / "model.py").read_text()
+    assert _imports(result.out_dir / "model.py") <= ALLOWED_IMPORTS
+    names = {n.id for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Name)}
+    assert "os" not in names  # the payload is inert text in a comment, and an identifier
+    assert not any(line.lstrip().startswith(("import os", "os.")) for line in code.splitlines())
+    assert not (tmp_path / "HACKED").exists()
+
+    def string_axis(config: dict) -> None:
+        for layer in config["config"]["layers"]:
+            if layer["class_name"] == "Concatenate":
+                layer["config"]["axis"] = "-1); import os; (0"
+
+    path = edited_keras(source, tmp_path / "axis.keras", string_axis)
+    with pytest.raises(parity.ConversionError):
+        parity.port(path, tmp_path / "ported_axis")
+    assert not (tmp_path / "ported_axis").exists()

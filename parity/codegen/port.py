@@ -67,6 +67,48 @@ class PortResult:
 # --- the plan: one emitted block per Keras call --------------------------------------------------
 
 
+#: What text from the file may carry into comments and docstrings of the generated code (names,
+#: versions): anything else becomes "?", so a hostile name cannot end a comment or a string.
+SAFE_TEXT = re.compile(r"[^A-Za-z0-9 ._,:()/+-]")
+#: Longest such text kept.
+MAX_TEXT = 80
+#: What generated code may import, and names it must never use: checked on the code itself
+#: before anything is written, whatever the emitters produced.
+GENERATED_IMPORTS = frozenset(
+    {"__future__", "math", "collections", "pathlib", "torch", "safetensors", "keras_layers"}
+)
+FORBIDDEN_NAMES = frozenset(
+    {"eval", "exec", "compile", "open", "__import__", "globals", "locals", "vars", "breakpoint",
+     "input", "os", "sys", "subprocess", "importlib", "pickle", "marshal"}
+)  # fmt: skip
+
+
+def _text(value: str) -> str:
+    """File-provided text, safe inside a comment or docstring."""
+    return SAFE_TEXT.sub("?", str(value))[:MAX_TEXT]
+
+
+def _check_generated(filename: str, source: str) -> None:
+    """Refuse generated code that imports anything but torch, numpy's and safetensors' kind,
+    or names a builtin that runs or reads anything: a backstop behind the emitters."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise ConversionError(f"parity port: {filename} would not parse ({exc.msg})") from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = [node.module or ""]
+        else:
+            modules = []
+        for module in modules:
+            if module.split(".")[0] not in GENERATED_IMPORTS:
+                raise ConversionError(f"parity port: {filename} would import {module!r}")
+        if isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+            raise ConversionError(f"parity port: {filename} would use {node.id!r}")
+
+
 def _identifier(name: str, taken: set[str]) -> str:
     """A Keras layer name as a Python identifier, unique among ``taken``."""
     ident = re.sub(r"\W", "_", name)
@@ -279,7 +321,7 @@ def _model_source(
     signature = ", ".join(f"{p}: torch.Tensor" for p in params)
     code += ["", f"    def forward(self, {signature}):"]
     for block in blocks:
-        code.append(f"        # {block.name} ({block.cls})")
+        code.append(f"        # {_text(block.name)} ({_text(block.cls)})")
         for line in block.lines:
             code += _fit(line, " " * 8)
     code.append(f"        return {', '.join(returns)}")
@@ -367,7 +409,7 @@ def _readme(class_name: str, source: Path, digest: str, helpers: bool) -> str:
     files = "model.py, keras_layers.py" if helpers else "model.py"
     return f"""# {class_name}
 
-PyTorch code for the Keras model in `{source.name}` (sha256 `{digest}`), written by
+PyTorch code for the Keras model in `{_text(source.name)}` (sha256 `{digest}`), written by
 `parity port`. It depends on torch, numpy and safetensors only.
 
 ```python
@@ -525,12 +567,12 @@ def _header(class_name: str, source: Path, digest: str, model: nn.Module, versio
             if isinstance(getattr(m, attr, None), str)
         }
     )
-    gate_line = f"- gate activation: {', '.join(gates)}\n" if gates else ""
+    gate_line = f"- gate activation: {_text(', '.join(gates))}\n" if gates else ""
     return (
         f"{class_name}: a Keras model as PyTorch code.\n\n"
-        f"Written by parity port from {source.name}.\n"
+        f"Written by parity port from {_text(source.name)}.\n"
         f"- sha256 of the file: {digest}\n"
-        f"- Keras version that wrote it: {version or 'not recorded'}\n"
+        f"- Keras version that wrote it: {_text(version or 'not recorded')}\n"
         f"{gate_line}"
         "- inputs and outputs in Keras' layout (channels-last); token ids: 0 is padding, rows\n"
         "  may be padded before or after their tokens (the masks are computed as Keras does)\n"
@@ -638,6 +680,9 @@ def port(
     if helpers:
         extra = dict.fromkeys(src.strip() for b in blocks for src in b.emitted.sources)
         files["keras_layers.py"] = _keras_layers_source(helpers, tuple(extra))
+    for filename, text in files.items():
+        if filename.endswith(".py") and filename != "test_model.py":
+            _check_generated(filename, text)
     parent = out.parent if str(out.parent) else Path(".")
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
     try:

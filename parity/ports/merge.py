@@ -19,6 +19,7 @@ run as the ops they name; their class names carry parity.keras.graph.OP_PREFIX.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -207,7 +208,7 @@ _ELEMENTWISE_EXAMPLES = (Example({}, "paired_sequences"), Example({}, "masked_pa
 
 
 def _emit_concatenate(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
-    axis = config.get("axis", -1)
+    axis = _axis(config)
     inputs = ", ".join(f"{{x{i}}}" for i in range(len(masked)))
     lines = (f"{{out0}} = torch.cat([{inputs}], dim={axis})",)
     if not any(masked):
@@ -224,28 +225,35 @@ def _emit_concatenate(module: nn.Module, config: Config, masked: tuple[bool, ...
     return Emitted(None, lines, (f"torch.ones_like({present[0]})",))
 
 
+def _axis(config: Config) -> int:
+    """A config's axis as code may hold it: an int, or the file is refused by name."""
+    axis = config.get("axis", -1)
+    if type(axis) is not int:
+        raise ConversionError(f"parity port: axis={axis!r} is not an int")
+    return axis
+
+
 #: The recorded ops as code: (config, operand code) -> expression (what OPS computes).
 OP_CODE: dict[str, Callable[[Config, list[str]], str]] = {
     "NotEqual": lambda c, a: f"{a[0]} != {a[1]}",
     "Equal": lambda c, a: f"{a[0]} == {a[1]}",
-    "ExpandDims": lambda c, a: f"{a[0]}.unsqueeze({c.get('axis', -1)})",
+    "ExpandDims": lambda c, a: f"{a[0]}.unsqueeze({_axis(c)})",
     "ZerosLike": lambda c, a: f"torch.zeros_like({a[0]}, dtype=torch.bool)",
     "OnesLike": lambda c, a: f"torch.ones_like({a[0]}, dtype=torch.bool)",
     "LogicalOr": lambda c, a: f"torch.logical_or({a[0]}, {a[1]})",
     "LogicalAnd": lambda c, a: f"torch.logical_and({a[0]}, {a[1]})",
-    "Concatenate": lambda c, a: f"torch.cat([{', '.join(a)}], dim={c.get('axis', -1)})",
-    "Any": lambda c, a: (
-        f"{a[0]}.bool().any(dim={c.get('axis', -1)}, keepdim={bool(c.get('keepdims'))})"
-    ),
-    "All": lambda c, a: (
-        f"{a[0]}.bool().all(dim={c.get('axis', -1)}, keepdim={bool(c.get('keepdims'))})"
-    ),
+    "Concatenate": lambda c, a: f"torch.cat([{', '.join(a)}], dim={_axis(c)})",
+    "Any": lambda c, a: f"{a[0]}.bool().any(dim={_axis(c)}, keepdim={bool(c.get('keepdims'))})",
+    "All": lambda c, a: f"{a[0]}.bool().all(dim={_axis(c)}, keepdim={bool(c.get('keepdims'))})",
 }
 
 
 def _emit_op(module: nn.Module | None, config: Config, masked: tuple[bool, ...]) -> Emitted:
     operands = [f"{{x{i}}}" for i in range(len(masked))]
-    operands += [literal(c) for c in config.get("_constants", ())]
+    constants = config.get("_constants", ())
+    if not all(type(c) in (int, float, bool) and math.isfinite(c) for c in constants):
+        raise ConversionError(f"parity port: op constants {constants!r} are not plain numbers")
+    operands += [literal(c) for c in constants]
     return Emitted(None, (f"{{out0}} = {OP_CODE[config['_op']](config, operands)}",))
 
 
