@@ -301,3 +301,40 @@ def test_hostile_names_and_values_never_become_code(tmp_path: Path) -> None:
     with pytest.raises(parity.ConversionError):
         parity.port(path, tmp_path / "ported_axis")
     assert not (tmp_path / "ported_axis").exists()
+
+
+@needs_keras
+@pytest.mark.keras
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["MobileNetV2", "ResNet50", "VGG16", "EfficientNetB0"])
+def test_port_of_a_keras_application(name: str, tmp_path: Path) -> None:
+    """The acceptance applications (weights=None, batch norms moved off the identity) ported:
+    Keras' logits, ruff's defaults, and the package's own test with parity unimportable."""
+    import keras
+
+    from tests.test_applications import IMAGE, _random_batch_norm
+
+    keras.utils.set_random_seed(30)
+    model = getattr(keras.applications, name)(
+        weights=None, input_shape=IMAGE, classes=7, classifier_activation=None
+    )
+    _random_batch_norm(model)
+    model.save(tmp_path / f"{name}.keras")
+    result = parity.port(tmp_path / f"{name}.keras", tmp_path / "ported")
+    generated = _load_generated(result.out_dir, result.class_name)
+    x = np.random.default_rng(32).uniform(-1, 1, (2, *IMAGE)).astype("float32")
+    with torch.no_grad():
+        ours = generated(torch.from_numpy(x)).numpy()
+    tol = tolerance_for(torch.float32, "cpu", "output")
+    np.testing.assert_allclose(ours, np.asarray(model(x)), rtol=tol.rtol, atol=10 * tol.atol)
+    for args in (["check", "--isolated"], ["format", "--isolated", "--check"]):
+        lint = subprocess.run(
+            [sys.executable, "-m", "ruff", *args, str(result.out_dir)],
+            capture_output=True,
+            text=True,
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+    run = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PARITY, str(result.out_dir)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr

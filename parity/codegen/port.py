@@ -273,7 +273,11 @@ def _fit(line: str, indent: str) -> list[str]:
         return [indent + line]
     tree = ast.parse(line).body[0]
     call = getattr(tree, "value", None)
-    if not isinstance(call, ast.Call):
+    if not isinstance(call, ast.Call):  # an expression: in parentheses on its own line
+        target, _, value = line.partition(" = ")
+        inner = f"{indent}    {value}"
+        if value and len(inner) <= LINE_LENGTH:
+            return [f"{indent}{target} = (", inner, f"{indent})"]
         return [indent + line]
     head = line[: call.func.end_col_offset] + "("
     args = [ast.get_source_segment(line, a) for a in call.args]
@@ -519,7 +523,8 @@ def _golden(
             param = by_storage.get(value.data_ptr())
             if param is not None:
                 grad = torch.zeros_like(param) if param.grad is None else param.grad
-                golden[f"gradient/{block.attr}.{key}"] = grad.detach().numpy()
+                # in the shape the code gives it (a depthwise kernel as a grouped conv's)
+                golden[f"gradient/{block.attr}.{key}"] = grad.detach().reshape(value.shape).numpy()
     return golden, inputs
 
 
@@ -606,12 +611,18 @@ def _prove(generated: nn.Module, golden: dict[str, np.ndarray], inputs: list[Ten
     float32 tolerances, or nothing is written."""
     out_tol = tolerance_for(torch.float32, "cpu", "output")
     grad_tol = tolerance_for(torch.float32, "cpu", "gradient")
-    outputs = generated(*inputs)
-    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-    loss = sum(
-        (o * torch.from_numpy(golden[f"loss_weights/{i}"])).sum() for i, o in enumerate(outputs)
-    )
-    loss.backward()
+    try:
+        outputs = generated(*inputs)
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        loss = sum(
+            (o * torch.from_numpy(golden[f"loss_weights/{i}"])).sum() for i, o in enumerate(outputs)
+        )
+        loss.backward()
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ConversionError(
+            f"parity port: the generated code fails on the golden inputs ({exc}); nothing "
+            "was written"
+        ) from exc
     found = {f"output/{i}": o.detach().numpy() for i, o in enumerate(outputs)}
     found |= {
         f"gradient/{name}": p.grad.numpy() if p.grad is not None else np.zeros(tuple(p.shape))

@@ -38,6 +38,7 @@ from parity.initializers import zeros_
 from parity.ports.diagnosis import Alternative, Checked, Variant, copy_model
 from parity.ports.registry import (
     Config,
+    Emitted,
     Example,
     InitRule,
     LayerConverter,
@@ -452,6 +453,15 @@ def _prelu_weights(config: Config) -> tuple[str, ...]:
     return ("alpha",)
 
 
+def _emit_relu(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    if module.negative_slope != 0.0 or module.threshold != 0.0:
+        raise ConversionError("parity port: ReLU with negative_slope or threshold has no emitter")
+    if module.max_value is None:
+        return Emitted(None, ("{out0} = torch.relu({x0})",), ("{m0}",))
+    code = f"{{x0}}.clamp(0.0, {float(module.max_value)!r})"
+    return Emitted(None, (f"{{out0}} = {code}",), ("{m0}",))
+
+
 CONVERTERS: dict[str, LayerConverter] = {
     "ReLU": LayerConverter(
         no_weights,
@@ -463,6 +473,7 @@ CONVERTERS: dict[str, LayerConverter] = {
             Example({"max_value": 0.8, "threshold": 0.1, "negative_slope": 0.3}, "sequence"),
             Example({"max_value": 6.0}, "embedded"),
         ),
+        emit=_emit_relu,
     ),
     "LeakyReLU": LayerConverter(
         no_weights,

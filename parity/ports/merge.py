@@ -32,6 +32,7 @@ from parity.keras.graph import OP_PREFIX
 from parity.ports.registry import (
     Config,
     Emitted,
+    Emitter,
     Example,
     LayerConverter,
     Masks,
@@ -257,6 +258,28 @@ def _emit_op(module: nn.Module | None, config: Config, masked: tuple[bool, ...])
     return Emitted(None, (f"{{out0}} = {OP_CODE[config['_op']](config, operands)}",))
 
 
+#: The elementwise merges as code over their inputs (no masks: a masked merge has no emitter).
+MERGE_CODE: dict[str, Callable[[list[str]], str]] = {
+    "Add": lambda xs: " + ".join(xs),
+    "Subtract": lambda xs: f"{xs[0]} - {xs[1]}",
+    "Multiply": lambda xs: " * ".join(xs),
+    "Average": lambda xs: f"({' + '.join(xs)}) / {len(xs)}",
+    "Maximum": lambda xs: functools.reduce(lambda a, b: f"torch.maximum({a}, {b})", xs),
+    "Minimum": lambda xs: functools.reduce(lambda a, b: f"torch.minimum({a}, {b})", xs),
+}
+
+
+def _emit_elementwise(cls: str) -> Emitter:
+    def emit(module: nn.Module | None, config: Config, masked: tuple[bool, ...]) -> Emitted:
+        if any(masked):
+            raise ConversionError(f"parity port: {cls} of masked inputs has no emitter")
+        # inputs of one rank, as the applications' are; another rank fails the port's own proof
+        xs = [f"{{x{i}}}" for i in range(len(masked))]
+        return Emitted(None, (f"{{out0}} = {MERGE_CODE[cls](xs)}",), ("None",))
+
+    return emit
+
+
 CONVERTERS: dict[str, LayerConverter] = {
     "Concatenate": LayerConverter(
         no_weights,
@@ -279,6 +302,7 @@ CONVERTERS: dict[str, LayerConverter] = {
             no_rows,
             _elementwise(cls),
             inputs=count,
+            emit=_emit_elementwise(cls),
             examples=_ELEMENTWISE_EXAMPLES,
             versioned=True,
         )

@@ -25,6 +25,7 @@ from parity.initializers import fill_, zeros_
 from parity.ports.diagnosis import Alternative, Checked, Variant, copy_model
 from parity.ports.registry import (
     Config,
+    Emitted,
     Example,
     InitRule,
     LayerConverter,
@@ -167,6 +168,15 @@ def _build_layer_norm(config: Config, shapes: Shapes, acts: dict[str, str]) -> n
     )
 
 
+def _emit_batch_norm(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    options = [f"eps={module.eps!r}", f"momentum={module.momentum!r}"]
+    options += [] if module.weight is not None else ["scale=False"]
+    options += [] if module.bias is not None else ["center=False"]
+    options += [f"axis={module.axis}"] if module.axis != -1 else []
+    constructor = f"BatchNormalization({module.num_features}, {', '.join(options)})"
+    return Emitted(constructor, ("{out0} = {self}({x0})",), ("{m0}",), ("BatchNormalization",))
+
+
 CONVERTERS: dict[str, LayerConverter] = {
     "BatchNormalization": LayerConverter(
         _bn_weights,
@@ -185,6 +195,7 @@ CONVERTERS: dict[str, LayerConverter] = {
             Example({"axis": -1}, "image"),
             Example({"axis": 1}, "sequence"),  # channels-first style: (B, C, T)
         ),
+        emit=_emit_batch_norm,
     ),
     "LayerNormalization": LayerConverter(
         _ln_weights,

@@ -23,6 +23,7 @@ from parity.errors import ConversionError
 from parity.ports.registry import (
     MAX_DECLARED_SIZE,
     Config,
+    Emitted,
     Example,
     LayerConverter,
     Shapes,
@@ -387,6 +388,24 @@ def _random(cls: str) -> LayerConverter:
     )
 
 
+def _number_code(value: float | list[float], like: str) -> str:
+    """A Rescaling constant as code: a number, or a per-channel tensor like ``like``."""
+    if isinstance(value, list):
+        numbers = ", ".join(repr(float(v)) for v in value)
+        return f"{like}.new_tensor([{numbers}])"
+    return repr(float(value))
+
+
+def _emit_rescaling(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    scale, offset = _number_code(module.scale, "{x0}"), _number_code(module.offset, "{x0}")
+    return Emitted(None, (f"{{out0}} = {{x0}} * {scale} + {offset}",), ("{m0}",))
+
+
+def _emit_normalization(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    constructor = f"Normalization({module.mean.shape[0]}, eps={module.eps!r})"
+    return Emitted(constructor, ("{out0} = {self}({x0})",), ("{m0}",), ("Normalization",))
+
+
 CONVERTERS: dict[str, LayerConverter] = {
     "Resizing": LayerConverter(
         no_weights,
@@ -432,6 +451,7 @@ CONVERTERS: dict[str, LayerConverter] = {
             Example({"scale": 0.5, "offset": -1.0}, "image"),
             Example({"scale": [0.5, 2.0, 1.0], "offset": 0.25}, "sequence"),
         ),
+        emit=_emit_rescaling,
     ),
     "Normalization": LayerConverter(
         _normalization_weights,
@@ -447,5 +467,6 @@ CONVERTERS: dict[str, LayerConverter] = {
             Example({"axis": -1, "mean": None, "variance": None}, "image"),
             Example({"axis": -1}, "sequence"),
         ),
+        emit=_emit_normalization,
     ),
 }

@@ -153,6 +153,11 @@ def _call_nested_input(module: nn.Module, config: Config, xs: list[Tensor], mask
     return [xs[0]], [masks[0]]
 
 
+def _emit_reshape(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    target = ", ".join(str(int(d)) for d in module.target_shape)
+    return Emitted(None, (f"{{out0}} = {{x0}}.reshape({{x0}}.shape[0], {target})",), ("None",))
+
+
 CONVERTERS: dict[str, LayerConverter] = {
     NESTED_INPUT: LayerConverter(
         no_weights,
@@ -171,6 +176,7 @@ CONVERTERS: dict[str, LayerConverter] = {
             Example({"target_shape": [3, 11]}, "sequence"),
             Example({"target_shape": [-1, 2]}, "vector"),
         ),
+        emit=_emit_reshape,
     ),
     "Permute": LayerConverter(
         no_weights,

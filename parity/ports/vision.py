@@ -40,10 +40,13 @@ from parity.ports.activations import ActivationSlot
 from parity.ports.conv import same_padding
 from parity.ports.registry import (
     Config,
+    Emitted,
+    Emitter,
     Example,
     InitRule,
     LayerConverter,
     Shapes,
+    activation_code,
     call_drop_mask,
     declared,
     no_rows,
@@ -611,7 +614,13 @@ _kernel_weights = with_bias("kernel")
 _separable_weights = with_bias("depthwise_kernel", "pointwise_kernel")
 
 
-def _weighted(weights: Callable[[Config], tuple[str, ...]], build: Build, *rows, examples):
+def _weighted(
+    weights: Callable[[Config], tuple[str, ...]],
+    build: Build,
+    *rows,
+    examples,
+    emit: Emitter | None = None,
+):
     """A convolution: its weights, rows, activation; Keras' convolutions drop the mask."""
     return LayerConverter(
         weights,
@@ -620,14 +629,118 @@ def _weighted(weights: Callable[[Config], tuple[str, ...]], build: Build, *rows,
         call_drop_mask,
         activations=("activation",),
         examples=examples,
+        emit=emit,
     )
 
 
-def _weightless(build: Build, *examples: Example) -> LayerConverter:
-    return LayerConverter(no_weights, build, no_rows, call_drop_mask, examples=examples)
+def _weightless(build: Build, *examples: Example, emit: Emitter | None = None) -> LayerConverter:
+    return LayerConverter(no_weights, build, no_rows, call_drop_mask, examples=examples, emit=emit)
 
 
 _BIAS = ("bias", "bias", "identity")
+
+# --- parity port: the code of each call (channels-last in and out, torch's (B, C, H, W) inside)
+
+
+def _pad_lines(
+    kernel: Pair, stride: Pair, dilation: Pair, padding: str, fill: str = ""
+) -> tuple[list[str], tuple[str, ...]]:
+    """Keras' padding of the (B, C, H, W) {out0}: none, fixed pads for "same" at stride 1, else
+    TensorFlow's size-dependent "same" (keras_layers.tf_same_pads)."""
+    if padding == "valid":
+        return [], ()
+    if stride == (1, 1):
+        (top, bottom), (left, right) = (
+            same_padding(1, k, 1, d) for k, d in zip(kernel, dilation, strict=True)
+        )
+        if not any((left, right, top, bottom)):
+            return [], ()
+        return [f"{{out0}} = F.pad({{out0}}, ({left}, {right}, {top}, {bottom}){fill})"], ()
+    pads = f"tf_same_pads({{out0}}, {kernel}, {stride}, {dilation})"
+    return [f"{{out0}} = F.pad({{out0}}, {pads}{fill})"], ("tf_same_pads",)
+
+
+def _conv_code(
+    module: nn.Module, constructor: str, state: Callable[[nn.Module], dict[str, Tensor]] | None
+) -> Emitted:
+    pads, helpers = _pad_lines(
+        module.kernel_size, module.stride, module.dilation, module.keras_padding
+    )
+    lines = ["{out0} = {x0}.permute(0, 3, 1, 2)", *pads]
+    lines += ["{out0} = {self}({out0})", "{out0} = {out0}.permute(0, 2, 3, 1)"]
+    if module.activation != "linear":
+        code, more = activation_code(module.activation, "{out0}")
+        lines.append(f"{{out0}} = {code}")
+        helpers += more
+    return Emitted(constructor, tuple(lines), ("None",), helpers, state)
+
+
+def _conv_options(module: nn.Module, groups: int = 1) -> str:
+    options = f", stride={module.stride}" if module.stride != (1, 1) else ""
+    options += f", dilation={module.dilation}" if module.dilation != (1, 1) else ""
+    options += f", groups={groups}" if groups != 1 else ""
+    return options + ("" if module.bias is not None else ", bias=False")
+
+
+def _emit_conv2d(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    constructor = (
+        f"nn.Conv2d({module.in_channels}, {module.out_channels}, {module.kernel_size}"
+        f"{_conv_options(module, module.groups)})"
+    )
+    return _conv_code(module, constructor, None)
+
+
+def _depthwise_state(module: nn.Module) -> dict[str, Tensor]:
+    """parity's (in, multiplier, kh, kw) weight as a grouped nn.Conv2d's (in * mult, 1, kh, kw)."""
+    state = {"weight": module.weight.detach().reshape(-1, 1, *module.kernel_size)}
+    if module.bias is not None:
+        state["bias"] = module.bias.detach()
+    return state
+
+
+def _emit_depthwise(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    channels = module.in_channels * module.depth_multiplier
+    constructor = (
+        f"nn.Conv2d({module.in_channels}, {channels}, {module.kernel_size}"
+        f"{_conv_options(module, module.in_channels)})"
+    )
+    return _conv_code(module, constructor, _depthwise_state)
+
+
+def _emit_max_pooling(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    pads, helpers = _pad_lines(
+        module.pool_size, module.strides, (1, 1), module.padding, ', value=float("-inf")'
+    )
+    lines = ["{out0} = {x0}.permute(0, 3, 1, 2)", *pads]
+    lines.append(f"{{out0}} = F.max_pool2d({{out0}}, {module.pool_size}, {module.strides})")
+    lines.append("{out0} = {out0}.permute(0, 2, 3, 1)")
+    return Emitted(None, tuple(lines), ("None",), helpers)
+
+
+def _emit_average_pooling(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    if module.padding != "valid":  # Keras leaves the padding out of the average
+        raise ConversionError("parity port: AveragePooling2D padding='same' has no emitter")
+    lines = (
+        "{out0} = {x0}.permute(0, 3, 1, 2)",
+        f"{{out0}} = F.avg_pool2d({{out0}}, {module.pool_size}, {module.strides})",
+        "{out0} = {out0}.permute(0, 2, 3, 1)",
+    )
+    return Emitted(None, lines, ("None",))
+
+
+def _emit_global(reduce: str) -> Emitter:
+    def emit(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+        code = f"{{x0}}.{reduce}(dim=(1, 2), keepdim={module.keepdims})"
+        return Emitted(None, (f"{{out0}} = {code}",), ("None",))
+
+    return emit
+
+
+def _emit_zero_padding(module: nn.Module, config: Config, masked: tuple[bool, ...]) -> Emitted:
+    (top, bottom), (left, right) = module.padding
+    code = f"F.pad({{x0}}, (0, 0, {left}, {right}, {top}, {bottom}))"
+    return Emitted(None, (f"{{out0}} = {code}",), ("None",))
+
 
 CONVERTERS: dict[str, LayerConverter] = {
     "Conv2D": _weighted(
@@ -647,6 +760,7 @@ CONVERTERS: dict[str, LayerConverter] = {
                 "image",
             ),
         ),
+        emit=_emit_conv2d,
     ),
     "DepthwiseConv2D": _weighted(
         _kernel_weights,
@@ -654,6 +768,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         ("kernel", "weight", "depthwise2d_kernel"),
         _BIAS,
         examples=(Example({"kernel_size": 3, "depth_multiplier": 2, "padding": "same"}, "image"),),
+        emit=_emit_depthwise,
     ),
     "SeparableConv2D": _weighted(
         _separable_weights,
@@ -686,23 +801,29 @@ CONVERTERS: dict[str, LayerConverter] = {
     "MaxPooling2D": _weightless(
         _build_pooling(MaxPooling2D),
         Example({"pool_size": 3, "strides": 2, "padding": "same"}, "image"),
+        emit=_emit_max_pooling,
     ),
     "AveragePooling2D": _weightless(
         _build_pooling(AveragePooling2D),
         Example({"pool_size": 3, "strides": 2, "padding": "same"}, "image"),
+        emit=_emit_average_pooling,
     ),
     "GlobalAveragePooling2D": _weightless(
         _build_global(GlobalAveragePooling2D),
         Example({}, "image"),
         Example({"keepdims": True}, "image"),
+        emit=_emit_global("mean"),
     ),
     "GlobalMaxPooling2D": _weightless(
         _build_global(GlobalMaxPooling2D),
         Example({}, "image"),
         Example({"keepdims": True}, "image"),
+        emit=_emit_global("amax"),
     ),
     "ZeroPadding2D": _weightless(
-        _build_zero_padding, Example({"padding": [[1, 2], [0, 3]]}, "image")
+        _build_zero_padding,
+        Example({"padding": [[1, 2], [0, 3]]}, "image"),
+        emit=_emit_zero_padding,
     ),
     "Cropping2D": _weightless(_build_cropping, Example({"cropping": [[1, 2], [0, 3]]}, "image")),
     "UpSampling2D": _weightless(

@@ -525,3 +525,83 @@ class AttentionWeightedAverage(nn.Module):
             a = a * mask.to(a.dtype)
         att = a / (a.sum(dim=1, keepdim=True) + 1e-7)
         return (att.unsqueeze(-1) * x).sum(dim=1), att
+
+
+# --- images: TensorFlow's "same" padding, Keras' batch and feature normalisation ---------------
+
+
+def tf_same_pads(
+    x: torch.Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+) -> tuple[int, int, int, int]:
+    """F.pad's (left, right, top, bottom) for TensorFlow's "same" on a (B, C, H, W) tensor: the
+    output is ceil(size / stride) and an odd pixel of padding goes after, not before."""
+    pads = []
+    for size, k, s, d in zip(x.shape[-2:], kernel, stride, dilation, strict=True):
+        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        pads.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = pads
+    return left, right, top, bottom
+
+
+class BatchNormalization(nn.Module):
+    """keras.layers.BatchNormalization over ``axis`` (counted as Keras counts, batch included).
+
+    Keras' conventions, which differ from nn.BatchNorm2d's: ``eps`` 1e-3 by default;
+    ``momentum`` is the weight of the old moving statistic; the moving variance takes the
+    biased batch variance.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-3,
+        momentum: float = 0.99,
+        scale: bool = True,
+        center: bool = True,
+        axis: int = -1,
+    ) -> None:
+        super().__init__()
+        self.axis, self.eps, self.momentum = axis, eps, momentum
+        self.weight = nn.Parameter(torch.ones(num_features)) if scale else None
+        self.bias = nn.Parameter(torch.zeros(num_features)) if center else None
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        axis = self.axis % x.dim()
+        if self.training:  # the batch's moments, folded into the moving ones
+            dims = tuple(d for d in range(x.dim()) if d != axis)
+            mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+            with torch.no_grad():
+                keep = self.momentum
+                self.running_mean.mul_(keep).add_(mean.detach() * (1 - keep))
+                self.running_var.mul_(keep).add_(var.detach() * (1 - keep))
+        else:
+            mean, var = self.running_mean, self.running_var
+        inv = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            inv = inv * self.weight
+        shift = -mean * inv
+        if self.bias is not None:
+            shift = shift + self.bias
+        trailing = (1,) * (x.dim() - 1 - axis)  # (C,) broadcast along ``axis``
+        return x * inv.reshape(-1, *trailing) + shift.reshape(-1, *trailing)
+
+
+class Normalization(nn.Module):
+    """keras.layers.Normalization over the last axis: (x - mean) / max(sqrt(variance), eps)."""
+
+    def __init__(self, features: int, eps: float = 1e-7) -> None:
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(features))
+        self.register_buffer("variance", torch.ones(features))
+        self.register_buffer(
+            "count", torch.zeros((), dtype=torch.int64)
+        )  # adapt's, unused
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / torch.clamp_min(torch.sqrt(self.variance), self.eps)
