@@ -338,3 +338,19 @@ def test_port_of_a_keras_application(name: str, tmp_path: Path) -> None:
         [sys.executable, "-c", WITHOUT_PARITY, str(result.out_dir)], capture_output=True, text=True
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+@needs_keras
+@pytest.mark.keras
+def test_golden_outputs_are_keras_own_where_keras_is_installed(tmp_path: Path) -> None:
+    """golden.npz holds Keras' own outputs (and says so) when keras loads the file; the
+    generated package's test then compares the code with Keras directly."""
+    case = PORTED["bilstm_classifier-init-float32"]
+    result = parity.port(case.model_file, tmp_path / "ported")
+    golden = np.load(result.out_dir / "golden.npz")
+    assert str(golden["source"]).startswith("keras ")
+    import keras
+
+    model = keras.models.load_model(case.model_file)
+    expected = np.asarray(model(golden["input/" + model.inputs[0].name.split(":")[0]]))
+    np.testing.assert_array_equal(golden["output/0"], expected.astype(np.float32))

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from parity.api import load_keras
 from parity.arch import GENERIC_NAME, arch_of
 from parity.arch.generic.model import GenericModel
+from parity.check import keras_side
 from parity.check.tolerances import tolerance_for
 from parity.errors import ConversionError
 from parity.files import check_target
@@ -349,9 +350,10 @@ def _test_source(names: Sequence[str]) -> str:
     grad_tol = tolerance_for(torch.float32, "cpu", "gradient")
     return f'''"""model.py computes what the Keras model computed (outputs, gradients: golden.npz).
 
-golden.npz holds the inputs (rows padded before and after their tokens), the outputs, and the
-gradients of sum(output * loss_weights) for every parameter, from the converted model that
-``parity check`` proved against Keras.
+golden.npz holds the inputs (rows padded before and after their tokens), the outputs (Keras'
+own where keras was installed when the package was written: golden.npz's "source" says), and
+the gradients of sum(output * loss_weights) for every parameter, from the converted model that
+``parity check`` proves against Keras.
 """
 
 from pathlib import Path
@@ -491,6 +493,40 @@ def _declared_shape(config: dict[str, Any]) -> list[Any] | None:
         if isinstance(config.get(key), list):
             return config[key]
     return None
+
+
+def _use_keras_outputs(source: Path, golden: dict[str, np.ndarray], inputs: list[Tensor]) -> None:
+    """Keras' own outputs in golden.npz, where keras is installed and loads the file and its
+    numbers agree with the converted model's (which parity check proves); else the converted
+    model's, and golden.npz's "source" says which and why."""
+    golden["source"] = np.array("converted model (keras not installed)")
+    try:
+        keras_model = keras_side.load_model(source)
+    except ImportError:
+        return
+    except ValueError as exc:  # a file Keras cannot rebuild (weights only, custom classes)
+        golden["source"] = np.array(f"converted model (Keras cannot load the file: {exc})"[:300])
+        return
+    arrays = [x.numpy() for x in inputs]
+    try:
+        found = keras_model(arrays if len(arrays) > 1 else arrays[0])
+    except Exception as exc:  # Keras raises many types on inputs it will not take
+        golden["source"] = np.array(f"converted model (Keras cannot run it: {exc})"[:300])
+        return
+    found = [np.asarray(o) for o in (found if isinstance(found, list | tuple) else [found])]
+    ours = [golden[f"output/{i}"] for i in range(len(found))]
+    tol = tolerance_for(torch.float32, "cpu", "output")
+    if len(found) != len([k for k in golden if k.startswith("output/")]) or not all(
+        k.shape == o.shape and np.allclose(o, k, rtol=tol.rtol, atol=tol.atol)
+        for k, o in zip(found, ours, strict=True)
+    ):
+        # e.g. Keras 3 rereading a Keras 2 hard sigmoid: parity check says which is right
+        golden["source"] = np.array("converted model (Keras computes otherwise; run parity check)")
+        return
+    for i, value in enumerate(found):
+        golden[f"output/{i}"] = value.astype(np.float32)
+    runtime = keras_side.runtime(keras_model)
+    golden["source"] = np.array(f"{runtime['keras_runtime']} {runtime['keras_version']}")
 
 
 def _golden(
@@ -679,6 +715,7 @@ def port(
     class_name = _class_name(name or source.name.split(".")[0])
     blocks, params, returns = _plan(model)
     golden, inputs = _golden(model, blocks)
+    _use_keras_outputs(source, golden, inputs)
     helpers = {h for b in blocks for h in b.emitted.helpers}
     digest = hashlib.sha256(_file_bytes(source)).hexdigest()
     version = read_keras_file(source).keras_version
