@@ -111,8 +111,8 @@ def _check_generated(filename: str, source: str) -> None:
 
 
 def _identifier(name: str, taken: set[str]) -> str:
-    """A Keras layer name as a Python identifier, unique among ``taken``."""
-    ident = re.sub(r"\W", "_", name)
+    """A Keras layer name as a Python identifier (ASCII), unique among ``taken``."""
+    ident = re.sub(r"[^A-Za-z0-9_]", "_", name)
     if not ident or ident[0].isdigit() or keyword.iskeyword(ident):
         ident = f"layer_{ident}"
     while ident in taken:
