@@ -40,7 +40,7 @@ from parity.arch.generic.model import GenericModel
 from parity.check import keras_side
 from parity.check.tolerances import tolerance_for
 from parity.errors import ConversionError
-from parity.files import check_target
+from parity.files import check_target, signals_raise
 from parity.keras.graph import INPUT_LAYER, INPUT_SHAPE_KEYS, NESTED_INPUT
 from parity.keras.read import read_keras_file
 from parity.ports import CONVERTERS
@@ -734,14 +734,15 @@ def port(
     parent = out.parent if str(out.parent) else Path(".")
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
     try:
-        for filename, text in files.items():
-            (staging / filename).write_text(text)
-        save_file(_state(model, blocks), str(staging / "weights.safetensors"))
-        np.savez(staging / "golden.npz", **golden)
-        _prove(_load_generated(staging, class_name), golden, inputs)
-        if out.is_dir():
-            out.rmdir()  # empty: checked above
-        staging.rename(out)
+        with signals_raise():  # SIGTERM too: the staging directory is removed below
+            for filename, text in files.items():
+                (staging / filename).write_text(text)
+            save_file(_state(model, blocks), str(staging / "weights.safetensors"))
+            np.savez(staging / "golden.npz", **golden)
+            _prove(_load_generated(staging, class_name), golden, inputs)
+            if out.is_dir():
+                out.rmdir()  # empty: checked above
+            staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
