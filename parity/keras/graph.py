@@ -38,7 +38,7 @@ from parity.conventions import (
     TRAINABLE_KEY,
 )
 from parity.errors import ConversionError
-from parity.keras.read import snake_case
+from parity.keras.read import snake_case, subclassed_model
 
 #: Config keys renamed between Keras 1 and Keras 2+.
 KERAS1_CONFIG_KEYS: dict[str, str] = {
@@ -533,7 +533,7 @@ def parse_graph(model_config: dict[str, Any]) -> KerasGraph:
         else None
     )
     if not isinstance(layers, list) or not layers:
-        raise ConversionError("the model config lists no layers")
+        raise ConversionError(subclassed_model(model_config) or "the model config lists no layers")
     if len(layers) > MAX_GRAPH_LAYERS:
         raise ConversionError(
             f"the model config lists {len(layers):,} layers, over {MAX_GRAPH_LAYERS:,}"

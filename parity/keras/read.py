@@ -90,6 +90,41 @@ KERAS_V3_SUBGROUP_ORDER = (
 MODEL_CLASSES = ("Functional", "Sequential", "Model")
 
 
+def subclassed_model(model_config: Any) -> str | None:
+    """Why a model config that lists no layers belongs to a subclassed model (None when it does
+    not look like one): such a model's architecture is the Python code of its class' call(),
+    which Keras never saves, so no config can rebuild it."""
+    if not isinstance(model_config, dict):
+        return None
+    cls = model_config.get("class_name")
+    config = model_config.get("config")
+    if not isinstance(cls, str) or cls in MODEL_CLASSES or isinstance(config, list):
+        return None
+    if isinstance(config, dict) and isinstance(config.get("layers"), list):
+        return None
+    module = model_config.get("module") or model_config.get("registered_name")
+    where = f" ({_safe_name(str(module))})" if module else ""
+    return (
+        f"the model is a subclassed Keras model, class {_safe_name(cls)!r}{where}: its "
+        "architecture is code (the class' call()), not config, so the file lists no layers to "
+        "rebuild. Rebuild it in Keras as a functional or Sequential model, copy the weights "
+        "over (rebuilt.set_weights(model.get_weights())) and save that; or give the rebuilt "
+        "model's config with --config (config= in Python) where this file stores its weights "
+        "under the rebuilt model's layer names; or convert the class with a plug-in "
+        "(parity.plugins.register_layer, see the README's 'Custom layers')"
+    )
+
+
+#: Longest class or module name quoted back in a message (names come from the file).
+MAX_QUOTED_NAME = 80
+
+
+def _safe_name(name: str) -> str:
+    """A name from the file, printable and bounded, for an error message."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in name)
+    return text if len(text) <= MAX_QUOTED_NAME else text[: MAX_QUOTED_NAME - 3] + "..."
+
+
 def read_keras_file(
     path: str | Path, *, model_config: dict[str, Any] | None = None, training_state: bool = False
 ) -> KerasFile:
@@ -738,7 +773,8 @@ def _read_keras_v3(
             source = io.BytesIO(_read_member(archive, KERAS_V3_WEIGHTS, path, MAX_ZIP_MEMBER_BYTES))
         with h5py.File(source, "r") as h5:
             if not h5.id.links.exists(b"layers"):
-                raise ConversionError(f"{path}: {KERAS_V3_WEIGHTS} has no layers group")
+                why = subclassed_model(model_config)
+                raise ConversionError(f"{path}: {why or KERAS_V3_WEIGHTS + ' has no layers group'}")
             kfile = _read_v3_weights(
                 h5, path, model_config, _str_or_none(metadata.get("keras_version")), training_state
             )
