@@ -142,83 +142,38 @@ def test_schedules_agree(parallel, chunk_rows, monkeypatch, cpp_calls):
     assert cpp_calls
 
 
-@pytest.fixture
-def split_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the layers run by the units-split loop (run_layer_split)."""
-    return _count_calls(monkeypatch, "run_layer_split")
-
-
 @needs_ext
-@pytest.mark.parametrize("parts", [1, 2, 4])  # 4 parts: more parts than threads on 2 cores
-@pytest.mark.parametrize(("gate", "shape", "zero_output"), [
-    ("hard_sigmoid_keras2", (2, True), None),
-    ("sigmoid", (1, False), False),
-    ("hard_sigmoid_keras3", (1, True), False),
-])  # fmt: skip
-@pytest.mark.parametrize("batch", [1, 3])
-def test_split_units_equal_reference(parts, gate, shape, zero_output, batch, monkeypatch,
-                                     split_calls):  # fmt: skip
-    """Each direction's units split into parts (threads): every mask, both output modes."""
-    monkeypatch.setattr(_lstm_cpp, "split_parts", lambda batch, hidden: parts)
-    monkeypatch.setattr(_lstm_cpp, "CHUNK_ROWS", 4)  # partial chunks of input projections
-    num_layers, bidirectional = shape
-    torch.manual_seed(3)
-    lstm = LSTM(INPUT, HIDDEN, num_layers, batch_first=True, bidirectional=bidirectional,
-                gate_activation=gate, zero_output_for_mask=zero_output,
-                bias=num_layers == 1)  # fmt: skip
-    n_states = num_layers * (2 if bidirectional else 1)
-    x = 3 * torch.randn(batch, STEPS, INPUT)
-    hx = tuple(torch.randn(n_states, batch, HIDDEN) for _ in range(2))
-    for mask_name, mask in _masks(batch).items():
-        calls = len(split_calls)
-        ours = _run(lstm, x, hx, mask, "cpp")
-        assert len(split_calls) == calls + num_layers, "the split loop did not run"
-        _assert_close(ours, _run(lstm, x, hx, mask, "reference"), f"{mask_name} vs reference")
-
-
-def test_split_policy(monkeypatch):
-    """Small batches split the units among the threads; large batches, one thread, too few
-    units or units that do not divide evenly keep one direction per thread."""
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    assert _lstm_cpp.split_parts(1, 512) == 2
-    assert _lstm_cpp.split_parts(_lstm_cpp.SPLIT_MAX_BATCH, 512) == 2
-    assert _lstm_cpp.split_parts(_lstm_cpp.SPLIT_MAX_BATCH + 1, 512) == 0
-    assert _lstm_cpp.split_parts(1, 2 * _lstm_cpp.SPLIT_MIN_UNITS - 2) == 0
-    assert _lstm_cpp.split_parts(1, 2 * _lstm_cpp.SPLIT_MIN_UNITS + 1) == 0
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
-    assert _lstm_cpp.split_parts(1, 512) == 0
-
-
-@needs_ext
-def test_split_op_refuses_bad_parts():
-    """Weights that are not one dense part per direction and part are refused, not read."""
-    h = torch.zeros(1, 1, HIDDEN)
-    x = torch.zeros(STEPS, 1, INPUT)
-    w_ih, w_hh = torch.zeros(INPUT, 2 * HIDDEN), torch.zeros(HIDDEN, 2 * HIDDEN)
-    op = torch.ops.parity_lstm.run_layer_split
-    with pytest.raises(RuntimeError, match="one set of weights per direction and part"):
-        op(x, [w_ih], [w_hh], [None], h, h, None, 0, 2, True, 2, 0)
-    with pytest.raises(RuntimeError, match="dense"):
-        op(x, [w_ih, w_ih], [w_hh, w_hh[:, :3]], [None, None], h, h, None, 0, 2, True, 2, 0)
-    with pytest.raises(RuntimeError, match="evenly"):
-        op(x, [w_ih] * 3, [w_hh] * 3, [None] * 3, h, h, None, 0, 2, True, 3, 0)
-
-
-@needs_ext
-def test_deepmoji_size_splits_at_batch_one(split_calls):
-    """At DeepMoji's width a batch of one takes the split loop (with two or more threads)."""
-    if _lstm_cpp.split_parts(1, 512) == 0:
-        pytest.skip("one thread: no split")
+@pytest.mark.parametrize("batch", [1, 8, 32])
+def test_every_batch_runs_directions_on_their_threads(batch, monkeypatch, cpp_calls):
+    """With two threads, a bidirectional layer runs each direction's whole time loop as one
+    task at every batch size (no loop that meets the other thread every step), and the
+    answer does not depend on the thread count or the projection chunk: whatever a machine
+    gives the loop, the outputs are the same to the last bit."""
     torch.manual_seed(4)
-    lstm = LSTM(16, 512, bidirectional=True, gate_activation="hard_sigmoid_keras2")
-    x = torch.randn(STEPS, 1, 16)
-    with torch.no_grad():
-        ours = lstm(x)
+    lstm = LSTM(16, 64, 2, batch_first=True, bidirectional=True,
+                gate_activation="hard_sigmoid_keras2")  # fmt: skip
+    x = torch.randn(batch, STEPS, 16)
+    mask = _masks(batch)["holes"] if batch > 1 else None  # one row: its holes are all steps
+    outputs = []
+    threads_before = torch.get_num_threads()
+    try:
+        for threads, chunk_rows in ((2, 512), (1, 512), (2, 4), (1, 0)):
+            torch.set_num_threads(threads)
+            assert _lstm_cpp.parallel_directions(2)  # one task per direction, 1 or 2 threads
+            monkeypatch.setattr(_lstm_cpp, "CHUNK_ROWS", chunk_rows)
+            with torch.no_grad():
+                out, (h, c) = lstm(x, mask=mask)
+            outputs.append((out, h, c))
+    finally:
+        torch.set_num_threads(threads_before)
+    assert len(cpp_calls) == 2 * len(outputs), "the C++ loop did not run"
+    for other in outputs[1:]:
+        for a, b in zip(outputs[0], other, strict=True):
+            assert torch.equal(a, b)
     lstm.impl = "reference"
     with torch.no_grad():
-        expected = lstm(x)
-    assert split_calls
-    _assert_close((ours[0], *ours[1]), (expected[0], *expected[1]), "batch 1")
+        expected = lstm(x, mask=mask)
+    _assert_close((outputs[0][0], *outputs[0][1:]), (expected[0], *expected[1]), f"B{batch}")
 
 
 @needs_ext

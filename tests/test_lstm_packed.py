@@ -30,7 +30,7 @@ def _mask(batch: int) -> torch.Tensor:
 @pytest.mark.parametrize("bidirectional", [True, False])
 @pytest.mark.parametrize("zero_output", [True, False])
 @pytest.mark.parametrize("gate", ["hard_sigmoid_keras2", "sigmoid"])
-@pytest.mark.parametrize("steps_in", ["cpp", "cpp_split", "python"])
+@pytest.mark.parametrize("steps_in", ["cpp", "python"])
 def test_packed_loop_matches_reference(
     dtype: torch.dtype,
     bidirectional: bool,
@@ -40,7 +40,7 @@ def test_packed_loop_matches_reference(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every form of the steps: C++ (where built; float32) with the directions on their
-    threads or with each direction's units split among threads (4 parts), and Python."""
+    threads, and Python."""
     if steps_in == "python":
         monkeypatch.setattr(cpp, "applies", lambda *args, **kwargs: False)
     elif dtype != torch.float32 or not cpp.available():
@@ -53,7 +53,6 @@ def test_packed_loop_matches_reference(
         return run_layer(prep, *args, **kwargs)
 
     monkeypatch.setattr(packed, "run_layer", spied)
-    monkeypatch.setattr(cpp, "split_parts", lambda batch, hidden: 4 * (steps_in == "cpp_split"))
     torch.manual_seed(0)
     lstm = LSTM(
         6,
@@ -77,8 +76,7 @@ def test_packed_loop_matches_reference(
     tol = {"atol": _TOL.atol, "rtol": _TOL.rtol} if dtype == torch.float32 else {}
     for a, b in zip(results["packed"], results["reference"], strict=True):
         torch.testing.assert_close(a, b, **tol)
-    kinds = {prepare.Split if steps_in == "cpp_split" else prepare.Packed}
-    assert set(preps) == kinds, "the length-aware loop did not run in the expected form"
+    assert set(preps) == {prepare.Packed}, "the length-aware loop did not run in the expected form"
 
 
 def test_contiguous_rows_refuses_holes() -> None:

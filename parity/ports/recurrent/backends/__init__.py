@@ -5,9 +5,7 @@ pass the same tests):
 
 - ``python``: the fused in-place inference loop on folded, packed weights (backends.python).
 - ``cpp``: the same loop in C++ (backends.cpp, csrc/lstm_cpu.cpp), CPU float32, when the
-  extension builds (``PARITY_NO_EXT=1`` skips it); at small batches each direction's hidden
-  units are split among the threads (``cpp.run_layer_split``), otherwise one direction per
-  thread.
+  extension builds (``PARITY_NO_EXT=1`` skips it), one direction per thread.
 - ``python_autograd``: the fused loop out of place, for training (backends.python).
 - ``cpp_autograd``: training in C++ (backends.cpp.run_layer_autograd): a forward that keeps the
   gates and a backward written out, per step one GEMM and one fused pass in each.
@@ -26,7 +24,6 @@ Shared weight preparation (fold, pack, the per-weight-version cache) is backends
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 
@@ -35,7 +32,7 @@ from torch import Tensor
 
 from parity.ports.activations import ACTIVATIONS
 from parity.ports.recurrent.backends import cpp, packed, python, triton
-from parity.ports.recurrent.backends.prepare import PreparedCache, Split, Weights, pack, split
+from parity.ports.recurrent.backends.prepare import PreparedCache, Weights, pack
 
 #: LSTM(impl=...) choices: "fast" lets ``select`` pick the fastest loop that applies; "op" runs
 #: the registered operator parity::keras_lstm (parity.ports.recurrent.ops), as a traced model does;
@@ -137,20 +134,9 @@ def _python(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_
     )  # fmt: skip
 
 
-def _cpp_prepared(cache, layer, weights, gate, x, hidden):
-    """The C++ inference loops' weights: split by hidden units among the threads at small
-    batches (``cpp.split_parts``), else packed per direction."""
-    parts = cpp.split_parts(x.shape[1], hidden)
-    if parts:
-        build = functools.partial(split, parts=parts)
-        return cache.get(layer, f"split{parts}", weights, gate, build, hidden)
-    return cache.get(layer, "packed", weights, gate, pack, hidden)
-
-
 def _cpp(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask):
-    prep = _cpp_prepared(cache, layer, weights, gate, x, h.shape[-1])
-    run = cpp.run_layer_split if isinstance(prep, Split) else cpp.run_layer
-    return run(
+    prep = cache.get(layer, "packed", weights, gate, pack, h.shape[-1])
+    return cpp.run_layer(
         prep, x.contiguous(), h, c, mask, gate=gate, activation=activation,
         zero_output_for_mask=zero_output_for_mask,
     )  # fmt: skip
@@ -162,10 +148,7 @@ def _packed(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_
         # No padding (nothing to skip) or a row with a hole: the usual loops.
         inner = _cpp if cpp.applies(x, h, c, gate, activation) else _python
         return inner(weights, cache, layer, x, h, c, mask, gate, activation, zero_output_for_mask)
-    if cpp.applies(x, h, c, gate, activation):
-        prep = _cpp_prepared(cache, layer, weights, gate, x, h.shape[-1])
-    else:
-        prep = cache.get(layer, "packed", weights, gate, pack, h.shape[-1])
+    prep = cache.get(layer, "packed", weights, gate, pack, h.shape[-1])
     return packed.run_layer(
         prep, x.contiguous(), h, c, *rows, gate=gate, activation=activation,
         zero_output_for_mask=zero_output_for_mask,

@@ -6,11 +6,14 @@ time step and direction; at small batches that dispatch, and at mid-size batches
 elementwise passes, cost more than the arithmetic. The C++ op runs one layer's whole time loop:
 per step and direction one GEMM (the same oneDNN-packed or dense weights the Python loop uses)
 and one fused, vectorized pass (gate tails, cell, hidden state, Keras masking, output). With two
-directions and at most two threads, the directions run on one thread each: on two cores that
-beats running them one after the other with two-threaded GEMMs at every batch size
-(benchmarks/deepmoji_speed.py measures it). At small batches inference splits each direction's
-hidden units among the threads instead (``run_layer_split``): each thread then reads only its
-share of w_hh, which stays in its core's cache.
+directions and at most two threads, the directions run on one thread each, at every batch size:
+each direction's whole time loop is one task, so the threads meet once per layer, never per
+step. On two cores that beats running them one after the other with two-threaded GEMMs, and a
+thread the OS takes away for a while delays only its own direction: on a machine that other
+processes share, the loop keeps its share of the CPUs (benchmarks/deepmoji_speed.py
+``--background-load`` measures it). A loop that split each step's units among the threads was
+faster on an idle Xeon at batch 1, but its two barriers per step stalled whenever one thread was
+descheduled, and it lost at every batch size on an AMD EPYC; it also rounded differently.
 
 The extension is built when the package is set up (``make setup`` runs ``python -m
 parity.ports.recurrent.backends.build``): the library goes beside this module (``_ext/``), named by
@@ -38,7 +41,7 @@ import torch
 from torch import Tensor
 
 from parity.ports.activations import ACTIVATIONS
-from parity.ports.recurrent.backends.prepare import Packed, Split, Weights, onednn_usable, pack
+from parity.ports.recurrent.backends.prepare import Packed, Weights, onednn_usable, pack
 
 #: Set to "1" to never build or use the extension (the Python loop runs instead).
 DISABLE_ENV = "PARITY_NO_EXT"
@@ -284,50 +287,6 @@ def run_layer(
         parallel,
         CHUNK_ROWS,
     )
-
-
-#: Batches up to this size run ``run_layer_split`` (each direction's hidden units shared among
-#: the threads, the directions one after the other) instead of one direction per thread. At
-#: small batches a step is bound by reading w_hh, and a thread's share of it stays in its core's
-#: cache from step to step (full-size DeepMoji, 2 threads: 1.5-1.7x at batch 1, 1.0-1.1x at
-#: 8-32); above, no gain was measured, and the direction-per-thread loop keeps oneDNN's packed
-#: GEMMs (benchmarks/deepmoji_speed.py times both sides).
-SPLIT_MAX_BATCH = 32
-#: Fewest hidden units a part gets. A guard, not a measured break-even (only 2 threads were
-#: measured): with many threads and few units per part, two barriers per step would dominate.
-SPLIT_MIN_UNITS = 64
-
-
-def split_parts(batch: int, hidden: int) -> int:
-    """Parts ``run_layer_split`` would split ``hidden`` units into at this batch size: one per
-    torch thread; 0 when the split does not apply (larger batches, one thread, uneven parts)."""
-    parts = torch.get_num_threads()
-    if batch > SPLIT_MAX_BATCH or parts < 2 or hidden % parts or hidden // parts < SPLIT_MIN_UNITS:
-        return 0
-    return parts
-
-
-def run_layer_split(
-    prep: Split,
-    x: Tensor,
-    h: Tensor,
-    c: Tensor,
-    mask: Tensor | None,
-    *,
-    gate: str,
-    activation: str,
-    zero_output_for_mask: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``run_layer`` with each direction's hidden units split among threads (``split_parts``),
-    the directions one after the other; the same arguments and results, the weights from
-    ``prepare.split``."""
-    seq_len, batch = x.shape[0], x.shape[1]
-    step_mask = None if mask is None else mask.reshape(seq_len, batch)
-    return torch.ops.parity_lstm.run_layer_split(
-        x.contiguous(), list(prep.w_ih), list(prep.w_hh), list(prep.bias), h, c, step_mask,
-        int(ACTIVATIONS[gate].fused.cpp), int(ACTIVATIONS[activation].fused.cpp),
-        zero_output_for_mask, prep.parts, CHUNK_ROWS,
-    )  # fmt: skip
 
 
 #: Training packs a layer's weights for oneDNN (every step: the optimizer changes them) when

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from parity.ports.activations import ACTIVATIONS
 from parity.ports.recurrent.backends import cpp
-from parity.ports.recurrent.backends.prepare import Packed, Split, Weights, fold
+from parity.ports.recurrent.backends.prepare import Packed, Weights, fold
 
 
 def contiguous_rows(mask: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -113,7 +113,7 @@ def outputs(
 
 
 def run_layer(
-    prep: Packed | Split,
+    prep: Packed,
     x: Tensor,
     h: Tensor,
     c: Tensor,
@@ -125,23 +125,14 @@ def run_layer(
     zero_output_for_mask: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One layer, every direction, real steps only. x: (T, B, in); h, c: (D, B, h); start,
-    lengths: (B,) from ``contiguous_rows`` of the (T, B) mask; ``prep`` from ``prepare.pack``,
-    or ``prepare.split`` for the C++ steps with the units split among threads. Returns what the
-    reference loop returns: output (T, B, D*h) and the final h, c (D, B, h)."""
+    lengths: (B,) from ``contiguous_rows`` of the (T, B) mask; ``prep`` from ``prepare.pack``.
+    Returns what the reference loop returns: output (T, B, D*h) and the final h, c (D, B, h)."""
     n_dir = h.shape[0]
     p = plan(start, lengths, n_dir)
     h_n, c_n = h[:, p.order].clone(), c[:, p.order].clone()  # sorted; updated in place
     x_real = [x[p.times[d], p.rows] for d in range(n_dir)]  # (N, in) per direction
     tails = int(ACTIVATIONS[gate].fused.cpp), int(ACTIVATIONS[activation].fused.cpp)
-    if isinstance(prep, Split):  # the steps in C++, each direction's units split among threads
-        x_proj = [
-            torch.addmm(prep.bias[i], x_real[i // prep.parts], prep.w_ih[i])  # (N, 4u)
-            for i in range(n_dir * prep.parts)
-        ]
-        h_packed = torch.ops.parity_lstm.packed_steps_split(
-            x_proj, list(prep.w_hh), h_n, c_n, p.sizes, *tails, prep.parts
-        )
-    elif cpp.applies(x, h, c, gate, activation):  # in C++, the directions on their threads
+    if cpp.applies(x, h, c, gate, activation):  # in C++, the directions on their threads
         x_proj = [prep.gemm.linear(x_real[d], prep.w_ih[d], prep.bias[d]) for d in range(n_dir)]
         h_packed = torch.ops.parity_lstm.packed_steps(
             x_proj, list(prep.w_hh), h_n, c_n, p.sizes, *tails, cpp.parallel_directions(n_dir)

@@ -9,8 +9,6 @@ Shared by every fast loop (Python, C++, Triton):
 - ``pack``: the folded weights for the CPU inference loops (Python and C++); on CPU float32
   pre-packed for oneDNN (``torch.ops.mkldnn``), whose packed GEMM runs the per-step
   (B, 512) x (512, 2048) product much faster than ``baddbmm``.
-- ``split``: the folded weights split by hidden units, for the C++ loop that shares each step
-  among threads at small batches (``Split``, backends.cpp.run_layer_split).
 - ``PreparedCache``: prepared weights per layer, rebuilt whenever a weight changes version.
 """
 
@@ -129,38 +127,6 @@ def pack(weights: Weights, gate: str, hidden: int) -> Packed:
             gemm = DENSE
             packed = [tuple(gemm.pack(w) for w in ws) for ws in (w_ih, w_hh)]
     return Packed(gemm, packed[0], packed[1], tuple(bias))
-
-
-@dataclass(frozen=True)
-class Split:
-    """One layer's folded weights for the C++ loop that splits each direction's hidden units
-    into ``parts`` (cpp.run_layer_split): per direction, per part (index d * parts + p), dense
-    and contiguous, the part's rows (i, f, o, g) of its hidden / parts units."""
-
-    parts: int
-    w_ih: tuple[Tensor, ...]  # (in, 4u)
-    w_hh: tuple[Tensor, ...]  # (h, 4u)
-    bias: tuple[Tensor, ...]  # (4u,)
-
-
-def split(weights: Weights, gate: str, hidden: int, parts: int) -> Split:
-    """Fold each direction's weights and split them by hidden units into ``parts`` parts."""
-    units = hidden // parts
-    w_ih: list[Tensor] = []
-    w_hh: list[Tensor] = []
-    bias: list[Tensor] = []
-    with torch.no_grad():
-        # After the fold the rows are 4 gate blocks of `hidden`; part p takes its units' rows
-        # from each block, so its rows are 4 blocks of `units` in the same gate order.
-        blocks = torch.arange(LSTM_GATES * hidden, device=weights[0][0].device)
-        blocks = blocks.view(LSTM_GATES, parts, units)
-        for wi, wh, b in fold(weights, gate, hidden):
-            for p in range(parts):
-                rows = blocks[:, p].reshape(-1)
-                w_ih.append(wi[rows].t().contiguous())
-                w_hh.append(wh[rows].t().contiguous())
-                bias.append(b[rows].contiguous())
-    return Split(parts, tuple(w_ih), tuple(w_hh), tuple(bias))
 
 
 def cache_key(weights: Weights, gate: str) -> tuple:

@@ -16,7 +16,6 @@
 // them back through the fold.
 
 #include <ATen/Parallel.h>
-#include <ATen/ThreadLocalState.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/cpu/vec/vec.h>
@@ -30,14 +29,9 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
-#include <omp.h>
-
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cstdint>
-#include <exception>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -94,8 +88,6 @@ struct Kept {
 };
 
 // Where one direction's step reads and writes. Row b of a (B, n) operand starts at b * stride.
-// The step covers `hidden` units: all of them, or one part's share (run_layer_split), whose
-// state columns lie within rows of state_stride and whose z and xp hold only its gate rows.
 struct Step {
   const float* z;      // (B, 4h) recurrent GEMM output, rows (i, f, o, g), row stride gate_stride
   const float* xp;     // (B, 4h) input projection of this time step, bias included, likewise
@@ -498,192 +490,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_layer(
   return {out, h_n, c_n};
 }
 
-// The threads of a split loop (run_layer_split, packed_steps_split): each direction's hidden
-// units are split into `parts` parts, thread t takes parts t, t + size, ... (one each when the
-// team is as large as asked). Work goes through each_part, which keeps the first error instead
-// of throwing (every thread must still reach every sync; the error is rethrown after the team).
-class Team {
- public:
-  Team(int64_t tid, int64_t size, int64_t parts, std::atomic<bool>& failed, std::mutex& lock,
-       std::exception_ptr& error)
-      : tid_(tid), size_(size), parts_(parts), failed_(failed), lock_(lock), error_(error) {}
-
-  template <typename F>
-  void each_part(const F& f) {
-    for (int64_t p = tid_; p < parts_; p += size_) {
-      if (failed_.load(std::memory_order_relaxed)) {
-        return;
-      }
-      try {
-        f(p);
-      } catch (...) {
-        const std::lock_guard<std::mutex> guard(lock_);
-        if (!error_) {
-          error_ = std::current_exception();
-        }
-        failed_ = true;
-      }
-    }
-  }
-
-  // Every thread of the team waits here for the others.
-  void sync() {
-#pragma omp barrier
-  }
-
- private:
-  const int64_t tid_, size_, parts_;
-  std::atomic<bool>& failed_;
-  std::mutex& lock_;
-  std::exception_ptr& error_;
-};
-
-// Runs body(team) on a team of up to `parts` OpenMP threads, with the caller's grad and
-// inference mode (as at::parallel_for passes them on), autograd skipped.
-template <typename Body>
-void in_team(int64_t parts, const Body& body) {
-  const at::ThreadLocalState state;
-  std::atomic<bool> failed{false};
-  std::mutex lock;
-  std::exception_ptr error;
-#pragma omp parallel num_threads(parts)
-  {
-    const at::ThreadLocalStateGuard state_guard(state);
-    const at::AutoDispatchBelowADInplaceOrView below_autograd;
-    Team team(omp_get_thread_num(), omp_get_num_threads(), parts, failed, lock, error);
-    body(team);
-  }
-  if (error) {
-    std::rethrow_exception(error);
-  }
-}
-
-// The weights of a split loop: per direction, per part (index d * parts + p), w_hh (h, 4u)
-// and, where given, w_ih (k, 4u) and the bias (4u) or None, dense and contiguous, rows
-// (i, f, o, g) of the part's u units, folded as run_layer's. Returns u.
-int64_t check_parts(at::TensorList w_ih, at::TensorList w_hh,
-                    const c10::List<std::optional<at::Tensor>>* bias, int64_t n_dir,
-                    int64_t parts, int64_t n_in, int64_t hidden) {
-  const int64_t n = n_dir * parts;
-  TORCH_CHECK(parts >= 1 && static_cast<int64_t>(w_hh.size()) == n &&
-                  (w_ih.empty() || static_cast<int64_t>(w_ih.size()) == n) &&
-                  (bias == nullptr || static_cast<int64_t>(bias->size()) == n),
-              "parity_lstm: one set of weights per direction and part");
-  TORCH_CHECK(hidden % parts == 0, "parity_lstm: the parts must share the units evenly");
-  const int64_t n4 = 4 * (hidden / parts);
-  auto dense = [](const at::Tensor& t, int64_t rows, int64_t cols) {
-    return !t.is_mkldnn() && t.dim() == 2 && t.size(0) == rows && t.size(1) == cols &&
-           t.is_contiguous() && t.scalar_type() == at::kFloat;
-  };
-  for (int64_t i = 0; i < n; ++i) {
-    TORCH_CHECK(dense(w_hh[i], hidden, n4) && (w_ih.empty() || dense(w_ih[i], n_in, n4)),
-                "parity_lstm: a split loop takes dense (k, 4u) and (h, 4u) part weights");
-    const std::optional<at::Tensor> b = bias == nullptr ? std::nullopt : bias->get(i);
-    TORCH_CHECK(!b.has_value() || (b->dim() == 1 && b->size(0) == n4 && b->is_contiguous() &&
-                                   b->scalar_type() == at::kFloat),
-                "parity_lstm: a part's bias must be float32 (4u)");
-  }
-  return hidden / parts;
-}
-
-// One part's Step over direction d's state (D, B, h): its units' columns, every row.
-Step part_step(const at::Tensor& h_n, const at::Tensor& c_n, int64_t d, int64_t p,
-               int64_t units, int64_t out_stride, bool zero_output) {
-  Step s{};
-  const int64_t hidden = h_n.size(2);
-  s.h = h_n.select(0, d).data_ptr<float>() + p * units;
-  s.c = c_n.select(0, d).data_ptr<float>() + p * units;
-  s.batch = h_n.size(1);
-  s.hidden = units;
-  s.out_stride = out_stride;
-  s.state_stride = hidden;
-  s.gate_stride = 4 * units;
-  s.zero_output = zero_output;
-  s.gate_scale = 1.0f;
-  return s;
-}
-
-// run_layer with each direction's hidden units split among threads (Team), the directions one
-// after the other. Why: at small batches each step is bound by reading w_hh (DeepMoji: 4 MB per
-// direction, more than a core's L2 cache); a thread that multiplies by its part's columns only
-// reads its share of w_hh, which stays in its cache from step to step. Per step each thread
-// computes its parts' gate rows from the whole h, then (after a sync: every thread has read h)
-// updates its parts' units of h and c, then syncs again (h is whole). Weights as check_parts.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> run_layer_split(
-    const at::Tensor& x, at::TensorList w_ih, at::TensorList w_hh,
-    const c10::List<std::optional<at::Tensor>>& bias, const at::Tensor& h0, const at::Tensor& c0,
-    const std::optional<at::Tensor>& mask, int64_t gate_tail, int64_t activation,
-    bool zero_output_for_mask, int64_t parts, int64_t chunk_rows) {
-  const int64_t n_dir = h0.dim() == 3 ? h0.size(0) : 0;
-  TORCH_CHECK(parts >= 1 && static_cast<int64_t>(w_ih.size()) == n_dir * parts &&
-                  static_cast<int64_t>(w_hh.size()) == n_dir * parts,
-              "parity_lstm: one set of weights per direction and part");
-  at::Tensor mask_c;
-  const bool* m = check_layer(x, w_ih.slice(0, n_dir), w_hh.slice(0, n_dir), n_dir, h0, c0,
-                              mask, gate_tail, activation, mask_c);
-  const int64_t batch = h0.size(1), hidden = h0.size(2), steps = x.size(0), n_in = x.size(2);
-  const int64_t units = check_parts(w_ih, w_hh, &bias, n_dir, parts, n_in, hidden);
-  const int64_t n4 = 4 * units, out_stride = n_dir * hidden;
-  at::Tensor h_n = h0.contiguous().clone(), c_n = c0.contiguous().clone();
-  at::Tensor out = at::empty({steps, batch, out_stride}, x.options());
-  if (steps == 0 || batch == 0) {
-    return {out, h_n, c_n};
-  }
-  const int64_t chunk = std::max<int64_t>(
-      1, chunk_rows > 0 ? std::min(steps, chunk_rows / batch) : steps);
-  std::vector<at::Tensor> z(parts), xp(parts);  // made here: nothing allocates in the team
-  for (int64_t p = 0; p < parts; ++p) {
-    z[p] = at::empty({batch, n4}, x.options());
-    xp[p] = at::empty({chunk * batch, n4}, x.options());
-  }
-  const at::Tensor x2 = x.view({steps * batch, n_in});
-  const CellFn cell = kCells[false][gate_tail][activation];
-  in_team(parts, [&](Team& team) {
-    std::vector<Step> s(parts);
-    for (int64_t d = 0; d < n_dir; ++d) {
-      const at::Tensor h_d = h_n.select(0, d);
-      float* out0 = out.data_ptr<float>() + d * hidden;
-      team.each_part([&](int64_t p) {
-        s[p] = part_step(h_n, c_n, d, p, units, out_stride, zero_output_for_mask);
-      });
-      for (int64_t k0 = 0; k0 < steps; k0 += chunk) {
-        const int64_t n = std::min(chunk, steps - k0);
-        const int64_t t0 = d ? steps - k0 - n : k0;  // the chunk holds steps [t0, t0 + n)
-        team.each_part([&](int64_t p) {  // xp[p] is read by part p's thread only: no sync
-          const std::optional<at::Tensor> b = bias.get(d * parts + p);
-          at::Tensor buf = xp[p].narrow(0, 0, n * batch);
-          const at::Tensor rows = x2.narrow(0, t0 * batch, n * batch);
-          if (b.has_value()) {
-            at::addmm_out(buf, *b, rows, w_ih[d * parts + p]);
-          } else {
-            at::mm_out(buf, rows, w_ih[d * parts + p]);
-          }
-        });
-        for (int64_t k = 0; k < n; ++k) {
-          const int64_t t = d ? t0 + n - 1 - k : t0 + k;
-          team.each_part([&](int64_t p) { at::mm_out(z[p], h_d, w_hh[d * parts + p]); });
-          team.sync();
-          const bool* mask_t = nullptr;
-          if (m != nullptr &&
-              !std::all_of(m + t * batch, m + (t + 1) * batch, [](bool v) { return v; })) {
-            mask_t = m + t * batch;
-          }
-          team.each_part([&](int64_t p) {
-            s[p].z = z[p].data_ptr<float>();
-            s[p].xp = xp[p].data_ptr<float>() + (t - t0) * batch * n4;
-            s[p].out = out0 + t * batch * out_stride + p * units;
-            s[p].mask = mask_t;
-            cell(s[p]);
-            s[p].prev = s[p].out;
-          });
-          team.sync();
-        }
-      }
-    }
-  });
-  return {out, h_n, c_n};
-}
-
 // oneDNN's packed layout for a linear weight (out, in); the op backends/prepare.py packs with.
 // A transposed view is read as it is (faster than making it contiguous first).
 at::Tensor onednn_pack(const at::Tensor& w) {
@@ -943,64 +749,6 @@ std::vector<at::Tensor> packed_steps(at::TensorList x_proj, at::TensorList w_hh,
   return outs;
 }
 
-// packed_steps with each direction's hidden units split among threads, as run_layer_split:
-// x_proj per direction and part (N, 4u), the part's input projections (bias included); w_hh per
-// direction and part (h, 4u); h, c (D, B, h) sorted, updated in place. Returns per direction
-// (N, h), as packed_steps.
-std::vector<at::Tensor> packed_steps_split(at::TensorList x_proj, at::TensorList w_hh,
-                                           const at::Tensor& h, const at::Tensor& c,
-                                           at::IntArrayRef sizes, int64_t gate_tail,
-                                           int64_t activation, int64_t parts) {
-  TORCH_CHECK(h.dim() == 3 && h.is_contiguous() && c.is_contiguous() &&
-                  h.scalar_type() == at::kFloat && c.sizes() == h.sizes() &&
-                  c.scalar_type() == at::kFloat,
-              "parity_lstm: h, c must be contiguous float32 (D, B, h)");
-  check_tails(gate_tail, activation);
-  const int64_t n_dir = h.size(0), batch = h.size(1), hidden = h.size(2);
-  const int64_t units = check_parts({}, w_hh, nullptr, n_dir, parts, 0, hidden), n4 = 4 * units;
-  std::vector<int64_t> offsets;
-  const int64_t total = check_sizes(sizes, batch, offsets);
-  TORCH_CHECK(static_cast<int64_t>(x_proj.size()) == n_dir * parts,
-              "parity_lstm: one input projection per direction and part");
-  for (const at::Tensor& xp : x_proj) {
-    TORCH_CHECK(xp.dim() == 2 && xp.size(0) == total && xp.size(1) == n4 &&
-                    xp.is_contiguous() && xp.scalar_type() == at::kFloat,
-                "parity_lstm: a part's input projection must be contiguous float32 (N, 4u)");
-  }
-  std::vector<at::Tensor> outs(n_dir), z(parts);
-  for (int64_t d = 0; d < n_dir; ++d) {
-    outs[d] = at::empty({total, hidden}, h.options());
-  }
-  for (int64_t p = 0; p < parts; ++p) {
-    z[p] = at::empty({batch, n4}, h.options());
-  }
-  const CellFn cell = kCells[false][gate_tail][activation];
-  in_team(parts, [&](Team& team) {
-    std::vector<Step> s(parts);
-    for (int64_t d = 0; d < n_dir; ++d) {
-      const at::Tensor h_d = h.select(0, d);
-      team.each_part([&](int64_t p) { s[p] = part_step(h, c, d, p, units, hidden, true); });
-      for (size_t k = 0; k < sizes.size() && sizes[k] > 0; ++k) {
-        const int64_t size = sizes[k], row = offsets[k];
-        team.each_part([&](int64_t p) {
-          at::Tensor z_k = z[p].narrow(0, 0, size);
-          at::mm_out(z_k, h_d.narrow(0, 0, size), w_hh[d * parts + p]);
-        });
-        team.sync();
-        team.each_part([&](int64_t p) {
-          s[p].z = z[p].data_ptr<float>();
-          s[p].xp = x_proj[d * parts + p].data_ptr<float>() + row * n4;
-          s[p].out = outs[d].data_ptr<float>() + row * hidden + p * units;
-          s[p].batch = size;
-          cell(s[p]);
-        });
-        team.sync();
-      }
-    }
-  });
-  return outs;
-}
-
 // packed_steps for training, on the parameters as torch holds them (as train_forward): x_proj
 // per direction (N, 4h) = the packed rows' input projections with the raw w_ih and b_ih + b_hh,
 // rows (i, f, g, o); w_hh (4h, h) per direction; h0, c0 (D, B, h) in sorted row order. Every
@@ -1180,10 +928,6 @@ TORCH_LIBRARY(parity_lstm, m) {
       "Tensor? mask, int gate_tail, int activation, bool zero_output_for_mask, bool parallel, "
       "int chunk_rows) -> (Tensor, Tensor, Tensor)");
   m.def(
-      "run_layer_split(Tensor x, Tensor[] w_ih, Tensor[] w_hh, Tensor?[] bias, Tensor h0, "
-      "Tensor c0, Tensor? mask, int gate_tail, int activation, bool zero_output_for_mask, "
-      "int parts, int chunk_rows) -> (Tensor, Tensor, Tensor)");
-  m.def(
       "train_forward(Tensor x, Tensor[] w_ih, Tensor[] w_hh, Tensor?[] b_ih, Tensor?[] b_hh, "
       "Tensor h0, Tensor c0, Tensor? mask, int gate_tail, int activation, float gate_scale, "
       "float gate_offset, bool zero_output_for_mask, bool parallel, int chunk_rows, "
@@ -1199,9 +943,6 @@ TORCH_LIBRARY(parity_lstm, m) {
       "packed_steps(Tensor[] x_proj, Tensor[] w_hh, Tensor(a!) h, Tensor(b!) c, int[] sizes, "
       "int gate_tail, int activation, bool parallel) -> Tensor[]");
   m.def(
-      "packed_steps_split(Tensor[] x_proj, Tensor[] w_hh, Tensor(a!) h, Tensor(b!) c, "
-      "int[] sizes, int gate_tail, int activation, int parts) -> Tensor[]");
-  m.def(
       "packed_train_forward(Tensor[] x_proj, Tensor[] w_hh, Tensor h0, Tensor c0, int[] sizes, "
       "int gate_tail, int activation, float gate_scale, float gate_offset, bool parallel, "
       "int pack_hh_rows, int capacity=0) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
@@ -1216,11 +957,9 @@ TORCH_LIBRARY(parity_lstm, m) {
 // The packed weights are oneDNN (MkldnnCPU) tensors; the rest are plain CPU tensors.
 TORCH_LIBRARY_IMPL(parity_lstm, CPU, m) {
   m.impl("run_layer", &run_layer);
-  m.impl("run_layer_split", &run_layer_split);
   m.impl("train_forward", &train_forward);
   m.impl("train_backward", &train_backward);
   m.impl("packed_steps", &packed_steps);
-  m.impl("packed_steps_split", &packed_steps_split);
   m.impl("packed_train_forward", &packed_train_forward);
   m.impl("packed_train_backward", &packed_train_backward);
   m.impl("apply_tail", &apply_tail);
