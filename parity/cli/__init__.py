@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 from safetensors import SafetensorError
 
+from parity import threads
 from parity.api import ParityWarning, first_line, load_keras, malformed_file, save
 from parity.apps.deepmoji import cli as deepmoji
 from parity.arch import GENERIC, arch_names
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
+    threads.configure()  # no more threads than the CPUs (quota, affinity) this process has
     try:
         load_plugins(args.plugin)
     except ImportError as exc:
