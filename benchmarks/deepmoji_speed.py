@@ -80,6 +80,9 @@ from parity.arch.deepmoji import DeepMoji, DeepMojiConfig
 from parity.ports import LSTM
 from parity.ports.activations import get_activation
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from background import background_load
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 FULL = DeepMojiConfig()  # 50000 / 256 / 2x512 / 64, hard_sigmoid_keras2 gates
@@ -523,11 +526,12 @@ def measure(
     device: str,
     repeats: int,
     budget_s: float,
+    load: int = 0,
 ) -> None:
     """Warm up each, measure each one's peak memory in one more untimed call (the sampling
     thread would take CPU time from the timed call), then interleaved rounds, each starting one
-    contender later than the one before. Rounds stop after ``repeats``, or after 3 once
-    ``budget_s`` is spent."""
+    contender later than the one before, with ``load`` busy processes running. Rounds stop
+    after ``repeats``, or after 3 once ``budget_s`` is spent."""
     for prep, fn in fns.values():
         prep()
         fn()
@@ -538,6 +542,17 @@ def measure(
         case.peak_bytes[name] = mem.peak
     case.times = {name: [] for name in fns}
     names = list(fns)
+    with background_load(load):
+        _rounds(case, fns, names, repeats, budget_s)
+
+
+def _rounds(
+    case: Case,
+    fns: dict[str, tuple[Callable[[], None], Callable[[], object]]],
+    names: list[str],
+    repeats: int,
+    budget_s: float,
+) -> None:
     start = time.perf_counter()
     for r in range(repeats):
         # Each round starts one contender later: none always follows the same one.
@@ -734,6 +749,14 @@ def main() -> None:
         "--threads", type=int, default=0, help="CPU threads for torch and TensorFlow (0: default)"
     )
     parser.add_argument(
+        "--background-load",
+        type=int,
+        default=0,
+        metavar="K",
+        help="run K CPU-bound processes at normal priority during the timed rounds (a machine "
+        "shared with other work)",
+    )
+    parser.add_argument(
         "--no-served",
         dest="served",
         action="store_false",
@@ -759,6 +782,7 @@ def main() -> None:
     scopes = ["model", "lstm"] if args.scope == "both" else [args.scope]
     info = machine()
     info["loadavg_before"] = os.getloadavg()
+    info["background_load"] = args.background_load
     print(json.dumps(info))
     rows, checks = [], {}
     rates = {device: gemm_flops_per_s(device) for device in devices}
@@ -776,12 +800,13 @@ def main() -> None:
                         case = Case(scope, mode, batch, steps)
                         inputs = _inputs(scope, batch, steps, device)
                         fns = _step_fns(scope, mode, models, keras_model, inputs, device, served)
-                        measure(case, fns, device, args.repeats, args.budget)
+                        measure(case, fns, device, args.repeats, args.budget, args.background_load)
                         floor_s = lstm_flops(scope, mode, batch, steps) / rates[device]
                         rows.append(
                             {
                                 **case.row(),
                                 "device": device,
+                                "background_load": args.background_load,
                                 "floor_ms": 1e3 * floor_s,
                                 "floor_seq_per_s": batch / floor_s,
                             }
@@ -789,7 +814,8 @@ def main() -> None:
                         print_table(rows[-1:])
     info["loadavg_after"] = os.getloadavg()
     print(f"\n{len(rows)} cases in {time.perf_counter() - started:.0f} s\n")
-    if max(info["loadavg_before"][0], info["loadavg_after"][0]) > (os.cpu_count() or 1):
+    busy = max(info["loadavg_before"][0], info["loadavg_after"][0])
+    if not args.background_load and busy > (os.cpu_count() or 1):
         print("warning: other processes kept the CPUs busy (load average above the core count);")
         print("torch's OpenMP threads suffer more from that than TensorFlow's: rerun when idle")
     print_table(rows)

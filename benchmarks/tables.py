@@ -3,6 +3,7 @@ always one run's figures, copied by a program rather than by hand).
 
     python benchmarks/tables.py speed benchmarks/results/deepmoji_speed.json
     python benchmarks/tables.py real-text benchmarks/results/deepmoji_real_text.json
+    python benchmarks/tables.py contention benchmarks/results/deepmoji_speed*.json
 """
 
 from __future__ import annotations
@@ -80,14 +81,35 @@ def real_text_table(result: dict) -> list[str]:
     return lines
 
 
+def contention_table(results: list[dict]) -> list[str]:
+    """deepmoji_speed.py runs with --background-load K (0: idle): per K, the inference rows'
+    port, Keras 3 and fused nn.LSTM, and the port's ratios, K ascending."""
+    head = ["busy processes", "B", "T", "port", "Keras 3", "fused nn.LSTM"]
+    head += ["port/Keras", "port/fused"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = [r for result in results for r in result["rows"] if r["mode"] == "inference"]
+    rows.sort(key=lambda r: (r["batch"], r["steps"], r.get("background_load", 0)))
+    for r in rows:
+        s = r["seq_per_s"].get
+        cells = [str(r.get("background_load", 0)), str(r["batch"]), str(r["steps"])]
+        cells += [number(s(k)) for k in ("port", "keras", "fused")]
+        cells += [ratio(s("port"), s("keras")), ratio(s("port"), s("fused"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=("speed", "real-text"))
-    parser.add_argument("result", type=Path)
+    parser.add_argument("kind", choices=("speed", "real-text", "contention"))
+    parser.add_argument("results", type=Path, nargs="+")
     args = parser.parse_args()
-    result = json.loads(args.result.read_text())
+    results = [json.loads(path.read_text()) for path in args.results]
+    if args.kind == "contention":
+        print("\n".join(contention_table(results)))
+        return
     table = speed_table if args.kind == "speed" else real_text_table
-    print("\n".join(table(result)))
+    for result in results:
+        print("\n".join(table(result)))
 
 
 if __name__ == "__main__":
