@@ -145,20 +145,7 @@ FUNCTIONS: dict[tuple[str, str], Callable[..., Any]] = {
 }
 
 #: Helpers every emitted Lambda's functions may call (their source goes along).
-_SHARED_HELPERS = (ops.keras_axes, ops.keras_dtype)
-
-
-def classic_divide(a: Any, b: Any) -> Any:
-    """Python 2's ``/``: two ints (or int tensors) floor-divide, anything else divides."""
-    if _integral(a) and _integral(b):
-        return a // b
-    return a / b
-
-
-def _integral(value: Any) -> bool:
-    if isinstance(value, Tensor):
-        return not (value.is_floating_point() or value.is_complex())
-    return isinstance(value, int)
+_SHARED_HELPERS = (ops.keras_axes, ops.keras_dtype, ops.keras_integral)
 
 
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
@@ -170,7 +157,7 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "%": operator.mod,
     "**": operator.pow,
     "@": operator.matmul,
-    CLASSIC_DIVIDE: classic_divide,
+    CLASSIC_DIVIDE: ops.classic_divide,
     "<": operator.lt,
     "<=": operator.le,
     "==": operator.eq,
@@ -295,6 +282,14 @@ def lambda_translation(config: Config) -> Translation:
     return translation
 
 
+def lambda_summary(config: Config) -> str:
+    """One line for ``parity inspect``: ``x -> <expression>``, or why it is not translated."""
+    try:
+        return f"x -> {lambda_translation(config).text}"
+    except ConversionError as exc:
+        return f"not translated: {exc}"
+
+
 def _check_calls(expr: Expr) -> None:
     if expr.kind == "call":
         _check_call(expr)
@@ -357,12 +352,14 @@ def _call(module: nn.Module, config: Config, xs: list[Tensor], masks: Masks):
 _PLACEHOLDER = "__lambda_input__"
 
 
-def emitted_code(expr: Expr, inputs: int) -> tuple[str, tuple[str, ...]]:
-    """(the expression as torch code over {x0}, {x1}, ..., the helper sources it needs)."""
+def emitted_code(expr: Expr, inputs: int) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """(the expression as torch code over {x0}, {x1}, ..., the helper names it imports from
+    keras_layers.py, their sources)."""
     used: dict[str, str] = {}
 
     def call(e: Expr, args: list[str]) -> str:
         if e.value[1] == "classic_divide":
+            used["classic_divide"] = inspect.getsource(ops.classic_divide)
             return f"classic_divide({', '.join(args)})"
         fn = FUNCTIONS[e.value[:2]]
         if fn is abs:
@@ -376,19 +373,11 @@ def emitted_code(expr: Expr, inputs: int) -> tuple[str, tuple[str, ...]]:
     text = text.replace("{", "{{").replace("}", "}}")
     names = ", ".join(f"{{x{i}}}" for i in range(inputs))
     text = text.replace(_PLACEHOLDER, "{x0}" if inputs == 1 else f"[{names}]")
-    sources = ()
-    if used or _uses_classic_divide(expr):
-        helpers = [inspect.getsource(f) for f in _SHARED_HELPERS]
-        if _uses_classic_divide(expr):
-            helpers += [inspect.getsource(classic_divide), inspect.getsource(_integral)]
-        sources = (*helpers, *used.values())
-    return text, tuple(sources)
-
-
-def _uses_classic_divide(expr: Expr) -> bool:
-    return (expr.kind == "binary" and expr.value == CLASSIC_DIVIDE) or any(
-        _uses_classic_divide(a) for a in expr.args
-    )
+    if not used:
+        return text, (), ()
+    # the helpers call these: their sources go along (deduplicated by the port)
+    shared = [inspect.getsource(f) for f in _SHARED_HELPERS]
+    return text, tuple(used), (*shared, *used.values())
 
 
 def _torch_tree(expr: Expr) -> Expr:
@@ -402,8 +391,8 @@ def _torch_tree(expr: Expr) -> Expr:
 
 def _emit(module: nn.Module | None, config: Config, masked: tuple[bool, ...]) -> Emitted:
     assert isinstance(module, LambdaExpression)
-    text, sources = emitted_code(module.expr, max(len(masked), 1))
-    return Emitted(None, (f"{{out0}} = {text}",), ("None",), sources=sources)
+    text, helpers, sources = emitted_code(module.expr, max(len(masked), 1))
+    return Emitted(None, (f"{{out0}} = {text}",), ("None",), helpers=helpers, sources=sources)
 
 
 def _example(fn: Callable[..., Any], **config: Any) -> Example:

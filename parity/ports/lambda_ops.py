@@ -41,6 +41,20 @@ def keras_dtype(dtype):
     return names[dtype]
 
 
+def keras_integral(value):
+    """Whether a value is an int or an integer tensor (Python 2 division floors those)."""
+    if torch.is_tensor(value):
+        return not (value.is_floating_point() or value.is_complex())
+    return isinstance(value, int)
+
+
+def classic_divide(a, b):
+    """Python 2's ``/`` (BINARY_DIVIDE): two ints floor-divide, anything else divides."""
+    if keras_integral(a) and keras_integral(b):
+        return a // b
+    return a / b
+
+
 def keras_mean(x, axis=None, keepdims=False):
     """K.mean / ops.mean: tf.reduce_mean, booleans cast to float first (Keras' floatx)."""
     if x.dtype == torch.bool:
