@@ -187,6 +187,8 @@ def function_bytes(function: Any, where: str) -> tuple[bytes, Any, Any]:
         code, defaults, closure = function
     else:
         code, defaults, closure = function, None, None
+    if code is None:
+        raise ConversionError(f"{where}: saves no function code")
     if not isinstance(code, str):
         raise ConversionError(f"{where}: the function's code is {type(code).__name__}")
     if len(code) > 2 * MAX_CODE_BYTES:

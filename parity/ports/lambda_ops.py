@@ -260,7 +260,8 @@ def tf_matmul(a, b):
 
 
 def keras_cast(x, dtype):
-    return x.to(keras_dtype(dtype))
+    """K.cast / tf.cast / ops.cast: tensors and Python numbers (a shape entry) alike."""
+    return torch.as_tensor(x).to(keras_dtype(dtype))
 
 
 def K_reverse(x, axes):

@@ -288,7 +288,8 @@ def unsupported_layers(graph: KerasGraph) -> list[str]:
             try:  # translated from its bytecode, never run: untranslatable ones say why
                 lambda_translation(node.config)
             except ConversionError as exc:
-                out.append(f"{node.name} ({node.source_class}; {exc})")
+                reason = str(exc).removeprefix(f"Lambda {node.config.get('name', '?')!r}: ")
+                out.append(f"{node.name} ({node.source_class}; {reason})")
     return out
 
 
