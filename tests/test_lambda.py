@@ -356,6 +356,13 @@ def test_missing_xdis_is_refused_naming_the_extra(monkeypatch: pytest.MonkeyPatc
     _refused(_config(_native(lambda x: x)), "keras-parity[lambda]", "nothing was executed")
 
 
+def test_deep_nesting_is_refused() -> None:
+    """A chain of 200 unary minuses (a few bytes) would recurse 200 deep when evaluated."""
+    ops = [(LOAD_FAST, 0)] + [(11, None)] * 200 + [(RETURN_VALUE, None)]  # UNARY_NEGATIVE
+    raw = code_object("2.7", b"".join(_op2(*o) for o in ops))
+    _refused(_config(raw), "deep")
+
+
 def test_oversized_code_is_refused_before_reading() -> None:
     _refused({"function": ["A" * 200_000, None, None]}, "characters long")
 

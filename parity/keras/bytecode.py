@@ -43,6 +43,8 @@ MAX_INSTRUCTIONS = 1024
 #: Bound on the symbolic stack and on the expression tree's node count.
 MAX_STACK = 64
 MAX_NODES = 2048
+#: Bound on the tree's nesting (walked recursively when evaluated and rendered).
+MAX_DEPTH = 100
 #: Bound on a plain constant's nesting (tuples in tuples) and element count.
 MAX_CONSTANT_ITEMS = 256
 MAX_CONSTANT_DEPTH = 8
@@ -416,6 +418,8 @@ class _Interpreter:
         self.stack: list[Any] = []
         self.kwnames: tuple[str, ...] = ()
         self.nodes = 0
+        self.depths: dict[int, int] = {}
+        self.keep: list[Expr] = []
         #: the attribute the next instruction reads, for naming a refused global's function
         self.next_attr: Any = None
         self.locals = self._parameters(defaults, arguments)
@@ -469,6 +473,12 @@ class _Interpreter:
             self.nodes += 1 + len(value.args)
             if self.nodes > MAX_NODES:
                 raise _Refused(f"builds more than {MAX_NODES} expression nodes")
+            # nesting bounds the recursion of everything that walks the tree later
+            depth = 1 + max((self.depths.get(id(a), 1) for a in value.args), default=0)
+            if depth > MAX_DEPTH:
+                raise _Refused(f"nests expressions more than {MAX_DEPTH} deep")
+            self.depths[id(value)] = depth
+            self.keep.append(value)  # ids stay unique while the interpreter runs
         if len(self.stack) >= MAX_STACK:
             raise _Refused(f"uses more than {MAX_STACK} stack slots")
         self.stack.append(value)
