@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[keras,finetune,test,export]'
+	$(BIN)/python -m pip install -q -e '.[keras,finetune,test,export,lambda]'
 	# the C++ LSTM loop, built once here so no user call compiles or waits on a build lock
 	$(BIN)/python -m parity.ports.recurrent.backends.build
 	touch $(STAMP)

@@ -314,7 +314,8 @@ GENERIC_BAD_FILES = {
     ),
     "unsupported-layer": (
         lambda tmp: _rewrite(tmp, "unsupported.keras", config=_unsupported_class),
-        "unsupported layer(s) pool (Lambda)",
+        # a Lambda without a saved function: refused with the reason
+        "unsupported layer(s) pool (Lambda; saves no function code)",
     ),
     "weights-only-without-config": (
         lambda tmp: _weights_only(tmp),

@@ -28,6 +28,7 @@ from parity.errors import ConversionError, printable
 from parity.keras.graph import KerasGraph, normalise_layer
 from parity.keras.read import KerasFile, read_keras_file
 from parity.plugins import load_plugins
+from parity.ports.lambda_layer import lambda_summary
 
 #: Exit status when parity itself failed (a bug, not a bad file): one line, no traceback.
 EXIT_INTERNAL = 2
@@ -91,6 +92,12 @@ def _show(kfile: KerasFile, graph: KerasGraph | None, problem: str | None) -> in
     unsupported = unsupported_layers(graph) if graph is not None else []
     print("layers:")
     inlined: dict[str, list[str]] = {}
+    # each Lambda's translated expression, or why it is not translated (never executed)
+    lambdas = (
+        {n.name: lambda_summary(n.config) for n in graph.nodes if n.class_name == "Lambda"}
+        if graph is not None
+        else {}
+    )
     for node in graph.nodes if graph is not None else []:
         if node.scope and not node.moduleless:
             inlined.setdefault(node.scope[0], []).append(node.name)
@@ -110,6 +117,8 @@ def _show(kfile: KerasFile, graph: KerasGraph | None, problem: str | None) -> in
         else:
             support = ""
         print(f"  {layer.name} ({cls}){support}")
+        if lambdas.get(layer.name):
+            print(f"      {lambdas[layer.name]}")
         for weight in layer.weights:
             print(f"      {weight.name}  {tuple(weight.array.shape)}  {weight.array.dtype}")
     if kfile.left_out:

@@ -259,6 +259,10 @@ def _keras_layers_source(names: set[str], extra: tuple[str, ...] = ()) -> str:
         while start > 1 and not lines[start - 2].strip():
             start -= 1  # the blank lines that separated it
         del lines[start - 1 : end]
+    if len(cut) == sum(isinstance(n, ast.ClassDef) for n in ast.parse(source).body) and not any(
+        "nn." in src for src in extra
+    ):  # only functions left (a Lambda's helpers): torch.nn would be an unused import
+        lines = [line for line in lines if line != "from torch import nn\n"]
     return "\n\n\n".join(["".join(lines).rstrip(), *extra]) + "\n"
 
 

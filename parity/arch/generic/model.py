@@ -51,6 +51,8 @@ from parity.keras.graph import (
 )
 from parity.keras.read import KerasFile
 from parity.ports import CONVERTERS, KERAS_ACTIVATIONS, BatchNormalization
+from parity.ports.lambda_layer import CONVERTERS as LAMBDA_CONVERTERS
+from parity.ports.lambda_layer import lambda_translation
 from parity.ports.norm import FROZEN_INFERENCE
 from parity.ports.recurrent.port import RNN_CLASSES
 from parity.ports.registry import MASK_PASSED_KEY, LayerConverter, Masks
@@ -282,20 +284,31 @@ def unsupported_layers(graph: KerasGraph) -> list[str]:
                 out.append(f"{node.name} ({node.label})")
         elif node.class_name == TIME_DISTRIBUTED and inner_class(node.config) is None:
             out.append(f"{node.name} ({node.label})")
+        elif node.class_name in CODE_LAYERS and CONVERTERS[node.class_name] is LAMBDA_CONVERTER:
+            try:  # translated from its bytecode, never run: untranslatable ones say why
+                lambda_translation(node.config)
+            except ConversionError as exc:
+                reason = str(exc).removeprefix(f"Lambda {node.config.get('name', '?')!r}: ")
+                out.append(f"{node.name} ({node.source_class}; {reason})")
     return out
 
 
-#: Classes that hold Python code saved with the model: never run, refused with the plug-in route.
+#: Classes that hold Python code saved with the model: never run; translated from their bytecode
+#: (parity.ports.lambda_layer) or refused with the reason and the plug-in route.
 CODE_LAYERS = ("Lambda",)
+#: The built-in Lambda converter (a plug-in registered for "Lambda" replaces the translation).
+LAMBDA_CONVERTER = LAMBDA_CONVERTERS["Lambda"]
 
 
 def unsupported_message(kfile: KerasFile, bad: Sequence[str]) -> str:
     """Why a file with these unsupported layers ('name (Class)') is refused, and what to do."""
     message = f"{kfile.path}: unsupported layer(s) {', '.join(bad)}"
-    if any(entry.endswith(f"({cls})") for entry in bad for cls in CODE_LAYERS):
+    if any(f"({cls}" in entry for entry in bad for cls in CODE_LAYERS):
         message += (
-            "; a Lambda layer is Python code saved in the file and is never executed here: "
-            "register a converter for it (parity.plugins.register_layer, see the README's "
+            "; a Lambda layer is Python code saved in the file and is never executed here (its "
+            "bytecode is translated only when every instruction and function is on parity's "
+            "whitelist, see the README's 'Lambda layers'): register a converter for it "
+            "(parity.plugins.register_layer, see the README's "
             "'Custom layers') or rebuild the model without it"
         )
     else:

@@ -1,0 +1,586 @@
+"""Keras Lambda layers: translated from their saved bytecode, never executed.
+
+- live tf.keras (.h5) and Keras 3 (.keras) models with each kind of whitelisted expression
+  convert and match Keras' outputs and gradients (tests.test_generic_layers' harness);
+- bytecode of older Pythons (2.7, 3.5, 3.6/3.7, 3.8-3.10 layouts), hand-assembled by a tiny
+  marshal writer here, inside Keras 1.2-, 2.0- and 2.2-style .h5 files written with h5py, gives
+  Keras' formula (computed with numpy);
+- hostile functions (os.system, __import__, eval, loops, closures over functions, random and
+  mutated bytes) are refused by name with ConversionError and never run;
+- parity inspect shows the expression and parity port writes it as torch code.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import marshal
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import parity
+from parity.cli import main
+from parity.keras.bytecode import translate
+from parity.ports.lambda_layer import lambda_translation
+from tests.conftest import needs_keras
+
+pytest.importorskip("xdis")
+
+SENTINEL = "parity-lambda-sentinel"
+
+#: The names the Lambdas below call through, bound as the files' authors bound them
+#: (``from tf_keras import backend as K``, ``import tensorflow as tf``, ``from keras import ops``)
+#: by _set_backend_names when Keras is installed.
+K: Any = None
+tf: Any = None
+ops: Any = None
+
+# --- a tiny marshal writer for code objects of older Pythons ----------------------------------
+
+
+def _m_int(value: int) -> bytes:
+    return b"i" + struct.pack("<i", value)
+
+
+def _m_obj(value: Any, py2: bool) -> bytes:
+    if value is None:
+        return b"N"
+    if value is Ellipsis:
+        return b"."
+    if isinstance(value, bool):
+        return b"T" if value else b"F"
+    if isinstance(value, int):
+        return _m_int(value)
+    if isinstance(value, float):
+        return b"g" + struct.pack("<d", value)
+    if isinstance(value, bytes):
+        return b"s" + struct.pack("<i", len(value)) + value
+    if isinstance(value, str):
+        data = value.encode()
+        return (b"t" if py2 else b"u") + struct.pack("<i", len(data)) + data
+    if isinstance(value, tuple):
+        return b"(" + struct.pack("<i", len(value)) + b"".join(_m_obj(v, py2) for v in value)
+    raise TypeError(value)
+
+
+def code_object(
+    layout: str,
+    code: bytes,
+    consts: tuple = (None,),
+    names: tuple = (),
+    varnames: tuple = ("x",),
+    argcount: int = 1,
+    freevars: tuple = (),
+) -> bytes:
+    """A marshalled code object in the ``layout`` of "2.7", "3.5" (3.5-3.7) or "3.8"
+    (3.8-3.10): the header fields, then code, consts, names, varnames, freevars, cellvars,
+    filename, name, firstlineno, lnotab, as CPython's marshal.c writes them."""
+    py2 = layout == "2.7"
+    nlocals, stacksize, flags = len(varnames), 8, 0x43
+    header = {
+        "2.7": (argcount, nlocals, stacksize, flags),
+        "3.5": (argcount, 0, nlocals, stacksize, flags),
+        "3.8": (argcount, 0, 0, nlocals, stacksize, flags),
+    }[layout]
+    parts = [b"c", *(struct.pack("<i", v) for v in header)]
+    parts += [_m_obj(code, py2), _m_obj(consts, py2), _m_obj(names, py2)]
+    parts += [_m_obj(varnames, py2), _m_obj(freevars, py2), _m_obj((), py2)]
+    parts += [_m_obj("<stdin>", py2), _m_obj("<lambda>", py2), struct.pack("<i", 1)]
+    parts += [_m_obj(b"", py2)]
+    return b"".join(parts)
+
+
+def _op2(op: int, arg: int | None = None) -> bytes:
+    """Python 2.7 / 3.5 instruction: one byte, two more for an argument."""
+    return bytes([op]) if arg is None else bytes([op]) + struct.pack("<H", arg)
+
+
+def _op3(op: int, arg: int = 0) -> bytes:
+    """Python 3.6+ wordcode instruction."""
+    return bytes([op, arg])
+
+
+# opcode numbers (CPython's opcode.py of those versions)
+LOAD_FAST, LOAD_CONST, LOAD_GLOBAL, LOAD_ATTR = 124, 100, 116, 106
+BINARY_DIVIDE, BINARY_TRUE_DIVIDE, BINARY_SUBTRACT, BINARY_SUBSCR = 21, 27, 24, 25
+BUILD_SLICE, BUILD_TUPLE, RETURN_VALUE, CALL_FUNCTION = 133, 102, 83, 131
+JUMP_ABSOLUTE = 113
+
+
+def scale_code(layout: str) -> bytes:
+    """``lambda x: x / 127.5 - 1.0``: 2.7's BINARY_DIVIDE, 3.x's BINARY_TRUE_DIVIDE."""
+    consts = (None, 127.5, 1.0)
+    if layout == "2.7":
+        ops = [(LOAD_FAST, 0), (LOAD_CONST, 1), (BINARY_DIVIDE, None), (LOAD_CONST, 2)]
+        ops += [(BINARY_SUBTRACT, None), (RETURN_VALUE, None)]
+        return code_object(layout, b"".join(_op2(*o) for o in ops), consts)
+    ops = [(LOAD_FAST, 0), (LOAD_CONST, 1), (BINARY_TRUE_DIVIDE, None), (LOAD_CONST, 2)]
+    ops += [(BINARY_SUBTRACT, None), (RETURN_VALUE, None)]
+    if layout == "3.5":
+        return code_object(layout, b"".join(_op2(*o) for o in ops), consts)
+    wordcode = b"".join(_op3(op, arg or 0) for op, arg in ops)
+    return code_object("3.5" if layout == "3.6" else layout, wordcode, consts)
+
+
+def last_step_code(layout: str, wordcode: bool) -> bytes:
+    """``lambda x: x[:, -1, :]``."""
+    ops = [(LOAD_FAST, 0), (LOAD_CONST, 0), (LOAD_CONST, 0), (BUILD_SLICE, 2), (LOAD_CONST, 1)]
+    ops += [(LOAD_CONST, 0), (LOAD_CONST, 0), (BUILD_SLICE, 2), (BUILD_TUPLE, 3)]
+    ops += [(BINARY_SUBSCR, None), (RETURN_VALUE, None)]
+    code = b"".join(_op3(op, arg or 0) if wordcode else _op2(op, arg) for op, arg in ops)
+    return code_object(layout, code, (None, -1))
+
+
+def system_code(layout: str) -> bytes:
+    """``lambda x: os.system("touch SENTINEL")``, hand-assembled."""
+    ops = [(LOAD_GLOBAL, 0), (LOAD_ATTR, 1), (LOAD_CONST, 1), (CALL_FUNCTION, 1)]
+    ops += [(RETURN_VALUE, None)]
+    wordcode = layout == "3.8"
+    code = b"".join(_op3(op, arg or 0) if wordcode else _op2(op, arg) for op, arg in ops)
+    return code_object(layout, code, (None, f"touch {SENTINEL}"), names=("os", "system"))
+
+
+def loop_code() -> bytes:
+    """A 3.8 code object that jumps back to its start (a loop)."""
+    code = _op3(LOAD_FAST, 0) + _op3(JUMP_ABSOLUTE, 0) + _op3(RETURN_VALUE)
+    return code_object("3.8", code)
+
+
+def raw_string(raw: bytes) -> str:
+    """How Keras 1.x-2.1 stored the bytes: marshal.dumps(...).decode('raw_unicode_escape')."""
+    return raw.decode("raw_unicode_escape")
+
+
+def b64(raw: bytes) -> str:
+    """How Keras 2.2+ stored them: codecs.encode(raw, 'base64')."""
+    return base64.encodebytes(raw).decode("ascii")
+
+
+# --- Keras 1.2 / 2.0 / 2.2 style .h5 files, written with h5py ---------------------------------
+
+STYLES = ("keras-1.2", "keras-2.0", "keras-2.2")
+
+
+def lambda_h5(path: Path, style: str, raw: bytes, input_shape: tuple[int, ...] = (4, 3)) -> Path:
+    """A one-Lambda Sequential model file as Keras ``style`` wrote it (the function as that
+    version stored it; no weights)."""
+    function: Any
+    if style == "keras-1.2":
+        function = raw_string(raw)
+    elif style == "keras-2.0":
+        function = [raw_string(raw), None, None]
+    else:
+        function = [b64(raw), None, None]
+    layer = {
+        "class_name": "Lambda",
+        "config": {
+            "name": "lambda_1",
+            "trainable": True,
+            "batch_input_shape": [None, *input_shape],
+            "dtype": "float32",
+            "function": function,
+            "function_type": "lambda",
+            "output_shape": None,
+            "output_shape_type": "raw",
+            "arguments": {},
+        },
+    }
+    if style == "keras-1.2":
+        layer["config"]["input_dtype"] = "float32"
+        layer["config"].pop("dtype")
+    layers: Any = [layer] if style != "keras-2.2" else {"name": "seq", "layers": [layer]}
+    model_config = {"class_name": "Sequential", "config": layers}
+    version = {"keras-1.2": "1.2.2", "keras-2.0": "2.0.8", "keras-2.2": "2.2.4"}[style]
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = version.encode()
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["model_config"] = json.dumps(model_config).encode()
+        weights = f.create_group("model_weights")
+        weights.attrs["layer_names"] = [b"lambda_1"]
+        weights.create_group("lambda_1").attrs["weight_names"] = np.array([], dtype="S1")
+    return path
+
+
+def _convert_and_run(path: Path, x: np.ndarray) -> np.ndarray:
+    model = parity.load_keras(path)
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+X = np.random.default_rng(3).uniform(0, 255, (2, 4, 3)).astype("float32")
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("layout", ["2.7", "3.5", "3.6", "3.8"])
+def test_old_python_scale_lambda_gives_keras_formula(layout: str, style: str, tmp_path) -> None:
+    """``x / 127.5 - 1.0`` (the self-driving models' normalisation) from each code layout."""
+    raw = scale_code(layout)
+    if style == "keras-1.2" and layout not in ("2.7", "3.5"):
+        pytest.skip("Keras 1.2 ran on Python 2.7 and 3.5")
+    out = _convert_and_run(lambda_h5(tmp_path / "m.h5", style, raw), X)
+    np.testing.assert_allclose(out, X / 127.5 - 1.0, rtol=1e-6)
+    assert lambda_translation(_config(raw)).text == "x / 127.5 - 1.0"
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("layout", ["2.7", "3.5", "3.6", "3.8"])
+def test_old_python_last_step_lambda(layout: str, style: str, tmp_path) -> None:
+    """``x[:, -1, :]`` (the attention model's last step) from each code layout."""
+    raw = last_step_code("3.5" if layout == "3.6" else layout, wordcode=layout in ("3.6", "3.8"))
+    out = _convert_and_run(lambda_h5(tmp_path / "m.h5", style, raw), X)
+    np.testing.assert_array_equal(out, X[:, -1, :])
+    translation = lambda_translation(_config(raw))
+    assert translation.text == "x[:, -1, :]"
+
+
+def test_versions_are_told_by_layout_and_opcodes() -> None:
+    """Each hand-assembled layout is read as the Pythons it can be, and only those."""
+    assert translate(b64(scale_code("2.7"))).versions == ((2, 7),)
+    assert translate(b64(scale_code("3.5"))).versions == ((3, 5),)
+    assert translate(b64(scale_code("3.6"))).versions == ((3, 6), (3, 7))
+    assert translate(b64(scale_code("3.8"))).versions == ((3, 8), (3, 9), (3, 10))
+    native = translate(b64(marshal.dumps((lambda x: x / 127.5 - 1.0).__code__)))
+    assert (3, 11) in native.versions and native.text == "x / 127.5 - 1.0"
+
+
+def test_python2_division_floors_ints_only() -> None:
+    """BINARY_DIVIDE: Python 2's ``/`` divides floats and floor-divides two ints."""
+    module = parity.ports.lambda_layer.LambdaExpression(translate(b64(scale_code("2.7"))))
+    ints = torch.tensor([[255, 7]])
+    # 255 / 127.5: a float constant, so a true division even on int tensors
+    np.testing.assert_allclose(module(ints).numpy(), np.array([[255, 7]]) / 127.5 - 1.0)
+    from parity.ports.lambda_ops import classic_divide
+
+    assert classic_divide(7, 2) == 3 and classic_divide(7.0, 2) == 3.5
+    assert classic_divide(torch.tensor([7]), 2).tolist() == [3]
+
+
+def _config(raw: bytes, **extra: Any) -> dict[str, Any]:
+    return {"name": "lambda_1", "function": [b64(raw), None, None], **extra}
+
+
+# --- hostile functions ----------------------------------------------------------------------
+
+
+def _refused(config: dict[str, Any], *words: str) -> str:
+    with pytest.raises(parity.ConversionError) as info:
+        lambda_translation(config)
+    message = str(info.value)
+    for word in words:
+        assert word in message, message
+    return message
+
+
+@pytest.fixture()
+def sentinel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file a hostile function would create (in the test's working directory)."""
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path / SENTINEL
+    assert not (tmp_path / SENTINEL).exists(), "a Lambda's code was executed"
+
+
+def _native(fn: Any) -> bytes:
+    # the test builds these with the running Python's marshal: the code under test never does
+    return marshal.dumps(fn.__code__)
+
+
+HOSTILE = {
+    "os.system": (lambda x: os.system(f"touch {SENTINEL}"), "calls os.system"),
+    "__import__": (lambda x: __import__("os").system(f"touch {SENTINEL}"), "'__import__'"),
+    "eval": (lambda x: eval(f"__import__('os').system('touch {SENTINEL}')"), "'eval'"),
+    "comprehension": (lambda x: [os.system(f"touch {SENTINEL}") for _ in x], "nested function"),
+    "branch": (lambda x: os.system("true") if x else x, "branch"),
+    "tensor-method": (lambda x: x.numpy(), ".numpy"),
+    "unknown-backend-function": (lambda x: K.foldl(x), "K.foldl"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_function_is_refused_by_name_and_never_runs(case: str, sentinel: Path) -> None:
+    fn, words = HOSTILE[case]
+    message = _refused(_config(_native(fn)), "lambda_1", words, "nothing was executed")
+    assert "Traceback" not in message
+
+
+@pytest.mark.parametrize("layout", ["2.7", "3.5", "3.8"])
+def test_hand_assembled_os_system_is_refused(layout: str, sentinel: Path, tmp_path) -> None:
+    _refused(_config(system_code(layout)), "calls os.system", "nothing was executed")
+    path = lambda_h5(tmp_path / "m.h5", "keras-2.0", system_code(layout))
+    with pytest.raises(parity.ConversionError, match=r"calls os.system.*plug"):
+        parity.load_keras(path)
+
+
+def test_loop_is_refused(sentinel: Path) -> None:
+    _refused(_config(loop_code()), "JUMP_ABSOLUTE", "branch or loop")
+
+
+def test_closure_over_a_function_is_refused(sentinel: Path) -> None:
+    f = print
+    raw = _native(lambda x: f(x))
+    # Keras would write the cell's contents; a function has no JSON form: whatever stands there
+    for closure in ([{"class_name": "function", "config": "print"}], ["print"], None):
+        config = {"name": "lambda_1", "function": [b64(raw), None, closure]}
+        _refused(config, "nothing was executed")
+
+
+def test_closure_over_numbers_and_arguments_are_constants() -> None:
+    scale = 3.0
+    raw = _native(lambda x: x * scale)
+    config = {"name": "l", "function": [b64(raw), None, [2.5]]}
+    assert lambda_translation(config).text == "x * 2.5"
+    raw = _native(lambda x, a=2.0: x * a)
+    assert lambda_translation({"function": [b64(raw), [2.0], None]}).text == "x * 2.0"
+    config = {"function": [b64(raw), [2.0], None], "arguments": {"a": 5}}
+    assert lambda_translation(config).text == "x * 5"
+
+
+def test_a_mask_or_a_mask_argument_is_refused() -> None:
+    raw = _native(lambda x: x)
+    _refused(_config(raw, mask=[b64(raw), None, None]), "mask")
+    _refused(_config(_native(lambda x, mask=None: x)), "'mask'")
+
+
+def test_missing_xdis_is_refused_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from parity.keras import bytecode
+
+    monkeypatch.setattr(bytecode, "_xdis", lambda: None)
+    _refused(_config(_native(lambda x: x)), "keras-parity[lambda]", "nothing was executed")
+
+
+def test_deep_nesting_is_refused() -> None:
+    """A chain of 200 unary minuses (a few bytes) would recurse 200 deep when evaluated."""
+    ops = [(LOAD_FAST, 0)] + [(11, None)] * 200 + [(RETURN_VALUE, None)]  # UNARY_NEGATIVE
+    raw = code_object("2.7", b"".join(_op2(*o) for o in ops))
+    _refused(_config(raw), "deep")
+
+
+def test_oversized_code_is_refused_before_reading() -> None:
+    _refused({"function": ["A" * 200_000, None, None]}, "characters long")
+
+
+FUZZ_ROUNDS = 150
+
+
+def test_fuzzed_bytes_give_conversion_error_or_a_translation(sentinel: Path) -> None:
+    """Random bytes, and real code objects (this Python's and hand-assembled ones) with bytes
+    changed, as the saved function: a translation or ConversionError, nothing else, never run.
+    Seeded, bounded rounds: the same cases every run."""
+    rng = np.random.default_rng(11)
+    bases = [_native(lambda x: x[:, -1, :] / 127.5 - 1.0), scale_code("2.7"), system_code("3.8")]
+    bases += [last_step_code("3.5", wordcode=False), _native(lambda x: K.mean(x, axis=1))]
+    for _ in range(FUZZ_ROUNDS):
+        data = rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes()
+        mutated = bytearray(bases[int(rng.integers(len(bases)))])
+        for at in rng.integers(0, len(mutated), int(rng.integers(1, 6))):
+            mutated[at] = int(rng.integers(0, 256))
+        for raw in (data, bytes(mutated), b"c" + data, b"\xe3" + data):
+            for function in ([b64(raw), None, None], raw_string(raw)):
+                try:
+                    lambda_translation({"name": "fuzz", "function": function})
+                except parity.ConversionError:
+                    pass
+
+
+# --- live Keras: each expression kind, outputs and gradients -----------------------------------
+
+
+def _tf_keras_cases() -> dict[str, tuple[Any, tuple[int, ...]]]:
+    """tf.keras (Keras 2) Lambdas: K = keras.backend, tf = tensorflow, as the files use them."""
+    return {
+        "scale": (lambda x: x / 127.5 - 1.0, (4, 3)),
+        "last-step": (lambda x: x[:, -1, :], (4, 3)),
+        "slices-newaxis-ellipsis": (
+            lambda x: x[..., None, ::2] + x[:, -5:, None, :1] * x[:, 2:3, None, 1:-1],
+            (5, 3),
+        ),
+        "shape-power-compare": (
+            lambda x: x**2 * x.shape[-1] - abs(-x) + K.cast(x > 0.1, "float32"),
+            (4, 3),
+        ),
+        "reductions": (
+            lambda x: (
+                K.mean(x, axis=1, keepdims=True)
+                + K.sum(x, axis=-1, keepdims=True)
+                - K.max(x, axis=[1, 2], keepdims=True) * K.min(x)
+            ),
+            (4, 3),
+        ),
+        "l2-normalize-softmax": (
+            lambda x: K.l2_normalize(x, axis=-1) + K.softmax(x) - K.sigmoid(x) * K.tanh(x),
+            (4, 3),
+        ),
+        "elementwise": (
+            lambda x: (
+                K.sqrt(K.square(x) + 1.0)
+                + K.exp(-K.abs(x))
+                + K.log(K.relu(x) + 2.0)
+                + K.clip(x, -0.5, 0.5)
+            ),
+            (4, 3),
+        ),
+        "shapes": (
+            lambda x: (
+                K.permute_dimensions(K.reshape(x, (-1, 3, 4)), (0, 2, 1))
+                + K.expand_dims(K.squeeze(x[:, :1, :], 1), 1)[:, :, :1]
+            ),
+            (4, 3),
+        ),
+        "concat-stack-reverse-cast": (
+            lambda x: (
+                K.concatenate([x, K.reverse(x, 1)], axis=-1) * K.cast(x.shape[1], "float32")
+                + K.stack([x, -x], axis=2)[:, :, 1, :1]
+            ),
+            (4, 3),
+        ),
+        "tf-ops": (
+            lambda x: (
+                tf.reduce_sum(tf.math.l2_normalize(x, axis=1), axis=1)
+                + tf.nn.softmax(tf.matmul(x, tf.transpose(x, perm=[0, 2, 1])))[:, 0, :3]
+            ),
+            (4, 3),
+        ),
+    }
+
+
+def _keras3_cases() -> dict[str, tuple[Any, tuple[int, ...]]]:
+    """Keras 3 Lambdas over keras.ops."""
+    return {
+        "scale": (lambda x: x / 127.5 - 1.0, (4, 3)),
+        "ops": (
+            lambda x: (
+                ops.mean(x, axis=1)
+                + ops.max(ops.softmax(x), axis=1)
+                - ops.sum(ops.square(x), axis=1)
+                + ops.sqrt(ops.abs(x[:, 0, :]) + 1.0)
+            ),
+            (4, 3),
+        ),
+        "ops-shapes": (
+            lambda x: (
+                ops.concatenate([ops.reshape(x, (-1, 12)), ops.flip(x, 1)[:, 0, :]], axis=-1)
+                + ops.expand_dims(ops.matmul(x[:, 0, :], ops.transpose(x[:, 1, :])), -1)[:, :1, 0]
+            ),
+            (4, 3),
+        ),
+        "two-inputs": (lambda x: x[0] * 2.0 - x[1] @ ops.transpose(x[1], (0, 2, 1)) @ x[0], None),
+    }
+
+
+def _set_backend_names(keras2: Any, keras3: Any) -> None:
+    """The names the Lambdas below use, bound as the files' authors bound them."""
+    import tensorflow
+
+    global K, tf, ops
+    K, tf, ops = keras2.backend, tensorflow, keras3.ops
+
+
+TF_KERAS_CASES = sorted(_tf_keras_cases())
+KERAS3_CASES = sorted(_keras3_cases())
+
+
+def _model(lib: Any, fn: Any, shape: tuple[int, ...] | None) -> tuple[Any, np.ndarray]:
+    rng = np.random.default_rng(5)
+    if shape is None:  # called on a list of two tensors
+        inp = lib.Input((4, 3))
+        a, b = lib.layers.Dense(3)(inp), lib.layers.Dense(3)(inp)
+        out = lib.layers.Lambda(fn, name="lam")([a, b])
+        shape = (4, 3)
+    else:
+        inp = lib.Input(shape)
+        out = lib.layers.Lambda(fn, name="lam")(lib.layers.Dense(shape[-1])(inp))
+    out = lib.layers.Dense(2)(lib.layers.Flatten()(out) if len(out.shape) > 2 else out)
+    return lib.Model(inp, out), rng.uniform(-1, 1, (3, *shape)).astype("float32")
+
+
+@needs_keras
+@pytest.mark.keras
+@pytest.mark.parametrize("case", TF_KERAS_CASES)
+def test_tf_keras_lambda_matches_keras(case: str, tmp_path: Path) -> None:
+    import keras
+    import tf_keras
+
+    from tests.test_generic_layers import check_against_keras
+
+    _set_backend_names(tf_keras, keras)
+    tf_keras.utils.set_random_seed(7)
+    model, x = _model(tf_keras, *_tf_keras_cases()[case])
+    check_against_keras(model, x, tmp_path / "m.h5", torch.float32)
+
+
+@needs_keras
+@pytest.mark.keras
+@pytest.mark.parametrize("case", KERAS3_CASES)
+def test_keras3_lambda_matches_keras(case: str, tmp_path: Path) -> None:
+    import keras
+    import tf_keras
+
+    from tests.test_generic_layers import check_against_keras
+
+    _set_backend_names(tf_keras, keras)
+    keras.utils.set_random_seed(7)
+    model, x = _model(keras, *_keras3_cases()[case])
+    check_against_keras(model, x, tmp_path / "m.keras", torch.float32)
+
+
+# --- inspect and port ---------------------------------------------------------------------------
+
+
+def test_inspect_shows_each_lambda_expression_or_why_not(tmp_path: Path, capsys) -> None:
+    good = lambda_h5(tmp_path / "good.h5", "keras-2.2", last_step_code("3.8", wordcode=True))
+    assert main(["inspect", str(good)]) == 0
+    assert "x -> x[:, -1, :]" in capsys.readouterr().out
+    bad = lambda_h5(tmp_path / "bad.h5", "keras-2.0", system_code("2.7"))
+    assert main(["inspect", str(bad)]) == 0
+    out = capsys.readouterr().out
+    assert "not translated" in out and "calls os.system" in out
+
+
+@needs_keras
+@pytest.mark.keras
+def test_port_writes_the_expression_as_torch_code(tmp_path: Path) -> None:
+    """The generated package holds the expression, imports only torch & co, passes its own
+    test with parity unimportable, and gives Keras' numbers."""
+    import keras
+    import tf_keras
+
+    from tests.test_port import ALLOWED_IMPORTS, WITHOUT_PARITY, _imports
+
+    _set_backend_names(tf_keras, keras)
+    tf_keras.utils.set_random_seed(8)
+    inp = tf_keras.Input((4, 3))
+    h = tf_keras.layers.Dense(3, name="dense")(inp)
+    a = tf_keras.layers.Lambda(lambda x: K.l2_normalize(x, axis=-1) / 2.0, name="norm")(h)
+    b = tf_keras.layers.Lambda(lambda x: K.concatenate([x[0], x[1][:, -1:, :]], 1), name="cat")(
+        [a, h]
+    )
+    model = tf_keras.Model(inp, b)
+    model.save(tmp_path / "m.h5")
+    out = tmp_path / "ported"
+    result = parity.port(tmp_path / "m.h5", out)
+    source = (out / "model.py").read_text()
+    assert "K_l2_normalize(dense, axis=-1) / 2.0" in source
+    assert "K_concatenate([norm, [norm, dense][1][:, -1:, :]], 1)" in source.replace(
+        "[norm, dense][0]", "norm"
+    )
+    for path in out.glob("*.py"):
+        assert _imports(path) <= ALLOWED_IMPORTS
+    from parity.codegen.port import _load_generated
+
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 4, 3)).astype("float32")
+    generated = _load_generated(out, result.class_name)
+    with torch.no_grad():
+        ours = generated(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours, model(x).numpy(), rtol=1e-5, atol=1e-6)
+    run = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PARITY, str(out)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
