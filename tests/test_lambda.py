@@ -448,6 +448,84 @@ def _tf_keras_cases() -> dict[str, tuple[Any, tuple[int, ...]]]:
             ),
             (4, 3),
         ),
+        # attention Lambdas: scores of two sequences, and a weighted sum over time
+        "batch-dot-attention": (
+            lambda x: K.batch_dot(K.softmax(K.batch_dot(x[0], x[1], axes=[2, 2])), x[1]),
+            None,
+        ),
+        "batch-dot-axes-1": (lambda x: K.batch_dot(x[0], x[1], axes=(1, 1)), None),
+        "batch-dot-ranks": (
+            lambda x: (
+                K.batch_dot(x[:, :, 0], x)
+                + K.batch_dot(x[:, 0, :], x[:, 1, :])
+                + K.batch_dot(x, x[:, 0, :], axes=-1)[:, :3]
+                + K.batch_dot(K.expand_dims(x, 2), x, axes=(3, 2))[:, 0, 0, :3]
+            ),
+            (4, 3),
+        ),
+        "dot-matmul": (
+            lambda x: (
+                K.dot(x, K.constant([[1.0, -2.0], [0.5, 3.0], [2.0, 1.0]]))
+                + K.dot(x[:, 0, :], K.permute_dimensions(x[:, :2, :], (1, 2, 0)))[:, None, 0, :2]
+                + tf.matmul(x, x, transpose_b=True)[:, :, :2]
+                + K.sum(
+                    tf.linalg.matmul(
+                        x, K.permute_dimensions(x, (0, 2, 1))[:, :2, :], True, transpose_b=True
+                    ),
+                    axis=1,
+                    keepdims=True,
+                )
+            ),
+            (4, 3),
+        ),
+        "negative-steps": (
+            lambda x: (
+                K.concatenate(
+                    [x[:, ::-1], x[..., ::-2], x[:, ::-1, 2:0:-1], x[:, -1:-10:-1, -2::-1]], axis=-1
+                )
+                * x[:, 3::-1, :1]
+                + x[:, 8:-9:-3, None, 0][:, :1]
+                + x[:, ::-3, 2:][:, :1]
+            ),
+            (4, 3),
+        ),
+        "shape-functions": (
+            lambda x: (
+                K.reshape(x, (K.shape(x)[0], -1))
+                * K.cast(tf.shape(x)[1], "float32")
+                / K.int_shape(x)[-1]
+                + K.ones_like(x[:, 0, :1])
+                - K.zeros_like(x[:, 1, :1], dtype="float32")
+                + K.epsilon() * 1e6
+                + K.constant(2.0, shape=(1, 12))
+                + x.shape[2]
+            ),
+            (4, 3),
+        ),
+        "repeat-tile-argmax": (
+            lambda x: (
+                K.repeat_elements(x, 2, axis=1)
+                + K.tile(x, [1, 2, 1])
+                + tf.tile(x[:, :1, :], [1, 8, 1])
+                + K.cast(K.argmax(x, axis=-1), "float32")[:, :1, None]
+                - K.cast(K.argmin(x), "float32")[:, :1, None]
+                + K.cast(tf.argmax(x[0]), "float32")
+                + tf.ones_like(x[:, :1, :1]) * 0.5
+                + tf.zeros_like(x[:, :1, :1], dtype="float32")
+            ),
+            (4, 3),
+        ),
+        "tf-reductions-keepdims": (
+            lambda x: (
+                tf.reduce_mean(x, axis=1, keepdims=True)
+                + tf.reduce_sum(x, axis=[1, 2], keepdims=True)
+                - tf.reduce_max(x, axis=-1, keepdims=True)
+                * tf.reduce_min(x, axis=(0, 2), keepdims=True)
+                + K.max(x, axis=1, keepdims=True)
+                + tf.reduce_mean(x)
+            ),
+            (4, 3),
+        ),
     }
 
 
@@ -472,6 +550,20 @@ def _keras3_cases() -> dict[str, tuple[Any, tuple[int, ...]]]:
             (4, 3),
         ),
         "two-inputs": (lambda x: x[0] * 2.0 - x[1] @ ops.transpose(x[1], (0, 2, 1)) @ x[0], None),
+        "ops-dot-tile": (
+            lambda x: (
+                ops.dot(x, ops.transpose(x[:, 0, :]))[:, :, :3]
+                + ops.dot(x, x[0, 0, :])[:, :, None]
+                + ops.tile(x[:, :1, :], (4, 1))
+                + ops.ones_like(x) * 2.0
+                - ops.zeros_like(x)
+            ),
+            (4, 3),
+        ),
+        "negative-steps": (
+            lambda x: x[:, ::-1, ::-2] * x[..., 2::-2] + x[:, -2::-2, 1:][:, :1],
+            (4, 3),
+        ),
     }
 
 
@@ -558,7 +650,7 @@ def test_port_writes_the_expression_as_torch_code(tmp_path: Path) -> None:
     tf_keras.utils.set_random_seed(8)
     inp = tf_keras.Input((4, 3))
     h = tf_keras.layers.Dense(3, name="dense")(inp)
-    a = tf_keras.layers.Lambda(lambda x: K.l2_normalize(x, axis=-1) / 2.0, name="norm")(h)
+    a = tf_keras.layers.Lambda(lambda x: K.l2_normalize(x, axis=-1)[:, ::-1] / 2.0, name="norm")(h)
     b = tf_keras.layers.Lambda(lambda x: K.concatenate([x[0], x[1][:, -1:, :]], 1), name="cat")(
         [a, h]
     )
@@ -567,7 +659,10 @@ def test_port_writes_the_expression_as_torch_code(tmp_path: Path) -> None:
     out = tmp_path / "ported"
     result = parity.port(tmp_path / "m.h5", out)
     source = (out / "model.py").read_text()
-    assert "K_l2_normalize(dense, axis=-1) / 2.0" in source
+    assert (
+        "keras_getitem(K_l2_normalize(dense, axis=-1), (slice(None, None, None), "
+        "slice(None, None, -1))) / 2.0" in source
+    )
     assert "K_concatenate([norm, [norm, dense][1][:, -1:, :]], 1)" in source.replace(
         "[norm, dense][0]", "norm"
     )
@@ -584,3 +679,101 @@ def test_port_writes_the_expression_as_torch_code(tmp_path: Path) -> None:
         [sys.executable, "-c", WITHOUT_PARITY, str(out)], capture_output=True, text=True
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+# --- K.dot / K.batch_dot shape rules, negative slice steps ------------------------------------
+
+#: (x shape, y shape, axes) for K.batch_dot: each rank pairing and axes spelling Keras accepts.
+BATCH_DOT_CASES = [
+    ((2, 3), (2, 3), None),
+    ((2, 3), (2, 3), 1),
+    ((2, 3), (2, 3, 4), None),
+    ((2, 4, 3), (2, 3), None),
+    ((2, 4, 3), (2, 4), (1, 1)),
+    ((2, 4, 3), (2, 5, 3), [2, 2]),
+    ((2, 4, 3), (2, 4, 5), (1, 1)),
+    ((2, 3, 4, 5), (2, 5, 6), None),
+    ((2, 3, 4, 5), (2, 4, 6, 7), (2, 1)),
+    ((2, 3, 4, 5), (2, 6, 4, 7), (-2, 2)),
+    ((2, 3), (2, 6, 7, 3), (1, 3)),
+    ((2, 3, 4, 5), (2, 5), (3, 1)),
+]
+#: (x shape, y shape) for K.dot and keras.ops.dot.
+DOT_CASES = [((2, 3), (3, 4)), ((2, 5, 3), (3, 4)), ((3,), (2, 3, 4)), ((2, 4, 5, 3), (2, 6, 3, 4))]
+
+
+def _tf_and_torch_grads(tf_fn: Any, torch_fn: Any, *arrays: np.ndarray) -> None:
+    """Outputs and the gradients of sum(out * w) of both, on the same inputs."""
+    import tensorflow
+
+    ins = [tensorflow.constant(a) for a in arrays]
+    with tensorflow.GradientTape() as tape:
+        for t in ins:
+            tape.watch(t)
+        ref = tf_fn(*ins)
+        w = tensorflow.constant(np.random.default_rng(2).normal(size=ref.shape).astype("float32"))
+        loss = tensorflow.reduce_sum(ref * w)
+    ref_grads = tape.gradient(loss, ins)
+    ts = [torch.from_numpy(a).requires_grad_() for a in arrays]
+    ours = torch_fn(*ts)
+    (ours * torch.from_numpy(w.numpy())).sum().backward()
+    assert tuple(ours.shape) == tuple(ref.shape)
+    np.testing.assert_allclose(ours.detach().numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
+    for t, g in zip(ts, ref_grads, strict=True):
+        np.testing.assert_allclose(t.grad.numpy(), g.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@needs_keras
+@pytest.mark.keras
+def test_batch_dot_and_dot_follow_keras_shape_rules() -> None:
+    """Each rank pairing and axes spelling against tf_keras' K.batch_dot and K.dot and Keras 3's
+    ops.dot: shapes, values and both inputs' gradients."""
+    import keras
+    import tf_keras
+
+    from parity.ports import lambda_ops
+
+    rng = np.random.default_rng(4)
+    for x_shape, y_shape, axes in BATCH_DOT_CASES:
+        x, y = (rng.normal(size=s).astype("float32") for s in (x_shape, y_shape))
+        _tf_and_torch_grads(
+            lambda a, b: tf_keras.backend.batch_dot(a, b, axes=axes),  # noqa: B023
+            lambda a, b: lambda_ops.K_batch_dot(a, b, axes=axes),  # noqa: B023
+            x,
+            y,
+        )
+    for x_shape, y_shape in DOT_CASES:
+        x, y = (rng.normal(size=s).astype("float32") for s in (x_shape, y_shape))
+        _tf_and_torch_grads(tf_keras.backend.dot, lambda_ops.K_dot, x, y)
+        _tf_and_torch_grads(keras.ops.dot, lambda_ops.ops_dot, x, y)
+    with pytest.raises(ValueError, match="batch axis"):
+        lambda_ops.K_batch_dot(torch.ones(2, 3), torch.ones(2, 3), axes=0)
+
+
+def _step_cases() -> list[tuple[Any, Any, int]]:
+    bounds = [None, -9, -7, -4, -1, 0, 1, 3, 6, 7, 9]
+    return [(a, b, s) for a in bounds for b in bounds for s in (-1, -2, -3, -8)]
+
+
+def test_negative_slice_steps_match_numpy() -> None:
+    """x[:, a:b:s] for every start/stop (inside, at and beyond both ends, None) and negative
+    step, translated from bytecode with a, b, s as defaults, against numpy's own slicing; plus
+    the same slice after ..., beside None and an int, and on the first axis."""
+    raw = _native(lambda x, a=None, b=None, s=-1: x[:, a:b:s])
+    raw_mixed = _native(lambda x, a=None, b=None, s=-1: x[0, None, ..., a:b:s, ::-2])
+    raw_first = _native(lambda x, a=None, b=None, s=-1: x[a:b:s])
+    a = np.arange(2 * 7 * 5, dtype="float32").reshape(2, 7, 5)
+    t = torch.from_numpy(a)
+    for start, stop, step in _step_cases():
+        defaults = [start, stop, step]
+        for code, expected in (
+            (raw, a[:, start:stop:step]),
+            (raw_mixed, a[0, None, ..., start:stop:step, ::-2]),
+            (raw_first, a[start:stop:step]),
+        ):
+            module = parity.ports.lambda_layer.LambdaExpression(
+                lambda_translation({"name": "l", "function": [b64(code), defaults, None]})
+            )
+            ours = module(t).numpy()
+            assert ours.shape == expected.shape, (start, stop, step)
+            np.testing.assert_array_equal(ours, expected)

@@ -75,6 +75,16 @@ FUNCTIONS: dict[tuple[str, str], Callable[..., Any]] = {
             "epsilon": ops.K_epsilon,
             "int_shape": ops.K_int_shape,
             "batch_flatten": ops.K_batch_flatten,
+            "dot": ops.K_dot,
+            "batch_dot": ops.K_batch_dot,
+            "shape": ops.keras_shape,
+            "constant": ops.K_constant,
+            "ones_like": ops.keras_ones_like,
+            "zeros_like": ops.keras_zeros_like,
+            "repeat_elements": ops.K_repeat_elements,
+            "tile": ops.K_tile,
+            "argmax": ops.K_argmax,
+            "argmin": ops.K_argmin,
         }.items()
     },
     **{
@@ -107,6 +117,12 @@ FUNCTIONS: dict[tuple[str, str], Callable[..., Any]] = {
             "maximum": ops.keras_maximum,
             "minimum": ops.keras_minimum,
             "pow": ops.tf_pow,
+            "shape": ops.keras_shape,
+            "ones_like": ops.tf_ones_like,
+            "zeros_like": ops.tf_zeros_like,
+            "tile": ops.tf_tile,
+            "argmax": ops.tf_argmax,
+            "argmin": ops.tf_argmin,
         }.items()
     },
     **{
@@ -139,13 +155,17 @@ FUNCTIONS: dict[tuple[str, str], Callable[..., Any]] = {
             "maximum": ops.keras_maximum,
             "minimum": ops.keras_minimum,
             "power": ops.ops_power,
+            "dot": ops.ops_dot,
+            "ones_like": ops.keras_ones_like,
+            "zeros_like": ops.keras_zeros_like,
+            "tile": ops.ops_tile,
         }.items()
     },
     ("builtins", "abs"): abs,
 }
 
 #: Helpers every emitted Lambda's functions may call (their source goes along).
-_SHARED_HELPERS = (ops.keras_axes, ops.keras_dtype, ops.keras_integral)
+_SHARED_HELPERS = (ops.keras_axes, ops.keras_dtype, ops.keras_integral, ops.keras_getitem)
 
 
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
@@ -215,7 +235,7 @@ def _compile(expr: Expr) -> Evaluator:
         return lambda x: fn1(operand(x))
     if kind == "subscript":
         value, index = children
-        return lambda x: value(x)[index(x)]
+        return lambda x: ops.keras_getitem(value(x), index(x))
     if kind == "attr":
         name, (owner,) = expr.value, children
         if name == "ndim":
@@ -230,22 +250,11 @@ def _compile(expr: Expr) -> Evaluator:
     raise ConversionError(f"Lambda expression kind {kind!r} is not translated")
 
 
-def _refuse_negative_steps(expr: Expr) -> None:
-    """torch slices take no negative step (Keras/TF do): refused rather than mistranslated."""
-    if expr.kind == "slice":
-        step = expr.args[2]
-        if step.kind == "const" and isinstance(step.value, int) and step.value < 0:
-            raise ConversionError(f"slice step {step.value} (negative) is not translated")
-    for child in expr.args:
-        _refuse_negative_steps(child)
-
-
 class LambdaExpression(nn.Module):
     """A Keras Lambda's translated function: ``forward(x)`` with x a tensor or a list of them."""
 
     def __init__(self, translation: Translation) -> None:
         super().__init__()
-        _refuse_negative_steps(translation.expr)
         self.expr = translation.expr
         self.text = translation.text
         self._evaluate = _compile(translation.expr)
@@ -272,7 +281,6 @@ def lambda_translation(config: Config) -> Translation:
         translation = translate(
             function, arguments=config.get("arguments"), where=where, known=_known
         )
-        _refuse_negative_steps(translation.expr)
         _check_calls(translation.expr)
     except ConversionError as exc:
         message = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
@@ -358,9 +366,11 @@ def emitted_code(expr: Expr, inputs: int) -> tuple[str, tuple[str, ...], tuple[s
     used: dict[str, str] = {}
 
     def call(e: Expr, args: list[str]) -> str:
-        if e.value[1] == "classic_divide":
-            used["classic_divide"] = inspect.getsource(ops.classic_divide)
-            return f"classic_divide({', '.join(args)})"
+        if e.value[0] == "builtins" and e.value[1] in _EMITTED_BUILTINS:
+            name = e.value[1]
+            if name != "slice":
+                used[name] = inspect.getsource(getattr(ops, name))
+            return f"{name}({', '.join(args)})"
         fn = FUNCTIONS[e.value[:2]]
         if fn is abs:
             return f"abs({args[0]})"
@@ -380,12 +390,42 @@ def emitted_code(expr: Expr, inputs: int) -> tuple[str, tuple[str, ...], tuple[s
     return text, tuple(used), (*shared, *used.values())
 
 
+#: Calls the emitted code makes beside the FUNCTIONS table: lambda_ops helpers and slice().
+_EMITTED_BUILTINS = ("classic_divide", "keras_getitem", "slice")
+
+
+def _builtin(name: str, args: tuple[Expr, ...]) -> Expr:
+    return Expr("call", ("builtins", name, name), args)
+
+
+def _forward_steps(index: Expr) -> bool:
+    """Whether every slice in a subscript's index steps forward (torch's own slicing)."""
+    items = index.args if index.kind == "tuple" else (index,)
+    for item in items:
+        if item.kind != "slice":
+            continue
+        step = item.args[2]
+        if step.kind != "const" or not (step.value is None or _positive_int(step.value)):
+            return False
+    return True
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def _torch_tree(expr: Expr) -> Expr:
     """The tree as the emitted code spells it: Python 2 divisions as classic_divide calls,
-    ``.shape`` as a tuple (what the module computes)."""
+    subscripts with a negative (or computed) slice step as keras_getitem calls with slice()
+    objects, ``.shape`` as a tuple (what the module computes)."""
     args = tuple(_torch_tree(a) for a in expr.args)
     if expr.kind == "binary" and expr.value == CLASSIC_DIVIDE:
-        return Expr("call", ("builtins", "classic_divide", "classic_divide"), args)
+        return _builtin("classic_divide", args)
+    if expr.kind == "subscript" and not _forward_steps(expr.args[1]):
+        value, index = args
+        items = index.args if index.kind == "tuple" else (index,)
+        items = tuple(_builtin("slice", i.args) if i.kind == "slice" else i for i in items)
+        return _builtin("keras_getitem", (value, Expr("tuple", args=items)))
     return Expr(expr.kind, expr.value, args, expr.keys)
 
 

@@ -255,10 +255,6 @@ def keras_matmul(x1, x2):
     return torch.matmul(x1, x2)
 
 
-def tf_matmul(a, b):
-    return torch.matmul(a, b)
-
-
 def keras_cast(x, dtype):
     """K.cast / tf.cast / ops.cast: tensors and Python numbers (a shape entry) alike."""
     return torch.as_tensor(x).to(keras_dtype(dtype))
@@ -307,3 +303,192 @@ def K_int_shape(x):
 
 def K_batch_flatten(x):
     return torch.reshape(x, (x.shape[0], -1))
+
+
+def K_dot(x, y):
+    """K.dot (numpy.dot's rule): matrices go through tf.matmul; with a side above rank 2, a sum
+    product over x's last axis and y's second-to-last, shaped x[:-1] + y[:-2] + y[-1:]."""
+    if x.dim() > 2 or y.dim() > 2:
+        if x.dim() < 1 or y.dim() < 2:
+            raise ValueError(f"K.dot of shapes {tuple(x.shape)} and {tuple(y.shape)}")
+        # y's contracted axis to the front, the rest flattened in order: one matmul
+        flat_x = torch.reshape(x, (-1, x.shape[-1]))
+        flat_y = torch.reshape(torch.movedim(y, -2, 0), (y.shape[-2], -1))
+        shape = (*x.shape[:-1], *y.shape[:-2], y.shape[-1])
+        return torch.reshape(torch.matmul(flat_x, flat_y), shape)
+    if x.dim() != 2 or y.dim() != 2:
+        raise ValueError(f"K.dot of shapes {tuple(x.shape)} and {tuple(y.shape)} (tf.matmul)")
+    return torch.matmul(x, y)
+
+
+def K_batch_dot(x, y, axes=None):
+    """K.batch_dot: per sample, x's axis axes[0] contracted with y's axis axes[1]; the output
+    is (batch, x's other axes, y's other axes). axes None = (x's last, y's second-to-last, or
+    its last when y is rank 2); an int means the same axis on both. A rank-2 side gets a unit
+    axis for the product that is dropped again: (b, n) . (b, n) gives (b, 1)."""
+    x_rank, y_rank = x.dim(), y.dim()
+    if x_rank < 2 or y_rank < 2:
+        raise ValueError(f"K.batch_dot of shapes {tuple(x.shape)} and {tuple(y.shape)}")
+    if isinstance(axes, int):
+        axes = (axes, axes)
+    if axes is None:
+        axes = (x_rank - 1, y_rank - 1 if y_rank == 2 else y_rank - 2)
+    if len(axes) != 2 or not all(isinstance(a, int) for a in axes):
+        raise ValueError(f"K.batch_dot axes {axes!r}: two ints")
+    x_axis = axes[0] + x_rank if axes[0] < 0 else axes[0]
+    y_axis = axes[1] + y_rank if axes[1] < 0 else axes[1]
+    if x_axis == 0 or y_axis == 0:
+        raise ValueError("K.batch_dot over the batch axis")
+    if x.shape[x_axis] != y.shape[y_axis]:
+        raise ValueError(
+            f"K.batch_dot of shapes {tuple(x.shape)} and {tuple(y.shape)} over axes {axes}"
+        )
+    if x_rank == 2:
+        x, x_axis = torch.unsqueeze(x, 1), x_axis + 1
+    if y_rank == 2:
+        y = torch.unsqueeze(y, 2)
+    # x's contracted axis last, y's second (the other axes keep their order): one batched matmul
+    x = torch.movedim(x, x_axis, -1)
+    y = torch.movedim(y, y_axis, 1)
+    x_middle, y_trailing = x.shape[1:-1], y.shape[2:]
+    flat_x = torch.reshape(x, (x.shape[0], -1, x.shape[-1]))
+    flat_y = torch.reshape(y, (y.shape[0], y.shape[1], -1))
+    out = torch.reshape(torch.matmul(flat_x, flat_y), (-1, *x_middle, *y_trailing))
+    if x_rank == 2:
+        return torch.squeeze(out, 1)
+    if y_rank == 2:
+        return torch.squeeze(out, -1)
+    return out
+
+
+def tf_matmul(a, b, transpose_a=False, transpose_b=False):
+    """tf.matmul / tf.linalg.matmul: the last two axes, optionally transposed first."""
+    if transpose_a:
+        a = torch.transpose(a, -1, -2)
+    if transpose_b:
+        b = torch.transpose(b, -1, -2)
+    return torch.matmul(a, b)
+
+
+def ops_dot(x1, x2):
+    """keras.ops.dot (numpy.dot): scalars multiply; a vector x2 is contracted with x1's last
+    axis; otherwise x1's last axis with x2's second-to-last (tf.tensordot)."""
+    if x1.dim() == 0 or x2.dim() == 0:
+        return x1 * x2
+    if x2.dim() == 1:
+        return torch.tensordot(x1, x2, dims=([-1], [-1]))
+    return torch.tensordot(x1, x2, dims=([-1], [-2]))
+
+
+def keras_shape(x):
+    """K.shape / tf.shape: the run-time shape as an int32 tensor (TF's default out_type)."""
+    return torch.tensor(tuple(x.shape), dtype=torch.int32)
+
+
+def K_constant(value, dtype=None, shape=None, name=None):
+    """K.constant: float32 (Keras' floatx) unless dtype says; a scalar with a shape fills it,
+    a list with a shape is reshaped (tf.constant). The tensor is made on the CPU."""
+    out = torch.tensor(value, dtype=keras_dtype("float32" if dtype is None else dtype))
+    if shape is None:
+        return out
+    return out.expand(tuple(shape)).clone() if out.dim() == 0 else torch.reshape(out, tuple(shape))
+
+
+def keras_ones_like(x, dtype=None, name=None):
+    """K.ones_like / tf.ones_like: x's dtype unless dtype says."""
+    return torch.ones_like(x, dtype=None if dtype is None else keras_dtype(dtype))
+
+
+def keras_zeros_like(x, dtype=None, name=None):
+    return torch.zeros_like(x, dtype=None if dtype is None else keras_dtype(dtype))
+
+
+def tf_ones_like(input, dtype=None, name=None):
+    return torch.ones_like(input, dtype=None if dtype is None else keras_dtype(dtype))
+
+
+def tf_zeros_like(input, dtype=None, name=None):
+    return torch.zeros_like(input, dtype=None if dtype is None else keras_dtype(dtype))
+
+
+def K_repeat_elements(x, rep, axis):
+    """K.repeat_elements: each slice along axis repeated rep times in place (tf.repeat)."""
+    return torch.repeat_interleave(x, rep, dim=axis)
+
+
+def K_tile(x, n):
+    """K.tile / tf.tile: one multiple per axis (an int is one axis); TF refuses other counts."""
+    multiples = (n,) if isinstance(n, int) else tuple(n)
+    if len(multiples) != x.dim():
+        raise ValueError(f"tile multiples {multiples} for a rank-{x.dim()} tensor")
+    return x.repeat(*multiples)
+
+
+def tf_tile(input, multiples):
+    multiples = tuple(multiples)
+    if len(multiples) != input.dim():
+        raise ValueError(f"tf.tile multiples {multiples} for a rank-{input.dim()} tensor")
+    return input.repeat(*multiples)
+
+
+def ops_tile(x, repeats):
+    """keras.ops.tile (numpy.tile): repeats padded with leading ones, or x with leading axes."""
+    return torch.tile(x, (repeats,) if isinstance(repeats, int) else tuple(repeats))
+
+
+def K_argmax(x, axis=-1):
+    """K.argmax: int64 indices of the first maximum along axis (tf.argmax)."""
+    return torch.argmax(x, dim=axis)
+
+
+def K_argmin(x, axis=-1):
+    return torch.argmin(x, dim=axis)
+
+
+def tf_argmax(input, axis=None, output_type="int64"):
+    """tf.argmax: axis None is axis 0."""
+    return torch.argmax(input, dim=0 if axis is None else axis).to(keras_dtype(output_type))
+
+
+def tf_argmin(input, axis=None, output_type="int64"):
+    return torch.argmin(input, dim=0 if axis is None else axis).to(keras_dtype(output_type))
+
+
+def keras_getitem(value, index):
+    """value[index] with Python/TF semantics, negative slice steps included (torch's slicing
+    takes none): such a slice first keeps its whole axis, which is then narrowed to the run
+    the slice selects, flipped, and stepped forward by the step's size."""
+    items = index if isinstance(index, tuple) else (index,)
+    reversed_slices = [
+        i for i in items if isinstance(i, slice) and i.step is not None and i.step < 0
+    ]
+    if not torch.is_tensor(value) or not reversed_slices:
+        return value[index]
+    consumed = sum(1 for i in items if i is not None and i is not Ellipsis)
+    plain, flips, axis = [], [], 0
+    for item in items:
+        if item is Ellipsis:
+            axis += value.dim() - consumed
+            plain.append(item)
+        elif item is None or isinstance(item, slice):
+            negative = isinstance(item, slice) and item.step is not None and item.step < 0
+            if negative:
+                flips.append((axis, item))
+            plain.append(slice(None) if negative else item)
+            axis += 1
+        elif isinstance(item, int) and not isinstance(item, bool):
+            plain.append(item)
+        else:
+            raise ValueError(f"index {item!r} beside a negative slice step")
+    out = value[tuple(plain)]
+    for axis, item in flips:
+        start, stop, step = item.indices(out.shape[axis])
+        count = len(range(start, stop, step))
+        if count == 0:
+            out = torch.narrow(out, axis, 0, 0)
+            continue
+        last = start + (count - 1) * step
+        # the run from `last` up to `start`, reversed: it now begins at `start`
+        out = torch.flip(torch.narrow(out, axis, last, start - last + 1), (axis,))
+        out = out[(slice(None),) * axis + (slice(None, None, -step),)]
+    return out
