@@ -155,6 +155,191 @@ def loop_code() -> bytes:
     return code_object("3.8", code)
 
 
+# --- Python 3.11-3.13 code objects (Keras 3 files saved from 3.12 and 3.13) -------------------
+
+#: CPython's inline cache entries after each instruction (Lib/opcode.py ``_cache_format`` of
+#: 3.12 and 3.13), written here independently of parity's own table.
+CACHES_312 = {"LOAD_GLOBAL": 4, "BINARY_OP": 1, "COMPARE_OP": 1, "BINARY_SUBSCR": 1}
+CACHES_312 |= {"LOAD_ATTR": 9, "CALL": 3}
+CACHES_313 = CACHES_312 | {"TO_BOOL": 3, "POP_JUMP_IF_FALSE": 1}
+#: CO_FAST_LOCAL / CO_FAST_FREE: the kind byte of a parameter / a closure variable.
+FAST_LOCAL, FAST_FREE = 0x20, 0x80
+
+
+def _short(value: Any) -> bytes:
+    """marshal's 3.11+ spellings: short ASCII strings ("z"), small tuples (")")."""
+    if isinstance(value, str):
+        data = value.encode("ascii")
+        return b"z" + bytes([len(data)]) + data
+    if isinstance(value, tuple):
+        return b")" + bytes([len(value)]) + b"".join(_short(v) for v in value)
+    return _m_obj(value, py2=False)
+
+
+def assemble(version: str, ops: list[tuple[str, int]]) -> bytes:
+    """Wordcode for Python ``version`` ("3.12", "3.13") from xdis' opcode table of that version,
+    with the zeroed CACHE units CPython puts after each instruction that has them."""
+    from xdis.op_imports import get_opcode_module
+    from xdis.version_info import PythonImplementation
+
+    major, minor = (int(p) for p in version.split("."))
+    opmap = get_opcode_module((major, minor), PythonImplementation.CPython).opmap
+    caches = CACHES_313 if version == "3.13" else CACHES_312
+    out = b""
+    for name, arg in ops:
+        out += bytes([opmap[name], arg]) + b"\x00\x00" * caches.get(name, 0)
+    return out
+
+
+def line_table(code: bytes) -> bytes:
+    """A 3.11+ location table: entries of up to 8 code units, "no column" form (code 13),
+    line delta 0 (a signed varint)."""
+    units, out = len(code) // 2, b""
+    while units:
+        n = min(units, 8)
+        out += bytes([0x80 | (13 << 3) | (n - 1), 0])
+        units -= n
+    return out
+
+
+def code_object_311(
+    code: bytes,
+    consts: tuple = (None,),
+    names: tuple = (),
+    localsplus: tuple = ("x",),
+    kinds: bytes | None = None,
+    argcount: int = 1,
+    exception_table: bytes = b"",
+) -> bytes:
+    """A marshalled 3.11-3.13 code object (one layout): argcount, posonlyargcount,
+    kwonlyargcount, stacksize, flags, code, consts, names, localsplusnames, localspluskinds,
+    filename, name, qualname, firstlineno, linetable, exceptiontable."""
+    kinds = bytes([FAST_LOCAL] * len(localsplus)) if kinds is None else kinds
+    parts = [b"\xe3", *(struct.pack("<i", v) for v in (argcount, 0, 0, 8, 0x13))]
+    parts += [_m_obj(code, False), _short(consts), _short(names), _short(localsplus)]
+    parts += [_m_obj(kinds, False), _short("<stdin>"), _short("<lambda>"), _short("<lambda>")]
+    parts += [struct.pack("<i", 1), _m_obj(line_table(code), False)]
+    parts += [_m_obj(exception_table, False)]
+    return b"".join(parts)
+
+
+def modern_cases(version: str) -> dict[str, tuple[bytes, str, Any]]:
+    """name -> (marshalled code as CPython ``version`` compiles it, rendered expression, the
+    numpy formula on x). The instruction sequences are what CPython 3.12 / 3.13 emit."""
+    call_kw = (
+        [("LOAD_CONST", 2), ("CALL_KW", 2)] if version == "3.13" else [("KW_NAMES", 2), ("CALL", 2)]
+    )
+    x0_x1 = [("LOAD_FAST", 0), ("LOAD_CONST", 0), ("BINARY_SUBSCR", 0)]
+    x0_x1 += [("LOAD_FAST", 0), ("LOAD_CONST", 1), ("BINARY_SUBSCR", 0)]
+    scaled = (
+        [("LOAD_FAST_LOAD_FAST", 0x01)]
+        if version == "3.13"
+        else [("LOAD_FAST", 0), ("LOAD_FAST", 1)]
+    )
+    slices = [("LOAD_FAST", 0), ("LOAD_CONST", 0), ("LOAD_CONST", 0), ("BUILD_SLICE", 2)]
+    slices += [("LOAD_CONST", 1), ("LOAD_CONST", 0), ("LOAD_CONST", 0), ("BUILD_SLICE", 2)]
+    compare = 4 << (5 if version == "3.13" else 4) | 4  # ">" with its comparison mask
+    ops = {
+        "scale": (
+            [
+                ("RESUME", 0),
+                ("LOAD_FAST", 0),
+                ("LOAD_CONST", 1),
+                ("BINARY_OP", 11),
+                ("LOAD_CONST", 2),
+                ("BINARY_OP", 10),
+                ("RETURN_VALUE", 0),
+            ],
+            dict(consts=(None, 127.5, 1.0)),
+            "x / 127.5 - 1.0",
+            lambda x: x / 127.5 - 1.0,
+        ),
+        "last-step": (
+            [
+                ("RESUME", 0),
+                *slices,
+                ("BUILD_TUPLE", 3),
+                ("BINARY_SUBSCR", 0),
+                ("RETURN_VALUE", 0),
+            ],
+            dict(consts=(None, -1)),
+            "x[:, -1, :]",
+            lambda x: x[:, -1, :],
+        ),
+        "mean": (
+            [
+                ("RESUME", 0),
+                ("LOAD_GLOBAL", 0),
+                ("LOAD_ATTR", 3),
+                ("LOAD_FAST", 0),
+                ("LOAD_CONST", 1),
+                *call_kw,
+                ("RETURN_VALUE", 0),
+            ],
+            dict(consts=(None, 1, ("axis",)), names=("K", "mean")),
+            "K.mean(x, axis=1)",
+            lambda x: x.mean(axis=1),
+        ),
+        "product": (
+            [
+                ("RESUME", 0),
+                *x0_x1,
+                ("BINARY_OP", 5),
+                ("RETURN_VALUE", 0),
+            ],
+            dict(consts=(0, 1)),
+            "x[0] * x[1]",
+            lambda x: x[0] * x[1],
+        ),
+        "slice-abs-compare": (
+            [
+                ("RESUME", 0),
+                ("LOAD_GLOBAL", 1),
+                ("LOAD_FAST", 0),
+                ("LOAD_CONST", 1),
+                ("LOAD_CONST", 2),
+                ("BINARY_SLICE", 0),
+                ("CALL", 1),
+                ("LOAD_FAST", 0),
+                ("LOAD_CONST", 3),
+                ("COMPARE_OP", compare),
+                ("BINARY_OP", 0),
+                ("RETURN_VALUE", 0),
+            ],
+            dict(consts=(None, 1, -1, 0.1), names=("abs",)),
+            "abs(x[1:-1]) + (x > 0.1)",
+            lambda x: abs(x[1:-1]) + (x > 0.1),
+        ),
+        "default-and-closure": (
+            [
+                ("RESUME", 0),
+                ("COPY_FREE_VARS", 1),
+                *scaled,
+                ("BINARY_OP", 5),
+                ("LOAD_DEREF", 2),
+                ("BINARY_OP", 0),
+                ("RETURN_VALUE", 0),
+            ],
+            dict(localsplus=("x", "s", "shift"), kinds=bytes([0x20, 0x20, 0x80]), argcount=2),
+            "x * 2.0 + 0.5",
+            lambda x: x * 2.0 + 0.5,
+        ),
+        "return-const": (
+            [("RESUME", 0), ("RETURN_CONST", 1)],
+            dict(consts=(None, 2.5)),
+            "2.5",
+            None,
+        ),
+    }
+    return {
+        name: (code_object_311(assemble(version, seq), **fields), text, formula)
+        for name, (seq, fields, text, formula) in ops.items()
+    }
+
+
+MODERN_CASES = sorted(modern_cases("3.12"))
+
+
 def raw_string(raw: bytes) -> str:
     """How Keras 1.x-2.1 stored the bytes: marshal.dumps(...).decode('raw_unicode_escape')."""
     return raw.decode("raw_unicode_escape")
@@ -777,3 +962,81 @@ def test_negative_slice_steps_match_numpy() -> None:
             ours = module(t).numpy()
             assert ours.shape == expected.shape, (start, stop, step)
             np.testing.assert_array_equal(ours, expected)
+
+
+# --- Python 3.12 / 3.13 bytecode ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+@pytest.mark.parametrize("case", MODERN_CASES)
+def test_python_312_313_bytecode_gives_the_formula(version: str, case: str, tmp_path) -> None:
+    """Code objects laid out as CPython 3.12 / 3.13 write them (caches, BINARY_SLICE,
+    RETURN_CONST, CALL without PRECALL, KW_NAMES / CALL_KW, LOAD_ATTR's method bit,
+    LOAD_FAST_LOAD_FAST, COPY_FREE_VARS) in a Keras 3-style config: read as that Python only,
+    and evaluated to numpy's answer."""
+    raw, text, formula = modern_cases(version)[case]
+    config = {
+        "name": "lambda_1",
+        "function": {
+            "class_name": "__lambda__",
+            "config": {"code": b64(raw), "defaults": [2.0], "closure": [0.5]},
+        },
+    }
+    translation = lambda_translation(config)
+    assert translation.text == text
+    major, minor = (int(p) for p in version.split("."))
+    # 3.12 code using no instruction that differs from 3.11 reads the same as 3.11
+    assert (major, minor) in translation.versions
+    assert set(translation.versions) <= ({(3, 11), (3, 12)} if minor == 12 else {(3, 13)})
+    if formula is None:
+        return
+    x = np.random.default_rng(6).uniform(-1, 1, (3, 4, 5)).astype("float32")
+    module = parity.ports.lambda_layer.LambdaExpression(translation)
+    np.testing.assert_allclose(module(torch.from_numpy(x)).numpy(), formula(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_python_312_313_fields_parse(version: str) -> None:
+    """The location table and exception table of a 3.12 / 3.13 code object are read back as
+    written (xdis), and a code object with an exception table (try/with: no lambda has one) is
+    refused."""
+    from xdis import magics, unmarshal
+
+    raw, _, _ = modern_cases(version)["mean"]
+    code = unmarshal.load_code(
+        __import__("io").BytesIO(raw), magics.magic2int(magics.by_version[version]), {}
+    )
+    assert code.co_exceptiontable == b""
+    assert code.co_linetable == line_table(code.co_code) and len(code.co_linetable) > 2
+    assert code.co_names == ("K", "mean") and code.co_varnames == ("x",)
+    ops = [("RESUME", 0), ("LOAD_FAST", 0), ("RETURN_VALUE", 0)]
+    handled = code_object_311(assemble(version, ops), exception_table=b"\x82\x04\x06\x00")
+    _refused(_config(handled), "exception table", "nothing was executed")
+
+
+def test_cache_layout_tells_312_from_311(monkeypatch: pytest.MonkeyPatch) -> None:
+    """3.11 and 3.12 share opcode numbers but not LOAD_ATTR's argument (a name index in 3.11,
+    index * 2 + method bit in 3.12): these bytes (with a NULL pushed first, so that both
+    readings' calls are well formed) call K.sum as 3.12 and K.max as 3.11. The caches (9 after
+    LOAD_ATTR in 3.12, 4 in 3.11) leave the one reading that fits."""
+    ops = [("RESUME", 0), ("PUSH_NULL", 0), ("LOAD_GLOBAL", 0), ("LOAD_ATTR", 3)]
+    ops += [("LOAD_FAST", 0), ("CALL", 1), ("RETURN_VALUE", 0)]
+    raw = code_object_311(assemble("3.12", ops), names=("K", "sum", "mean", "max"))
+    translation = translate(b64(raw))
+    assert translation.text == "K.sum(x)" and translation.versions == ((3, 12),)
+    # without the cache check the two readings disagree and the file would be refused
+    from parity.keras import bytecode
+
+    monkeypatch.setattr(bytecode, "INLINE_CACHES", {})
+    with pytest.raises(parity.ConversionError, match=r"3\.11: K\.max\(x\).*3\.12: K\.sum"):
+        translate(b64(raw))
+
+
+def test_python_313_truth_tests_are_refused() -> None:
+    """3.13's TO_BOOL and a COMPARE_OP converting to bool (an ``if``) are refused by name."""
+    ops = [("RESUME", 0), ("LOAD_FAST", 0), ("TO_BOOL", 0), ("RETURN_VALUE", 0)]
+    _refused(_config(code_object_311(assemble("3.13", ops))), "TO_BOOL", "truth test")
+    ops = [("RESUME", 0), ("LOAD_FAST", 0), ("LOAD_CONST", 0), ("COMPARE_OP", (4 << 5) | 16 | 4)]
+    ops += [("RETURN_VALUE", 0)]
+    raw = code_object_311(assemble("3.13", ops), consts=(0.5,))
+    _refused(_config(raw), "bool", "nothing was executed")

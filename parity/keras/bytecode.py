@@ -141,6 +141,64 @@ _BINARY_OPNAMES = {
 }
 # CALL_INTRINSIC_1 (3.12+): unary plus is INTRINSIC_UNARY_POSITIVE.
 _INTRINSIC_UNARY_POSITIVE = 5
+# COMPARE_OP (3.13): bit 4 of the argument converts the result to a bool (a truth test).
+_COMPARE_TO_BOOL_313 = 16
+
+#: CPython's inline caches (CACHE code units after an instruction), per version, from each
+#: version's Lib/opcode.py ``_cache_format``. A 3.11+ code object carries exactly these (marshal
+#: writes them zeroed), so a candidate whose caches do not line up is not that version: where
+#: the opcode numbers agree (3.11 and 3.12) this tells the layouts apart, e.g. LOAD_ATTR's
+#: argument, a name index in 3.11 and index * 2 + method flag in 3.12.
+INLINE_CACHES: dict[tuple[int, int], dict[str, int]] = {
+    (3, 11): {
+        "BINARY_SUBSCR": 4,
+        "STORE_SUBSCR": 1,
+        "UNPACK_SEQUENCE": 1,
+        "STORE_ATTR": 4,
+        "LOAD_ATTR": 4,
+        "COMPARE_OP": 2,
+        "LOAD_GLOBAL": 5,
+        "BINARY_OP": 1,
+        "LOAD_METHOD": 10,
+        "PRECALL": 1,
+        "CALL": 4,
+    },
+    (3, 12): {
+        "LOAD_GLOBAL": 4,
+        "BINARY_OP": 1,
+        "UNPACK_SEQUENCE": 1,
+        "COMPARE_OP": 1,
+        "BINARY_SUBSCR": 1,
+        "FOR_ITER": 1,
+        "LOAD_SUPER_ATTR": 1,
+        "LOAD_ATTR": 9,
+        "STORE_ATTR": 4,
+        "CALL": 3,
+        "STORE_SUBSCR": 1,
+        "SEND": 1,
+    },
+    (3, 13): {
+        "LOAD_GLOBAL": 4,
+        "BINARY_OP": 1,
+        "UNPACK_SEQUENCE": 1,
+        "COMPARE_OP": 1,
+        "CONTAINS_OP": 1,
+        "BINARY_SUBSCR": 1,
+        "FOR_ITER": 1,
+        "LOAD_SUPER_ATTR": 1,
+        "LOAD_ATTR": 9,
+        "STORE_ATTR": 4,
+        "CALL": 3,
+        "STORE_SUBSCR": 1,
+        "SEND": 1,
+        "JUMP_BACKWARD": 1,
+        "TO_BOOL": 3,
+        "POP_JUMP_IF_TRUE": 1,
+        "POP_JUMP_IF_FALSE": 1,
+        "POP_JUMP_IF_NONE": 1,
+        "POP_JUMP_IF_NOT_NONE": 1,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -232,6 +290,8 @@ class _Code:
     freevars: tuple[str, ...]
     cellvars: tuple[str, ...]
     instructions: tuple[tuple[str, int | None, Any], ...]
+    #: 3.11+: the exception table (try/except, with; a lambda has none)
+    exception_table: bytes = b""
 
 
 def _xdis() -> Any:
@@ -265,13 +325,25 @@ def _read(raw: bytes, version: tuple[int, int]) -> _Code | str:
     try:
         opc = get_opcode_module(version, impl.CPython)
         decoded = []
+        caches = INLINE_CACHES.get(version)
+        owed, after = 0, ""
         for ins in get_instructions_bytes(code, opc):
             if len(decoded) >= MAX_INSTRUCTIONS:
                 return f"more than {MAX_INSTRUCTIONS} instructions"
             if ins.opname.startswith("<"):
                 return f"opcode {ins.opname} does not exist in Python {_v(version)}"
-            if ins.opname != "CACHE":
+            if ins.opname == "CACHE" and caches is not None:
+                if owed == 0:
+                    return f"a cache entry where Python {_v(version)} has none"
+                owed -= 1
+            elif ins.opname != "CACHE":
+                if owed:
+                    return f"{after} lacks the caches Python {_v(version)} puts after it"
                 decoded.append((ins.opname, ins.arg, ins.argval))
+                owed, after = (caches or {}).get(ins.opname, 0), ins.opname
+        if owed:
+            return f"{after} lacks the caches Python {_v(version)} puts after it"
+        table = getattr(code, "co_exceptiontable", b"") or b""
         strings = (code.co_varnames, code.co_freevars, code.co_cellvars)
         if not all(isinstance(n, str) for names in strings for n in names):
             return f"not a Python {_v(version)} code object (names that are not strings)"
@@ -285,6 +357,7 @@ def _read(raw: bytes, version: tuple[int, int]) -> _Code | str:
             tuple(code.co_freevars),
             tuple(code.co_cellvars),
             tuple(decoded),
+            bytes(table) if isinstance(table, bytes | bytearray) else b"?",
         )
     except Exception as exc:  # a decoder failure means the bytes are not this version's code
         return f"instructions do not decode as Python {_v(version)} ({type(exc).__name__})"
@@ -316,17 +389,19 @@ def translate(
         raise ConversionError(f"{where}: arguments {_show(arguments)} is not a dict")
     # keyed by repr: Expr equality would take 1, 1.0 and True for one constant
     found: dict[str, tuple[Expr, list[tuple[int, int]]]] = {}
-    refusals: list[str] = []
+    refusals: list[tuple[int, str]] = []
     layouts: list[str] = []
     for version in versions:
         code = _read(raw, version)
         if isinstance(code, str):
             layouts.append(code)
             continue
+        interpreter = None
         try:
-            expr = _Interpreter(code, defaults, closure, arguments, known).run()
+            interpreter = _Interpreter(code, defaults, closure, arguments, known)
+            expr = interpreter.run()
         except _Refused as exc:
-            refusals.append(str(exc))
+            refusals.append((-1 if interpreter is None else interpreter.at, str(exc)))
             continue
         found.setdefault(repr(expr), (expr, []))[1].append(version)
     nothing = "nothing was executed"
@@ -342,8 +417,10 @@ def translate(
         ((expr, vs),) = found.values()
         return Translation(expr, tuple(vs))
     if refusals:
-        # the versions whose layout parsed refused it: their first reason names the culprit
-        raise ConversionError(f"{where}: bytecode {refusals[0]}; {nothing}")
+        # the versions whose layout parsed refused it: the reading that got furthest (the
+        # earliest Python on a tie) is the likeliest writer, its reason names the culprit
+        _, reason = max(refusals, key=lambda refusal: refusal[0])
+        raise ConversionError(f"{where}: bytecode {reason}; {nothing}")
     raise ConversionError(
         f"{where}: the function's code is no Python 2.7-3.13 code object ({layouts[0]}); {nothing}"
     )
@@ -422,6 +499,8 @@ class _Interpreter:
         self.keep: list[Expr] = []
         #: the attribute the next instruction reads, for naming a refused global's function
         self.next_attr: Any = None
+        #: the instruction being interpreted (how far a refused reading got)
+        self.at = -1
         self.locals = self._parameters(defaults, arguments)
         self.cells = self._closure(closure)
 
@@ -501,6 +580,7 @@ class _Interpreter:
     def run(self) -> Expr:
         instructions = self.code.instructions
         for at, (opname, arg, argval) in enumerate(instructions):
+            self.at = at
             following = instructions[at + 1] if at + 1 < len(instructions) else None
             self.next_attr = following[2] if following and "ATTR" in following[0] else None
             if following and following[0] == "LOAD_METHOD":
@@ -510,6 +590,10 @@ class _Interpreter:
                 raise _Refused(f"uses {opname}, {_describe(opname)}")
             result = handler(self, arg, argval)
             if result is not None:
+                if self.code.exception_table:
+                    # a lambda has no try/with: its handlers would take other paths
+                    self.at = len(instructions)
+                    raise _Refused("has an exception table (try/except or with)")
                 return result
         raise _Refused("ends without returning (malformed bytecode)")
 
@@ -632,6 +716,7 @@ _OFF_WHITELIST = (
     ("CALL_FUNCTION_EX", "a call with *args/**kwargs, which is not translated"),
     ("BUILD_MAP", "a dict, which is not translated"),
     ("UNPACK", "unpacking, which is not translated"),
+    ("TO_BOOL", "a truth test (if, not, and/or), which is not translated"),
 )
 
 
@@ -705,6 +790,8 @@ def _binary_op(it: _Interpreter, arg: Any, argval: Any) -> None:
 
 
 def _compare(it: _Interpreter, arg: Any, argval: Any) -> None:
+    if it.code.version >= (3, 13) and isinstance(arg, int) and arg & _COMPARE_TO_BOOL_313:
+        raise _Refused("converts a comparison to a bool (a truth test), which is not translated")
     symbol = argval.replace("bool(", "").rstrip(")") if isinstance(argval, str) else None
     if symbol not in COMPARISONS:
         raise _Refused(f"compares with {_show(argval)}")
