@@ -460,6 +460,7 @@ CONVERTERS: dict[str, LayerConverter] = {
             _example(lambda x: x[:, -1, :]),
             _example(lambda x: x[..., None, ::2] * x.shape[-1] - abs(x[:, :, None, :1])),
             _example(lambda x: x[0] * 2.0 - x[1] ** 2, _input="paired_sequences"),
+            _example(lambda x: x[:, ::-1, ::-2] * 2.0 - x[:, -2::-3, :1][:, :1]),
         ),
     ),
 }
