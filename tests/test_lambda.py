@@ -5,6 +5,10 @@
 - bytecode of older Pythons (2.7, 3.5, 3.6/3.7, 3.8-3.10 layouts), hand-assembled by a tiny
   marshal writer here, inside Keras 1.2-, 2.0- and 2.2-style .h5 files written with h5py, gives
   Keras' formula (computed with numpy);
+- Python 3.12 / 3.13 code objects, assembled from xdis' opcode tables with CPython's inline
+  caches, give numpy's answer and are read as those Pythons only;
+- K.dot / K.batch_dot / ops.dot against tf_keras' and Keras 3's values and gradients, negative
+  slice steps against numpy;
 - hostile functions (os.system, __import__, eval, loops, closures over functions, random and
   mutated bytes) are refused by name with ConversionError and never run;
 - parity inspect shows the expression and parity port writes it as torch code.

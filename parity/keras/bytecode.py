@@ -11,7 +11,8 @@ not say which Python wrote it, and code objects differ from version to version; 
    interpreter's marshal), once per candidate Python (2.7, 3.5 ... 3.13); a candidate whose
    layout does not consume the bytes exactly is dropped;
 2. its instructions are decoded with that version's opcode table (xdis); a candidate with an
-   opcode its version does not have is dropped;
+   opcode its version does not have, or (3.11+) whose inline CACHE units do not follow the
+   instructions as that version lays them out (``INLINE_CACHES``), is dropped;
 3. each remaining candidate is interpreted symbolically over a whitelist (one handler per
    opcode name, ``_HANDLERS``): the stack holds expression trees, never Python objects from the
    file. Every other instruction, global name or function is refused by name;

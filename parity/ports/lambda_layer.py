@@ -15,6 +15,8 @@ Parity notes:
   saved with a mask (a function or a value) is refused. ``output_shape`` only shapes Keras'
   symbolic tensors and is not needed.
 - Python 2's ``/`` (BINARY_DIVIDE) floor-divides two ints and divides anything else.
+- Subscripts go through ``lambda_ops.keras_getitem``: torch slices take no negative step, so
+  such a slice is taken whole, narrowed to the run Python selects, flipped and stepped forward.
 """
 
 from __future__ import annotations
