@@ -65,6 +65,9 @@ class KerasFile:
     optimizer_weights: list[KerasWeight] = field(default_factory=list)
     #: The optimizer as the file's training/compile config saves it: {"class_name", "config"}.
     optimizer_config: dict[str, Any] | None = None
+    #: Files a Keras 3 archive stores under assets/ (the lookup layers' vocabulary.txt), by
+    #: their path below assets/ ("layers/text_vectorization/vocabulary.txt"); bytes, unparsed.
+    assets: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def weighted_layers(self) -> list[KerasLayer]:

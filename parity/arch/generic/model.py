@@ -54,6 +54,7 @@ from parity.ports import CONVERTERS, KERAS_ACTIVATIONS, BatchNormalization
 from parity.ports.norm import FROZEN_INFERENCE
 from parity.ports.recurrent.port import RNN_CLASSES
 from parity.ports.registry import MASK_PASSED_KEY, LayerConverter, Masks
+from parity.ports.text_preprocessing import ASSET_CLASSES, vocabulary_from_assets
 from parity.ports.wrappers import TIME_DISTRIBUTED, inner_class
 
 #: Layers a classifier head may be followed by on its way to the model output.
@@ -369,6 +370,12 @@ def config_from_graph(
     for node in graph.nodes:
         config, activation_source, inner_source = _layer_config(node)
         converter = CONVERTERS[node.class_name]
+        if node.class_name in ASSET_CLASSES and kfile.assets:
+            directory = "".join(f"layers/{auto}/" for auto in node.storage)
+            where = f"{kfile.path}: layer {node.name!r} ({node.source_class})"
+            config.update(
+                vocabulary_from_assets(config, kfile.assets, directory, node.class_name, where)
+            )
         if converter.versioned:
             config[KERAS_MAJOR_KEY] = kfile.keras_major
         for call in node.calls:
