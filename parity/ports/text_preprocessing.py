@@ -109,6 +109,8 @@ def parse_vocabulary_file(data: bytes, integer: bool, where: str) -> list[Any]:
 
 def _token(value: Any, integer: bool, where: str) -> Token:
     if integer:
+        if isinstance(value, np.integer):
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConversionError(f"{where}: vocabulary entry {value!r} is not an integer")
         if not INT64_MIN <= value <= INT64_MAX:
@@ -331,7 +333,10 @@ class TextVectorization(nn.Module):
             where="TextVectorization",
         )
         if output_mode == "tf_idf":
+            # Keras 3 stores the weights twice, the layer's and its inner lookup layer's, and
+            # loads the inner one last: that one is used.
             self.register_buffer("idf_weights", torch.zeros(idf_size))
+            self.register_buffer("lookup_idf_weights", torch.zeros(idf_size))
 
     def tokens(self, text: str | bytes) -> list[bytes]:
         """One text's tokens as Keras looks them up (standardized, split, n-grams)."""
@@ -345,7 +350,7 @@ class TextVectorization(nn.Module):
             raise ValueError("TextVectorization takes (B,) or (B, 1) texts")
         ids = [[self.table.lookup(t) for t in self.tokens(r[0])] for r in rows]
         if self.output_mode != "int":
-            idf = getattr(self, "idf_weights", None)
+            idf = getattr(self, "lookup_idf_weights", None)
             return encode_rows(ids, self.output_mode, self.table.depth, idf)
         length = self.output_sequence_length
         if length is None:
@@ -507,6 +512,11 @@ def _idf_weights(config: Config) -> tuple[str, ...]:
     return ("idf_weights",) if config.get("output_mode") == "tf_idf" else ()
 
 
+def _text_idf_weights(config: Config) -> tuple[str, ...]:
+    """TextVectorization saves its idf_weights, then its inner StringLookup's (the same)."""
+    return ("idf_weights", "lookup_idf_weights") if config.get("output_mode") == "tf_idf" else ()
+
+
 def _build_text_vectorization(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
     _refuse_common(config, "TextVectorization")
     for key in ("standardize", "split"):
@@ -609,9 +619,13 @@ def iter_vocabulary(module: nn.Module) -> Iterable[Any]:
 
 CONVERTERS: dict[str, LayerConverter] = {
     "TextVectorization": LayerConverter(
-        _idf_weights,
+        _text_idf_weights,
         _build_text_vectorization,
-        simple_rows(_idf_weights, ("idf_weights", "idf_weights", "identity")),
+        simple_rows(
+            _text_idf_weights,
+            ("idf_weights", "idf_weights", "identity"),
+            ("lookup_idf_weights", "lookup_idf_weights", "identity"),
+        ),
         call_preprocess,
     ),
     "StringLookup": LayerConverter(

@@ -1,0 +1,426 @@
+"""Keras' text preprocessing layers converted (parity.ports.text_preprocessing) against live
+TensorFlow/Keras: every id must be TensorFlow's, on DeepMoji's eight benchmark datasets and on
+adversarial Unicode; hashes against TensorFlow's own; model files (.keras) converted and run on
+strings; hostile vocabulary assets refused by name."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import parity
+from parity.errors import ConversionError
+from parity.ports import CONVERTERS
+from parity.ports.text_preprocessing import VOCABULARY_KEY, parse_vocabulary_file
+from parity.text import tf_hash, tf_strings
+from tests.conftest import SHARED_DATA, needs_shared
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+#: Every Unicode whitespace and line break, and characters that look like one.
+UNICODE_SPACES = "".join(
+    chr(c)
+    for c in [9, 10, 11, 12, 13, 32, 0x1C, 0x1D, 0x1E, 0x1F, 0x85, 0xA0, 0x1680]
+    + list(range(0x2000, 0x200C))
+    + [0x2028, 0x2029, 0x202F, 0x205F, 0x3000, 0x180E, 0x200B, 0xFEFF]
+)
+ADVERSARIAL: list[str | bytes] = [
+    "",
+    " ",
+    "e\u0301te\u0301 cafe\u0301 CAFÉ Café",  # combining acute vs precomposed
+    "İstanbul ISTANBUL ıi İI",  # Turkish dotted/dotless I
+    "Straße STRASSE ẞ ß",  # German sharp s
+    "ΟΔΥΣΣΕΥΣ οδυσσευς ς Σ",  # Greek final sigma
+    "ＦＵＬＬ！ｗｉｄｔｈ，punct。「ok」",  # full-width punctuation
+    "👨‍👩‍👧 family zwj\u200djoin\u200cnon",  # zero-width joiners
+    "שלום עולם مرحبا بالعالم \u202ertl\u202c",  # RTL scripts and overrides
+    "👍🏽 👍🏿 thumbs👍🏻up 🏳️‍🌈",  # skin tones, flag sequence
+    "nul\x00byte a\x00 \x00",
+    "x" * 5000,  # a very long token
+    ("word " * 300).strip(),  # a long text
+    f"a{UNICODE_SPACES}b{UNICODE_SPACES}c",
+    "tab\tnew\nline\rcr\vvt\fff  double  space ",
+    "MiXeD CaSe!!! ...dots... (parens) [brackets] {braces} \"quotes\" 'single' `back`",
+    "a-b_c.d,e;f:g?h!i@j#k$l%m^n&o*p+q=r<s>t/u\\v|w~x",
+    "\u00a0nbsp\u00a0 \u3000ideographic\u3000",
+    "Ǆǅǆ ǇǈǉΆΈ Ω Å K",  # titlecase digraphs, Ohm/Angstrom/Kelvin signs
+    "\U0001d400\U0001d401 mathematical bold",
+    b"invalid \xff\xfe utf8 \xc3 trunc \xe2\x82 \xed\xa0\x80 surrogate \xc0\x80 overlong",
+    b"\xf4\x90\x80\x80 beyond \xf8\x88\x80\x80\x80 five",
+    "ＡＢＣ ａｂｃ ⅠⅡⅢ ⓐⓑ",
+]
+
+STANDARDIZE = (None, "lower", "strip_punctuation", "lower_and_strip_punctuation")
+SPLITS = ("whitespace", "character", None)
+NGRAMS = (None, 2, (1, 3))
+
+
+@pytest.fixture(scope="module")
+def tf():
+    tf = pytest.importorskip("tensorflow")
+    return tf
+
+
+@pytest.fixture(scope="module")
+def keras():
+    return pytest.importorskip("keras")
+
+
+def _texts() -> list[str | bytes]:
+    texts: list[str | bytes] = []
+    if SHARED_DATA.exists():
+        for path in sorted(SHARED_DATA.glob("*.jsonl")):
+            with open(path, encoding="utf-8") as handle:
+                texts += [json.loads(line)["text"] for line in handle]
+    return texts + ADVERSARIAL
+
+
+def _as_tf_input(texts):
+    return np.array([t if isinstance(t, bytes) else t.encode() for t in texts], dtype=object)
+
+
+def _converted(keras_layer, cls: str):
+    """Our module built as conversion builds it: the layer's config, its vocabulary as Keras
+    reports it, and its stored variables (idf_weights)."""
+    config = keras_layer.get_config() | {"_class": cls}
+    config[VOCABULARY_KEY] = keras_layer.get_vocabulary()
+    store: dict = {}
+    keras_layer.save_own_variables(store)
+    shapes = {k: tuple(np.asarray(v).shape) for k, v in store.items()}
+    if "idf_weights" in shapes:
+        shapes["lookup_idf_weights"] = shapes["idf_weights"]
+    module = CONVERTERS[cls].build(config, shapes, {})
+    if "idf_weights" in store:
+        for _, buffer in module.named_buffers():
+            buffer.copy_(torch.from_numpy(np.asarray(store["idf_weights"])))
+    return module
+
+
+# --- the string ops on their own ---------------------------------------------------------------
+
+
+def test_lower_and_split_facts_match_tf(tf):
+    """tf.strings.lower is ASCII-only; tf.strings.split splits on ASCII whitespace only;
+    unicode_split replaces invalid sequences per maximal subpart."""
+    samples = [t if isinstance(t, bytes) else t.encode() for t in ADVERSARIAL]
+    lowered = tf.strings.lower(samples).numpy().tolist()
+    assert lowered == [tf_strings.standardize(s, "lower") for s in samples]
+    stripped = tf.strings.regex_replace(
+        samples, r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']', ""
+    ).numpy()
+    assert stripped.tolist() == [tf_strings.standardize(s, "strip_punctuation") for s in samples]
+    assert tf.strings.split(samples).to_list() == [tf_strings.split_whitespace(s) for s in samples]
+    chars = tf.strings.unicode_split(samples, "UTF-8").to_list()
+    assert chars == [tf_strings.split_characters(s) for s in samples]
+    # every single code point's whitespace status, not only the listed ones
+    probe = [f"a{chr(c)}b".encode() for c in range(0x3001) if not 0xD800 <= c < 0xE000]
+    assert tf.strings.split(probe).to_list() == [tf_strings.split_whitespace(s) for s in probe]
+
+
+def test_fingerprint64_matches_tf_at_every_length(tf):
+    rng = np.random.default_rng(0)
+    data = [bytes(rng.integers(0, 256, n, dtype=np.uint8)) for n in range(301)]
+    data += [b"a" * n for n in range(301)] + ["é".encode() * n for n in range(150)]
+    found = tf.fingerprint(tf.constant(data)).numpy()
+    expected = [int.from_bytes(bytes(row), "little") for row in found]
+    assert [tf_hash.fingerprint64(d) for d in data] == expected
+    buckets = tf.strings.to_hash_bucket_fast(data, 1_000_003).numpy().tolist()
+    assert [tf_hash.hash_bucket_fast(d, 1_000_003) for d in data] == buckets
+
+
+@pytest.mark.parametrize("key", [(133, 137), (0, 0), (-1, 2**62 + 3), (2**63 - 1, -(2**63))])
+def test_siphash_matches_tf_strong_hash(tf, key):
+    rng = np.random.default_rng(1)
+    data = [bytes(rng.integers(0, 256, n, dtype=np.uint8)) for n in range(0, 301, 3)]
+    found = tf.strings.to_hash_bucket_strong(data, 2**63 - 1, list(key)).numpy().tolist()
+    assert [tf_hash.hash_bucket_strong(d, 2**63 - 1, key) for d in data] == found
+
+
+# --- TextVectorization against live Keras ------------------------------------------------------
+
+
+def _compare_text_vectorization(keras, texts, adapt_on, **kwargs):
+    layer = keras.layers.TextVectorization(**kwargs)
+    # A token that is not UTF-8 cannot be in a vocabulary (Keras' get_vocabulary and save fail
+    # on one), so invalid bytes are only looked up, never adapted on.
+    layer.adapt(_as_tf_input([t for t in adapt_on if isinstance(t, str)]))
+    ours = _converted(layer, "TextVectorization")
+    expected = np.asarray(layer(_as_tf_input(texts)))
+    found = ours(texts).numpy()
+    assert found.shape == expected.shape
+    bad = np.flatnonzero((found != expected).reshape(len(texts), -1).any(axis=1))
+    assert bad.size == 0, f"{bad.size} texts differ, first {texts[bad[0]]!r}"
+
+
+@needs_shared
+@pytest.mark.parametrize("standardize", STANDARDIZE)
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("ngrams", NGRAMS)
+def test_text_vectorization_ids_on_deepmoji_texts(keras, standardize, split, ngrams):
+    """Zero differences in ids on all 25,434 benchmark texts plus the adversarial ones, the
+    vocabulary adapted on a subset (so OOV tokens occur), capped by max_tokens."""
+    texts = _texts()
+    _compare_text_vectorization(
+        keras,
+        texts,
+        texts[::13] + ADVERSARIAL,
+        standardize=standardize,
+        split=split,
+        ngrams=ngrams,
+        max_tokens=3000,
+        output_sequence_length=40,
+    )
+
+
+@pytest.mark.parametrize("mode", ["multi_hot", "count", "tf_idf"])
+@pytest.mark.parametrize("pad", [False, True])
+def test_text_vectorization_encodings(keras, mode, pad):
+    texts = _texts()[::7]
+    _compare_text_vectorization(
+        keras,
+        texts,
+        texts[::5],
+        output_mode=mode,
+        max_tokens=500,
+        pad_to_max_tokens=pad,
+        ngrams=2,
+    )
+
+
+def test_text_vectorization_pads_to_batch_longest_without_length(keras):
+    texts = ADVERSARIAL + ["one", "two words"]
+    _compare_text_vectorization(keras, texts, texts, max_tokens=50)
+
+
+def test_text_vectorization_refuses_what_it_cannot_reproduce():
+    build = CONVERTERS["TextVectorization"].build
+    base = {"_class": "TextVectorization", VOCABULARY_KEY: ["", "[UNK]", "a"]}
+    with pytest.raises(ConversionError, match="custom standardize"):
+        build(base | {"standardize": "my_fn"}, {}, {})
+    with pytest.raises(ConversionError, match="sparse=True"):
+        build(base | {"sparse": True, "output_mode": "multi_hot"}, {}, {})
+    with pytest.raises(ConversionError, match="ragged=True"):
+        build(base | {"ragged": True}, {}, {})
+    with pytest.raises(ConversionError, match="stores no vocabulary"):
+        build({"_class": "TextVectorization", "vocabulary": None}, {}, {})
+    with pytest.raises(ConversionError, match="file path"):
+        build({"_class": "TextVectorization", "vocabulary": "/etc/vocab.txt"}, {}, {})
+    module = build(base | {"standardize": None, "split": "whitespace"}, {}, {})
+    with pytest.raises(ValueError, match="surrogate"):
+        module(["lone \ud800 surrogate"])
+
+
+# --- the lookup layers and Hashing against live Keras ------------------------------------------
+
+WORDS = ["the", "cat", "sat", "é", "İ", "", "[UNK]x", "👍🏽", "a b"]
+PROBES = np.array(
+    [["the"], ["dog"], ["é"], [""], ["zzz"], ["👍🏽"], ["a b"], ["unk"], ["İ"], ["cat"]]
+)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"num_oov_indices": 3},
+        {"num_oov_indices": 5, "salt": [7, 11]},
+        {"mask_token": "[MASK]"},
+        {"mask_token": "", "num_oov_indices": 2},
+        {"output_mode": "one_hot"},
+        {"output_mode": "multi_hot", "num_oov_indices": 2},
+        {"output_mode": "count", "mask_token": "zzz", "pad_to_max_tokens": True, "max_tokens": 20},
+        {"output_mode": "tf_idf", "idf_weights": [0.5 + i for i in range(8)]},
+    ],
+)
+def test_string_lookup(keras, kwargs):
+    vocab = [w for w in WORDS if w not in ("", kwargs.get("mask_token"))][:8]
+    layer = keras.layers.StringLookup(vocabulary=vocab, **kwargs)
+    expected = np.asarray(layer(PROBES))
+    found = _converted(layer, "StringLookup")(PROBES).numpy()
+    np.testing.assert_array_equal(found, expected)
+    wide = PROBES.reshape(2, 5)
+    if kwargs.get("output_mode", "int") in ("int", "multi_hot", "count"):
+        np.testing.assert_array_equal(
+            _converted(layer, "StringLookup")(wide).numpy(), np.asarray(layer(wide))
+        )
+
+
+def test_string_lookup_invert(keras):
+    layer = keras.layers.StringLookup(vocabulary=["a", "b", "c"], invert=True, mask_token="[M]")
+    ids = np.array([[0], [1], [2], [3], [4], [9]])
+    expected = [v.decode() for v in np.asarray(layer(ids)).ravel()]
+    assert list(_converted(layer, "StringLookup")(ids).ravel()) == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"num_oov_indices": 4},
+        {"num_oov_indices": 4, "oov_method": "farmhash"},
+        {"mask_token": 0},
+        {"output_mode": "multi_hot"},
+        {"output_mode": "count", "num_oov_indices": 3},
+    ],
+)
+def test_integer_lookup(keras, kwargs):
+    layer = keras.layers.IntegerLookup(vocabulary=[12, 7, 3, 100, -5], **kwargs)
+    probes = np.array([[12], [7], [0], [-5], [-8], [999], [2**40], [4], [3], [13]])
+    expected = np.asarray(layer(probes))
+    np.testing.assert_array_equal(_converted(layer, "IntegerLookup")(probes).numpy(), expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"num_bins": 7},
+        {"num_bins": 7, "mask_value": "the"},
+        {"num_bins": 5, "salt": 133},
+        {"num_bins": 9, "salt": [3, 2**40]},
+        {"num_bins": 4, "output_mode": "multi_hot"},
+        {"num_bins": 6, "output_mode": "count"},
+        {"num_bins": 6, "output_mode": "one_hot"},
+    ],
+)
+def test_hashing_strings(keras, kwargs):
+    layer = keras.layers.Hashing(**kwargs)
+    module = CONVERTERS["Hashing"].build(layer.get_config() | {"_class": "Hashing"}, {}, {})
+    np.testing.assert_array_equal(module(PROBES).numpy(), np.asarray(layer(PROBES)))
+
+
+def test_hashing_integers_and_floats_hash_their_decimal_string(keras):
+    layer = keras.layers.Hashing(num_bins=11, mask_value=0)
+    module = CONVERTERS["Hashing"].build(layer.get_config() | {"_class": "Hashing"}, {}, {})
+    ints = np.array([[0], [1], [-7], [2**40], [123456789]])
+    np.testing.assert_array_equal(module(ints).numpy(), np.asarray(layer(ints)))
+    floats = np.array([[1.7], [-2.5], [0.0], [3.0]])
+    plain = keras.layers.Hashing(num_bins=11)
+    module = CONVERTERS["Hashing"].build(plain.get_config() | {"_class": "Hashing"}, {}, {})
+    np.testing.assert_array_equal(module(floats).numpy(), np.asarray(plain(floats)))
+
+
+# --- model files -------------------------------------------------------------------------------
+
+
+def _text_model(keras, texts, **kwargs):
+    tv = keras.layers.TextVectorization(max_tokens=400, output_sequence_length=12, **kwargs)
+    tv.adapt(_as_tf_input(texts))
+    inp = keras.Input(shape=(1,), dtype="string")
+    x = keras.layers.Embedding(400, 8, mask_zero=True)(tv(inp))
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    out = keras.layers.Dense(3, activation="softmax")(x)
+    return keras.Model(inp, out)
+
+
+def _sample_texts() -> list[str]:
+    texts = [t for t in _texts() if isinstance(t, str)]
+    return texts[::97] if len(texts) > 200 else texts * 3
+
+
+def test_keras3_text_model_file(keras, tmp_path):
+    texts = _sample_texts()
+    model = _text_model(keras, texts)
+    path = tmp_path / "text.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    expected = np.asarray(reloaded(np.array(texts)[:, None]))
+    converted = parity.load_keras(path)
+    np.testing.assert_allclose(converted(texts).detach().numpy(), expected, atol=1e-6, rtol=0)
+    tv = converted.get_submodule(reloaded.layers[1].name)
+    assert tv.table.vocabulary() == reloaded.layers[1].get_vocabulary()
+
+
+def test_keras3_model_with_vocabulary_in_config_and_tf_idf(keras, tmp_path):
+    vocab = ["the", "cat", "sat", "on", "mat"]
+    tv = keras.layers.TextVectorization(
+        vocabulary=vocab, output_mode="tf_idf", idf_weights=[1.0, 2.0, 3.0, 4.0, 5.0]
+    )
+    inp = keras.Input(shape=(1,), dtype="string")
+    out = keras.layers.Dense(2)(tv(inp))
+    model = keras.Model(inp, out)
+    path = tmp_path / "tfidf.keras"
+    model.save(path)
+    texts = ["the cat sat on the mat", "dog", "", "THE CAT!!"]
+    expected = np.asarray(keras.models.load_model(path)(np.array(texts)[:, None]))
+    found = parity.load_keras(path)(texts).detach().numpy()
+    np.testing.assert_allclose(found, expected, atol=1e-5, rtol=0)
+
+
+def test_keras3_model_with_string_lookup_integer_lookup_hashing(keras, tmp_path):
+    words = keras.Input(shape=(3,), dtype="string")
+    numbers = keras.Input(shape=(2,), dtype="int64")
+    lookup = keras.layers.StringLookup(num_oov_indices=2)
+    lookup.adapt(np.array([["a", "b", "c"], ["a", "d", "e"]]))
+    ints = keras.layers.IntegerLookup(vocabulary=[5, 6, 7])
+    hashed = keras.layers.Hashing(num_bins=16)(words)
+    e1 = keras.layers.Flatten()(keras.layers.Embedding(8, 4)(lookup(words)))
+    e2 = keras.layers.Flatten()(keras.layers.Embedding(5, 4)(ints(numbers)))
+    e3 = keras.layers.Flatten()(keras.layers.Embedding(16, 4)(hashed))
+    out = keras.layers.Dense(2)(keras.layers.Concatenate()([e1, e2, e3]))
+    model = keras.Model([words, numbers], out)
+    path = tmp_path / "lookups.keras"
+    model.save(path)
+    w = np.array([["a", "b", "zz"], ["e", "q", "a"], ["", "d", "c"]])
+    n = np.array([[5, 9], [7, 6], [0, -1]])
+    expected = np.asarray(keras.models.load_model(path)([w, n]))
+    found = parity.load_keras(path)(w, torch.from_numpy(n)).detach().numpy()
+    np.testing.assert_allclose(found, expected, atol=1e-6, rtol=0)
+
+
+# --- hostile vocabularies ----------------------------------------------------------------------
+
+
+def _rewrite(src, dst, replace: dict[str, bytes | None], add: dict[str, bytes] | None = None):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            if info.filename in replace:
+                if replace[info.filename] is not None:
+                    zout.writestr(info.filename, replace[info.filename])
+            else:
+                zout.writestr(info, zin.read(info))
+        for name, data in (add or {}).items():
+            zout.writestr(name, data)
+
+
+@pytest.fixture(scope="module")
+def saved_text_model(keras, tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "m.keras"
+    _text_model(keras, ["the cat sat", "a dog ate"] * 5).save(path)
+    return path
+
+
+ASSET = "assets/layers/text_vectorization/vocabulary.txt"
+LOOKUP_ASSET = "assets/layers/text_vectorization/_lookup_layer/vocabulary.txt"
+
+
+@pytest.mark.parametrize(
+    ("replace", "add", "match"),
+    [
+        ({ASSET: None, LOOKUP_ASSET: None}, {}, "stores no vocabulary"),
+        ({ASSET: b"\n[UNK]\na\nb\na", LOOKUP_ASSET: b"\n[UNK]\na\nb\na"}, {}, "repeats"),
+        ({ASSET: b"\n[UNK]\n\xff\xfe", LOOKUP_ASSET: b"\n[UNK]\n\xff\xfe"}, {}, "not UTF-8"),
+        ({ASSET: b"\n[UNK]\nx"}, {}, "two different vocabularies"),
+        ({}, {"assets/../../evil.txt": b"x"}, "path-traversal"),
+        ({}, {"assets/layers/x/../../vocabulary.txt": b"x"}, "path-traversal"),
+        ({ASSET: b"x" * (64 * 2**20 + 1)}, {}, "asset"),
+    ],
+)
+def test_hostile_vocabulary_assets_are_refused(saved_text_model, tmp_path, replace, add, match):
+    bad = tmp_path / "bad.keras"
+    _rewrite(saved_text_model, bad, replace, add)
+    with pytest.raises(ConversionError, match=match):
+        parity.load_keras(bad)
+
+
+def test_vocabulary_file_reads_as_keras_load_assets():
+    """Keras reloads vocabulary.txt with str.splitlines: U+2028 and \\x1c end a token too."""
+    data = "\n[UNK]\na\u2028b\nc\x1cd\r\ne\n\n".encode()
+    assert parse_vocabulary_file(data, False, "x") == ["", "[UNK]", "a", "b", "c", "d", "e"]
+    assert parse_vocabulary_file(b"-1\n5\n+7\n", True, "x") == [-1, 5, 7]
+    with pytest.raises(ConversionError, match="not an integer"):
+        parse_vocabulary_file(b"-1\nfive\n", True, "x")
