@@ -420,7 +420,7 @@ LOOKUP_ASSET = "assets/layers/text_vectorization/_lookup_layer/vocabulary.txt"
 @pytest.mark.parametrize(
     ("replace", "add", "match"),
     [
-        ({ASSET: None, LOOKUP_ASSET: None}, {}, "stores no vocabulary"),
+        ({ASSET: None, LOOKUP_ASSET: None}, {}, "no vocabulary.*no assets/<layer>/vocabulary"),
         ({ASSET: b"\n[UNK]\na\nb\na", LOOKUP_ASSET: b"\n[UNK]\na\nb\na"}, {}, "repeats"),
         ({ASSET: b"\n[UNK]\n\xff\xfe", LOOKUP_ASSET: b"\n[UNK]\n\xff\xfe"}, {}, "not UTF-8"),
         ({ASSET: b"\n[UNK]\nx"}, {}, "two different vocabularies"),
@@ -443,3 +443,71 @@ def test_vocabulary_file_reads_as_keras_load_assets():
     assert parse_vocabulary_file(b"-1\n5\n+7\n", True, "x") == [-1, 5, 7]
     with pytest.raises(ConversionError, match="not an integer"):
         parse_vocabulary_file(b"-1\nfive\n", True, "x")
+
+
+# --- other formats: tf_keras SavedModel, legacy .h5, weights files with a companion ------------
+
+
+@pytest.fixture(scope="module")
+def tf_keras():
+    return pytest.importorskip("tf_keras")
+
+
+def _tf_keras_text_model(tf_keras, vocabulary=None, texts=None):
+    tv = tf_keras.layers.TextVectorization(
+        max_tokens=None if vocabulary else 60, output_sequence_length=8, vocabulary=vocabulary
+    )
+    if vocabulary is None:
+        tv.adapt(texts)
+    inp = tf_keras.Input(shape=(1,), dtype="string")
+    x = tf_keras.layers.Embedding(60, 4)(tv(inp))
+    x = tf_keras.layers.GlobalAveragePooling1D()(x)
+    return tf_keras.Model(inp, tf_keras.layers.Dense(2)(x))
+
+
+TF_KERAS_TEXTS = ["the cat sat on the mat", "A dog, a DOG!", "", "zebra ÉCLAIR éclair"]
+
+
+def test_tf_keras_saved_model_with_vocabulary_in_config(tf_keras, tmp_path):
+    """A tf_keras SavedModel whose TextVectorization was built with vocabulary=[...]: the config
+    (keras_metadata.pb) carries it; so does the TF checkpoint's companion."""
+    model = _tf_keras_text_model(tf_keras, vocabulary=["the", "cat", "a", "dog", "éclair"])
+    saved = tmp_path / "sm"
+    model.save(saved, save_format="tf")
+    expected = model.predict(np.array(TF_KERAS_TEXTS, dtype=object)[:, None], verbose=0)
+    found = parity.load_keras(saved)(TF_KERAS_TEXTS).detach().numpy()
+    np.testing.assert_allclose(found, expected, atol=1e-6, rtol=0)
+    ckpt = tmp_path / "ckpt" / "weights"
+    model.save_weights(str(ckpt), save_format="tf")
+    found = parity.load_keras(ckpt, config=saved)(TF_KERAS_TEXTS).detach().numpy()
+    np.testing.assert_allclose(found, expected, atol=1e-6, rtol=0)
+
+
+def test_legacy_h5_without_stored_vocabulary_is_refused(keras, tmp_path):
+    """Keras 3's legacy .h5 writer keeps the config only (tf_keras cannot write the layer to
+    .h5 at all): the vocabulary is nowhere in the file."""
+    path = tmp_path / "m.h5"
+    _text_model(keras, TF_KERAS_TEXTS).save(path)
+    with pytest.raises(ConversionError, match="legacy HDF5 file stores no vocabulary"):
+        parity.load_keras(path)
+
+
+def test_weights_file_takes_the_vocabulary_from_its_keras_companion(keras, tmp_path):
+    texts = _sample_texts()
+    model = _text_model(keras, texts)
+    archive, weights = tmp_path / "m.keras", tmp_path / "m.weights.h5"
+    model.save(archive)
+    model.save_weights(weights)
+    expected = np.asarray(model(np.array(texts)[:, None]))
+    found = parity.load_keras(weights, config=archive)(texts).detach().numpy()
+    np.testing.assert_allclose(found, expected, atol=1e-6, rtol=0)
+    alone = parity.text_preprocessor(archive)
+    np.testing.assert_array_equal(
+        alone(texts).numpy(), np.asarray(model.layers[1](np.array(texts)[:, None]))
+    )
+
+
+def test_port_refuses_text_layers_by_name(saved_text_model, tmp_path):
+    with pytest.raises(ConversionError, match="TextVectorization: the string preprocessing"):
+        parity.port(saved_text_model, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

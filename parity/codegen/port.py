@@ -45,6 +45,7 @@ from parity.keras.graph import INPUT_LAYER, INPUT_SHAPE_KEYS, NESTED_INPUT
 from parity.keras.read import read_keras_file
 from parity.ports import CONVERTERS
 from parity.ports.registry import MASK_PASSED_KEY, Emitted
+from parity.ports.text_preprocessing import CONVERTERS as TEXT_CONVERTERS
 
 #: Where the Keras-semantics layers' source is kept (copied, class by class, into OUT_DIR).
 KERAS_LAYERS_SOURCE = Path(__file__).parent / "templates" / "keras_layers.py"
@@ -136,6 +137,10 @@ class _Block:
     lines: list[str]
 
 
+#: The text preprocessing classes, refused with their reason.
+TEXT_CLASSES = tuple(TEXT_CONVERTERS)
+
+
 def _plan(model: GenericModel) -> tuple[list[_Block], list[str], list[str]]:
     """Every Keras call as code: (blocks, forward parameter names, returned expressions)."""
     config = model.config
@@ -148,8 +153,16 @@ def _plan(model: GenericModel) -> tuple[list[_Block], list[str], list[str]]:
         }
     )
     if missing:
+        text = [cls for cls in missing if cls in TEXT_CLASSES]
+        why = (
+            f" ({', '.join(text)}: the string preprocessing, vocabulary and hashes are not "
+            "written as standalone code; parity.load_keras converts the model with them, and "
+            "parity.text_preprocessor gives the preprocessor alone)"
+            if text
+            else ""
+        )
         raise ConversionError(
-            f"parity port: no code emitter for {', '.join(missing)}; nothing was written"
+            f"parity port: no code emitter for {', '.join(missing)}{why}; nothing was written"
         )
     # locals and submodule names are separate namespaces; both avoid what the code itself uses
     taken = {"self", "torch", "nn", "F", "Path", "load", "WEIGHTS", "ACTIVATIONS", "_"}

@@ -763,6 +763,8 @@ def _read_assets(archive: zipfile.ZipFile, path: Path) -> dict[str, bytes]:
         )
     assets: dict[str, bytes] = {}
     total = 0
+    if len(set(files)) != len(files):
+        raise ConversionError(f"{path}: the archive lists an asset file twice; refusing it")
     for name in files:
         relative = name[len(KERAS_V3_ASSETS) :]
         parts = relative.split("/")
@@ -779,6 +781,19 @@ def _read_assets(archive: zipfile.ZipFile, path: Path) -> dict[str, bytes]:
             )
         assets[relative] = data
     return assets
+
+
+def read_model_assets(path: str | Path) -> dict[str, bytes]:
+    """A .keras archive's asset files (the lookup layers' vocabularies), read with the same
+    limits as when the archive is converted; {} for any other kind of file."""
+    path = Path(path)
+    if path.is_dir():
+        return {}
+    with open_regular(path, "Keras file") as handle:
+        if not handle.read(8).startswith(ZIP_SIGNATURE):
+            return {}
+    with _as_conversion_error(path, "no readable assets"), zipfile.ZipFile(path) as archive:
+        return _read_assets(archive, path)
 
 
 def _hdf5_model_config(path: Path) -> Any:

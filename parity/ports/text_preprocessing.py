@@ -540,6 +540,8 @@ def _build_text_vectorization(config: Config, shapes: Shapes, acts: dict[str, st
             pad_to_max_tokens=bool(config.get("pad_to_max_tokens", False)),
             idf_size=shapes.get("idf_weights", (0,))[0],
         )
+    except ConversionError:
+        raise
     except ValueError as exc:
         raise ConversionError(f"TextVectorization: {exc}") from exc
 
@@ -590,11 +592,26 @@ def call_preprocess(module: nn.Module, config: Config, xs: list[Any], masks: Any
 # --- vocabulary from the file's assets --------------------------------------------------------
 
 
+#: Why a file of this format has no vocabulary for an adapted layer (by KerasFile.format).
+NO_VOCABULARY_REASONS = {
+    "legacy-h5-model": "a legacy HDF5 file stores no vocabulary for an adapted layer",
+    "legacy-h5-weights": "a weights-only file stores no vocabulary",
+    "weights.h5": "a weights-only file stores no vocabulary",
+    "tf-saved-model": (
+        "a tf_keras SavedModel keeps an adapted layer's vocabulary only as constants inside "
+        "saved_model.pb's traced graph (not in variables/ nor assets/), which parity does not read"
+    ),
+    "tf-checkpoint": "a TF checkpoint stores no vocabulary for an adapted layer",
+    "keras": "the archive has no assets/<layer>/vocabulary.txt for it",
+}
+
+
 def vocabulary_from_assets(
-    config: Config, assets: Mapping[str, bytes], directory: str, cls: str, where: str
+    config: Config, assets: Mapping[str, bytes], directory: str, cls: str, where: str, fmt: str
 ) -> Config:
     """Config additions: the vocabulary a Keras 3 archive stores for this layer in its assets
-    (only when the config holds none, as Keras' load_assets does)."""
+    (only when the config holds none, as Keras' load_assets does). A layer with a vocabulary in
+    neither place is refused here, saying why for the file's format."""
     if config.get("vocabulary") is not None:
         return {}
     integer = cls == "IntegerLookup"
@@ -603,7 +620,12 @@ def vocabulary_from_assets(
         candidates.insert(0, directory + TEXT_LOOKUP_ASSET_DIR + VOCABULARY_ASSET)
     found = [assets[c] for c in candidates if c in assets]
     if not found:
-        return {}
+        reason = NO_VOCABULARY_REASONS.get(fmt, f"a {fmt} file stores no vocabulary")
+        raise ConversionError(
+            f"{where}: no vocabulary: its config holds none and {reason}. Re-save the model "
+            "with Keras 3 as .keras (its assets keep the vocabulary), or rebuild the layer with "
+            "vocabulary=[...] so that its config carries it"
+        )
     if any(data != found[0] for data in found[1:]):
         raise ConversionError(
             f"{where}: the archive holds two different vocabularies for this layer "
@@ -645,3 +667,6 @@ CONVERTERS: dict[str, LayerConverter] = {
 
 #: Classes whose vocabulary may live in a .keras archive's assets.
 ASSET_CLASSES = ("TextVectorization", "StringLookup", "IntegerLookup")
+
+#: The converted preprocessing modules (parity.text_preprocessor returns one of them).
+PREPROCESSOR_TYPES = (TextVectorization, Lookup, Hashing)

@@ -370,11 +370,13 @@ def config_from_graph(
     for node in graph.nodes:
         config, activation_source, inner_source = _layer_config(node)
         converter = CONVERTERS[node.class_name]
-        if node.class_name in ASSET_CLASSES and kfile.assets:
+        if node.class_name in ASSET_CLASSES:  # the vocabulary: config or the archive's assets
             directory = "".join(f"layers/{auto}/" for auto in node.storage)
             where = f"{kfile.path}: layer {node.name!r} ({node.source_class})"
             config.update(
-                vocabulary_from_assets(config, kfile.assets, directory, node.class_name, where)
+                vocabulary_from_assets(
+                    config, kfile.assets, directory, node.class_name, where, kfile.format
+                )
             )
         if converter.versioned:
             config[KERAS_MAJOR_KEY] = kfile.keras_major
