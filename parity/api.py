@@ -118,6 +118,8 @@ def convert_keras(
         kfile = read_keras_file(path, model_config=companion)
         if companion_assets and not kfile.assets:
             kfile.assets = companion_assets
+        if config is not None and kfile.saved_model is None and Path(config).is_dir():
+            kfile.saved_model = Path(config)  # a SavedModel companion: its lookup tables
         plan = plan_conversion(kfile, arch, hard_sigmoid)
         model = plan.build(dtype if dtype is not None else file_dtype(kfile, plan.graph))
     for note in plan.notes:

@@ -15,6 +15,7 @@ import torch
 
 import parity
 from parity.errors import ConversionError
+from parity.keras.read import read_model_config
 from parity.ports import CONVERTERS
 from parity.ports.text_preprocessing import VOCABULARY_KEY, parse_vocabulary_file
 from parity.text import tf_hash, tf_strings
@@ -480,6 +481,46 @@ def test_tf_keras_saved_model_with_vocabulary_in_config(tf_keras, tmp_path):
     ckpt = tmp_path / "ckpt" / "weights"
     model.save_weights(str(ckpt), save_format="tf")
     found = parity.load_keras(ckpt, config=saved)(TF_KERAS_TEXTS).detach().numpy()
+    np.testing.assert_allclose(found, expected, atol=1e-6, rtol=0)
+
+
+def test_adapted_tf_keras_saved_model_reads_the_table_from_saved_model_pb(tf_keras, tmp_path):
+    """An adapted layer's vocabulary is only in saved_model.pb's graph constants: read there.
+    The TF checkpoint alone has none and says where to find it."""
+    texts = [t for t in _sample_texts() if t.strip()]
+    model = _tf_keras_text_model(tf_keras, texts=texts)
+    saved = tmp_path / "sm"
+    model.save(saved, save_format="tf")
+    batch = np.array(texts + TF_KERAS_TEXTS, dtype=object)[:, None]
+    expected = model.predict(batch, verbose=0)
+    found = parity.load_keras(saved)(batch).detach().numpy()
+    np.testing.assert_allclose(found, expected, atol=1e-6, rtol=0)
+    ckpt = tmp_path / "ckpt" / "weights"
+    model.save_weights(str(ckpt), save_format="tf")
+    config_json = tmp_path / "model.json"
+    config_json.write_text(json.dumps(read_model_config(saved)))
+    with pytest.raises(ConversionError, match="TF checkpoint stores no vocabulary"):
+        parity.load_keras(ckpt, config=config_json)
+
+
+def test_tf_keras_saved_model_lookup_layers(tf_keras, tmp_path):
+    words = tf_keras.Input(shape=(2,), dtype="string")
+    numbers = tf_keras.Input(shape=(2,), dtype="int64")
+    lookup = tf_keras.layers.StringLookup(num_oov_indices=3, mask_token="[M]")
+    lookup.adapt(np.array([["a", "b"], ["c", "a"], ["é", "d"]]))
+    ints = tf_keras.layers.IntegerLookup()
+    ints.adapt(np.array([[4, 8], [15, 16]]))
+    e1 = tf_keras.layers.Flatten()(tf_keras.layers.Embedding(10, 3)(lookup(words)))
+    e2 = tf_keras.layers.Flatten()(tf_keras.layers.Embedding(10, 3)(ints(numbers)))
+    model = tf_keras.Model(
+        [words, numbers], tf_keras.layers.Dense(2)(tf_keras.layers.Concatenate()([e1, e2]))
+    )
+    saved = tmp_path / "sm"
+    model.save(saved, save_format="tf")
+    w = np.array([["a", "zz"], ["[M]", "é"], ["d", "qq"]], dtype=object)
+    n = np.array([[4, 9], [16, 0], [-3, 15]])
+    expected = model.predict([w, n], verbose=0)
+    found = parity.load_keras(saved)(w, torch.from_numpy(n)).detach().numpy()
     np.testing.assert_allclose(found, expected, atol=1e-6, rtol=0)
 
 

@@ -68,6 +68,9 @@ class KerasFile:
     #: Files a Keras 3 archive stores under assets/ (the lookup layers' vocabulary.txt), by
     #: their path below assets/ ("layers/text_vectorization/vocabulary.txt"); bytes, unparsed.
     assets: dict[str, bytes] = field(default_factory=dict)
+    #: A tf_keras SavedModel directory whose saved_model.pb holds the lookup layers' tables
+    #: (the file's own, or a SavedModel companion's); None otherwise.
+    saved_model: Path | None = None
 
     @property
     def weighted_layers(self) -> list[KerasLayer]:

@@ -29,7 +29,7 @@ Parity notes:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -597,23 +597,75 @@ NO_VOCABULARY_REASONS = {
     "legacy-h5-model": "a legacy HDF5 file stores no vocabulary for an adapted layer",
     "legacy-h5-weights": "a weights-only file stores no vocabulary",
     "weights.h5": "a weights-only file stores no vocabulary",
-    "tf-saved-model": (
-        "a tf_keras SavedModel keeps an adapted layer's vocabulary only as constants inside "
-        "saved_model.pb's traced graph (not in variables/ nor assets/), which parity does not read"
+    "tf-checkpoint": (
+        "a TF checkpoint stores no vocabulary (pass config= the tf_keras SavedModel or .keras "
+        "it came with: their saved_model.pb or assets hold it)"
     ),
-    "tf-checkpoint": "a TF checkpoint stores no vocabulary for an adapted layer",
     "keras": "the archive has no assets/<layer>/vocabulary.txt for it",
 }
 
 
+def _special_tokens(config: Config, cls: str) -> list[Any]:
+    """The mask and OOV tokens that precede the vocabulary's tokens, as Keras lays them out."""
+    mode = config.get("output_mode", "int")
+    if cls == "TextVectorization":
+        mask, oov, num_oov = TEXT_MASK_TOKEN, STRING_DEFAULTS[1], 1
+    else:
+        defaults = INTEGER_DEFAULTS if cls == "IntegerLookup" else STRING_DEFAULTS
+        mask = config.get("mask_token", defaults[0])
+        oov = config.get("oov_token", defaults[1])
+        num_oov = config.get("num_oov_indices", 1)
+        if not isinstance(num_oov, int) or not 0 <= num_oov <= MAX_DECLARED_SIZE:
+            raise ConversionError(f"{cls}: num_oov_indices={num_oov!r} is not sane")
+    return [mask] * (mask is not None and mode == "int") + [oov] * num_oov
+
+
+def vocabulary_from_table(
+    config: Config, keys: Sequence[Any], values: Sequence[int], cls: str, where: str
+) -> Config:
+    """Config additions: the vocabulary of a table read from a SavedModel (keys and the indices
+    they map to), checked to be the layout Keras builds: indices token_start, token_start + 1..."""
+    if config.get("invert"):
+        raise ConversionError(f"{where}: invert=True tables are not read from a SavedModel")
+    special = _special_tokens(config, cls)
+    order = sorted(range(len(values)), key=values.__getitem__)
+    if [values[i] for i in order] != list(range(len(special), len(special) + len(values))):
+        raise ConversionError(
+            f"{where}: the table's indices are not {len(special)}, {len(special) + 1}, ...: "
+            "not the layout Keras builds for this config"
+        )
+    tokens = []
+    for i in order:
+        key = keys[i]
+        if isinstance(key, bytes):
+            try:
+                key = key.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ConversionError(
+                    f"{where}: vocabulary token {key[:40]!r} is not UTF-8"
+                ) from exc
+        tokens.append(key)
+    return {VOCABULARY_KEY: special + tokens}
+
+
 def vocabulary_from_assets(
-    config: Config, assets: Mapping[str, bytes], directory: str, cls: str, where: str, fmt: str
+    config: Config,
+    assets: Mapping[str, bytes],
+    directory: str,
+    cls: str,
+    where: str,
+    fmt: str,
+    table: Callable[[], tuple[list[Any], list[int]]] | None = None,
 ) -> Config:
     """Config additions: the vocabulary a Keras 3 archive stores for this layer in its assets
-    (only when the config holds none, as Keras' load_assets does). A layer with a vocabulary in
-    neither place is refused here, saying why for the file's format."""
+    (only when the config holds none, as Keras' load_assets does), or the table of a SavedModel
+    (``table`` reads it). A layer with a vocabulary in none of these places is refused here,
+    saying why for the file's format."""
     if config.get("vocabulary") is not None:
         return {}
+    if table is not None:
+        keys, values = table()
+        return vocabulary_from_table(config, keys, values, cls, where)
     integer = cls == "IntegerLookup"
     candidates = [directory + VOCABULARY_ASSET]
     if cls == "TextVectorization":  # Keras loads the inner lookup layer's copy last

@@ -20,6 +20,7 @@ Parity notes:
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ from parity.keras.graph import (
     input_length,
 )
 from parity.keras.read import KerasFile
+from parity.keras.saved_model_tables import lookup_table
 from parity.ports import CONVERTERS, KERAS_ACTIVATIONS, BatchNormalization
 from parity.ports.norm import FROZEN_INFERENCE
 from parity.ports.recurrent.port import RNN_CLASSES
@@ -373,9 +375,14 @@ def config_from_graph(
         if node.class_name in ASSET_CLASSES:  # the vocabulary: config or the archive's assets
             directory = "".join(f"layers/{auto}/" for auto in node.storage)
             where = f"{kfile.path}: layer {node.name!r} ({node.source_class})"
+            table = None
+            if kfile.saved_model is not None and not node.scope:
+                table = functools.partial(
+                    lookup_table, kfile.saved_model, node.name, node.class_name
+                )
             config.update(
                 vocabulary_from_assets(
-                    config, kfile.assets, directory, node.class_name, where, kfile.format
+                    config, kfile.assets, directory, node.class_name, where, kfile.format, table
                 )
             )
         if converter.versioned:
