@@ -552,3 +552,17 @@ def test_port_refuses_text_layers_by_name(saved_text_model, tmp_path):
     with pytest.raises(ConversionError, match="TextVectorization: the string preprocessing"):
         parity.port(saved_text_model, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_parity_check_feeds_texts_to_a_string_model(saved_text_model, tmp_path, capsys):
+    """`parity check` generates texts for a model whose input feeds TextVectorization, live and
+    through a golden file (the texts are stored as a numpy unicode array, no pickle)."""
+    from parity.cli import main
+
+    assert main(["check", str(saved_text_model)]) == 0
+    out = capsys.readouterr().out
+    assert "texts (8, 1)" in out and "activation/text_vectorization" in out and "PASS" in out
+    golden = tmp_path / "golden.npz"
+    assert main(["golden", str(saved_text_model), str(golden)]) == 0
+    assert main(["check", str(saved_text_model), "--golden", str(golden)]) == 0
+    assert "PASS" in capsys.readouterr().out
