@@ -20,8 +20,9 @@ Parity notes:
   token, as Keras raises.
 - Output modes: "int" (int64 ids; TextVectorization pads with 0 after the tokens and cuts to
   output_sequence_length, or pads to the batch's longest row), "one_hot", "multi_hot", "count"
-  (int64, depth = vocabulary size or max_tokens with pad_to_max_tokens) and "tf_idf" (counts times
-  the stored idf_weights, float32). Hashing's non-int outputs are float32, as Keras'.
+  (depth = vocabulary size or max_tokens with pad_to_max_tokens) and "tf_idf" (counts times the
+  stored idf_weights). Keras gives the counts as int64, but the next Keras 3 layer casts them to
+  its float dtype: here they come out as floats of the model's dtype, the same values.
 - Refused by name: custom standardize/split callables (Python code in the file), sparse=True,
   ragged=True, a vocabulary given as a file path outside the model, a salt that is not one or two
   64-bit integers, invert=True for IntegerLookup inputs that are not integers.
@@ -37,10 +38,12 @@ import torch
 from torch import Tensor, nn
 
 from parity.conventions import MAX_VOCABULARY_TOKENS
+from parity.convert.mapping import Row
 from parity.errors import ConversionError
 from parity.ports.registry import (
     MAX_DECLARED_SIZE,
     Config,
+    Example,
     LayerConverter,
     Shapes,
     no_rows,
@@ -236,6 +239,14 @@ class IndexTable:
         return self.oov_token
 
 
+def _float_probe(module: nn.Module) -> None:
+    """A zero-size buffer that follows model.to(dtype): encodings come out in its dtype. Keras
+    outputs multi_hot/count/one_hot as int64 but every Keras 3 layer after casts its input to
+    its float compute dtype, which is what the next torch layer needs to be given; the values
+    are the same counts."""
+    module.register_buffer("_float", torch.zeros(0))
+
+
 def encode_rows(
     rows: Sequence[Sequence[int | None]], output_mode: str, depth: int, idf: Tensor | None
 ) -> Tensor:
@@ -332,6 +343,7 @@ class TextVectorization(nn.Module):
             pad_to_max_tokens=pad_to_max_tokens,
             where="TextVectorization",
         )
+        _float_probe(self)
         if output_mode == "tf_idf":
             # Keras 3 stores the weights twice, the layer's and its inner lookup layer's, and
             # loads the inner one last: that one is used.
@@ -351,7 +363,7 @@ class TextVectorization(nn.Module):
         ids = [[self.table.lookup(t) for t in self.tokens(r[0])] for r in rows]
         if self.output_mode != "int":
             idf = getattr(self, "lookup_idf_weights", None)
-            return encode_rows(ids, self.output_mode, self.table.depth, idf)
+            return encode_rows(ids, self.output_mode, self.table.depth, idf).to(self._float.dtype)
         length = self.output_sequence_length
         if length is None:
             length = max((len(r) for r in ids), default=0)
@@ -375,6 +387,7 @@ class Lookup(nn.Module):
     def __init__(self, table: IndexTable, idf_size: int = 0) -> None:
         super().__init__()
         self.table = table
+        _float_probe(self)
         if table.output_mode == "tf_idf":
             self.register_buffer("idf_weights", torch.zeros(idf_size))
 
@@ -386,7 +399,8 @@ class Lookup(nn.Module):
             array = np.array(out, dtype=object)
             return array[:, 0] if rank == 1 else array
         ids = [[self.table.lookup(convert(v)) for v in row] for row in rows]
-        return _encode(ids, rank, self.table.output_mode, self.table.depth, self)
+        out = _encode(ids, rank, self.table.output_mode, self.table.depth, self)
+        return out if self.table.output_mode == "int" else out.to(self._float.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.table.size} entries, output_mode={self.table.output_mode!r}"
@@ -423,6 +437,7 @@ class Hashing(nn.Module):
             raise ConversionError(f"Hashing output_mode={output_mode!r} is not supported")
         self.num_bins, self.mask_value, self.salt = num_bins, mask_value, salt
         self.output_mode = output_mode
+        _float_probe(self)
 
     def bin(self, value: Any) -> int:
         bins = self.num_bins
@@ -445,7 +460,7 @@ class Hashing(nn.Module):
         rows, rank = _rows(inputs)
         ids = [[self.bin(v) for v in row] for row in rows]
         out = _encode(ids, rank, self.output_mode, self.num_bins, self)
-        return out if self.output_mode == "int" else out.to(torch.float32)
+        return out if self.output_mode == "int" else out.to(self._float.dtype)
 
     def extra_repr(self) -> str:
         return f"num_bins={self.num_bins}, mask_value={self.mask_value!r}, salt={self.salt}"
@@ -531,8 +546,8 @@ def _build_text_vectorization(config: Config, shapes: Shapes, acts: dict[str, st
     try:
         return TextVectorization(
             config_vocabulary(config, "TextVectorization"),
-            standardize=config.get("standardize"),
-            split=config.get("split"),
+            standardize=config.get("standardize", "lower_and_strip_punctuation"),
+            split=config.get("split", "whitespace"),
             ngrams=config.get("ngrams"),
             output_mode=config.get("output_mode", "int"),
             output_sequence_length=_size(config, "output_sequence_length"),
@@ -582,6 +597,15 @@ def _build_hashing(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.M
         raise ConversionError("Hashing config has no num_bins")
     mode = config.get("output_mode", "int")
     return Hashing(num_bins, config.get("mask_value"), _salt(config), mode)
+
+
+def _rows_with_probe(rows: Callable[[str, str, Config], list[Row]] = no_rows):
+    """The class's rows plus the dtype probe's (a constant: no Keras weight)."""
+
+    def with_probe(layer: str, path: str, config: Config) -> list[Row]:
+        return [*rows(layer, path, config), (None, f"{path}._float", "zeros")]
+
+    return with_probe
 
 
 def call_preprocess(module: nn.Module, config: Config, xs: list[Any], masks: Any):
@@ -691,30 +715,84 @@ def iter_vocabulary(module: nn.Module) -> Iterable[Any]:
     return module.table.vocabulary()
 
 
+#: The examples' vocabulary and Keras' defaults (Keras' from_config needs them spelled out).
+VOCABULARY = ["the", "cat", "sat", "on", "mat", "caf\u00e9", "stra\u00dfe"]
+TEXT_DEFAULTS = {
+    "standardize": "lower_and_strip_punctuation",
+    "split": "whitespace",
+    "ngrams": None,
+}
+
+
+def _text_example(**config: Any) -> Example:
+    return Example({**TEXT_DEFAULTS, "vocabulary": VOCABULARY, **config}, "texts")
+
+
 CONVERTERS: dict[str, LayerConverter] = {
     "TextVectorization": LayerConverter(
         _text_idf_weights,
         _build_text_vectorization,
-        simple_rows(
-            _text_idf_weights,
-            ("idf_weights", "idf_weights", "identity"),
-            ("lookup_idf_weights", "lookup_idf_weights", "identity"),
+        _rows_with_probe(
+            simple_rows(
+                _text_idf_weights,
+                ("idf_weights", "idf_weights", "identity"),
+                ("lookup_idf_weights", "lookup_idf_weights", "identity"),
+            )
         ),
         call_preprocess,
+        examples=(
+            Example(
+                {**TEXT_DEFAULTS, "vocabulary": VOCABULARY, "output_sequence_length": 6}, "texts"
+            ),
+            Example(
+                {
+                    "vocabulary": ["t", "h", "e", "a", "t h", "h e", "\u00e9"],
+                    "split": "character",
+                    "standardize": "lower",
+                    "ngrams": [1, 2],
+                    "output_sequence_length": 9,
+                },
+                "texts",
+            ),
+            Example(
+                {**TEXT_DEFAULTS, "vocabulary": VOCABULARY, "output_mode": "multi_hot"}, "texts"
+            ),
+            # tf_idf (two stored idf copies for one Keras variable) is tested by
+            # tests/test_text_vectorization.py on a saved model
+            _text_example(output_mode="count", pad_to_max_tokens=True, max_tokens=12),
+        ),
     ),
     "StringLookup": LayerConverter(
         _idf_weights,
         _lookup_builder(integer=False),
-        simple_rows(_idf_weights, ("idf_weights", "idf_weights", "identity")),
+        _rows_with_probe(simple_rows(_idf_weights, ("idf_weights", "idf_weights", "identity"))),
         call_preprocess,
+        examples=(
+            Example({"vocabulary": ["cat", "the", "caf\u00e9"], "num_oov_indices": 3}, "texts"),
+            Example({"vocabulary": ["cat", "the"], "output_mode": "count"}, "texts"),
+        ),
     ),
     "IntegerLookup": LayerConverter(
         _idf_weights,
         _lookup_builder(integer=True),
-        simple_rows(_idf_weights, ("idf_weights", "idf_weights", "identity")),
+        _rows_with_probe(simple_rows(_idf_weights, ("idf_weights", "idf_weights", "identity"))),
         call_preprocess,
+        examples=(
+            Example({"vocabulary": [1, 2, 3, 5, 8], "num_oov_indices": 2}, "integers"),
+            Example({"vocabulary": [8, 2], "mask_token": 0}, "integers"),
+        ),
     ),
-    "Hashing": LayerConverter(no_weights, _build_hashing, no_rows, call_preprocess),
+    "Hashing": LayerConverter(
+        no_weights,
+        _build_hashing,
+        _rows_with_probe(),
+        call_preprocess,
+        examples=(
+            Example({"num_bins": 16}, "texts"),
+            Example({"num_bins": 16, "salt": 7, "mask_value": 0}, "integers"),
+            Example({"num_bins": 5, "output_mode": "multi_hot"}, "integers"),
+        ),
+    ),
 }
 
 #: Classes whose vocabulary may live in a .keras archive's assets.
