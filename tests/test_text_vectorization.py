@@ -111,8 +111,9 @@ def _converted(keras_layer, cls: str):
         shapes["lookup_idf_weights"] = shapes["idf_weights"]
     module = CONVERTERS[cls].build(config, shapes, {})
     if "idf_weights" in store:
-        for _, buffer in module.named_buffers():
-            buffer.copy_(torch.from_numpy(np.asarray(store["idf_weights"])))
+        for name, buffer in module.named_buffers():
+            if "idf" in name:
+                buffer.copy_(torch.from_numpy(np.asarray(store["idf_weights"])))
     return module
 
 
