@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import warnings
 import zipfile
 
 import numpy as np
@@ -567,3 +569,35 @@ def test_parity_check_feeds_texts_to_a_string_model(saved_text_model, tmp_path, 
     assert main(["golden", str(saved_text_model), str(golden)]) == 0
     assert main(["check", str(saved_text_model), "--golden", str(golden)]) == 0
     assert "PASS" in capsys.readouterr().out
+
+
+def test_hostile_saved_model_tables_are_refused(tf_keras, tmp_path):
+    """A truncated or tampered saved_model.pb is a ConversionError naming the layer, never a
+    wrong vocabulary."""
+    model = _tf_keras_text_model(tf_keras, texts=TF_KERAS_TEXTS)
+    saved = tmp_path / "sm"
+    model.save(saved, save_format="tf")
+    pb = saved / "saved_model.pb"
+    data = pb.read_bytes()
+    truncated = tmp_path / "truncated"
+    shutil.copytree(saved, truncated)
+    (truncated / "saved_model.pb").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ConversionError, match="text_vectorization"):
+        parity.load_keras(truncated)
+    renamed = tmp_path / "renamed"
+    shutil.copytree(saved, renamed)
+    # the table initializer's name changed: the path to the table no longer exists
+    (renamed / "saved_model.pb").write_bytes(data.replace(b"_initialize", b"_initializX"))
+    with pytest.raises(ConversionError, match="no '_initialize'"):
+        parity.load_keras(renamed)
+
+
+def test_duplicate_asset_member_is_refused(saved_text_model, tmp_path):
+    bad = tmp_path / "dup.keras"
+    with zipfile.ZipFile(saved_text_model) as zin:
+        vocab = zin.read(LOOKUP_ASSET)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        _rewrite(saved_text_model, bad, {}, {LOOKUP_ASSET: vocab + b"\nextra"})
+    with pytest.raises(ConversionError, match="asset file twice"):
+        parity.load_keras(bad)
