@@ -601,3 +601,26 @@ def test_duplicate_asset_member_is_refused(saved_text_model, tmp_path):
         _rewrite(saved_text_model, bad, {}, {LOOKUP_ASSET: vocab + b"\nextra"})
     with pytest.raises(ConversionError, match="asset file twice"):
         parity.load_keras(bad)
+
+
+SEPARATOR_ADAPT = ["a\u2028b c\x1cd plain", "plain"]
+SEPARATOR_TEXTS = [*SEPARATOR_ADAPT, "a b c d", "a\u2028b", "c\x1cd"]
+
+
+@pytest.mark.parametrize("writer", ["keras", "tf_keras"])
+def test_vocabulary_file_is_read_back_as_the_writing_keras_reloads_it(writer, tmp_path):
+    """Tokens holding U+2028 or \\x1c survive whitespace splitting and are saved as they are;
+    Keras 3 reloads vocabulary.txt with str.splitlines (they come back as two tokens), tf_keras
+    with split("\\n") (one token). The converted model follows the Keras that wrote the file,
+    compared with that Keras' own reloaded model."""
+    k = pytest.importorskip(writer)
+    tv = k.layers.TextVectorization(output_sequence_length=6, standardize=None)
+    tv.adapt(np.array(SEPARATOR_ADAPT, dtype=object))
+    inp = k.Input(shape=(1,), dtype="string")
+    out = k.layers.Dense(2)(k.layers.Flatten()(k.layers.Embedding(16, 2)(tv(inp))))
+    path = tmp_path / "m.keras"
+    k.Model(inp, out).save(path)
+    batch = np.array(SEPARATOR_TEXTS, dtype=object)[:, None]
+    expected = np.asarray(k.models.load_model(path)(batch))
+    found = parity.load_keras(path)(batch).detach().numpy()
+    np.testing.assert_allclose(found, expected, atol=1e-6, rtol=0)

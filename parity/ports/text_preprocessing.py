@@ -8,10 +8,11 @@ Parity notes:
 - The vocabulary comes from where Keras keeps it: the config's ``vocabulary`` list when the
   layer was built with one, else the .keras archive's assets/<layer path>/vocabulary.txt
   (TextVectorization: its ``_lookup_layer/vocabulary.txt``, which Keras loads last). It is read
-  as Keras' load_assets reads it: UTF-8, split with Python's str.splitlines (so \\r, \\x1c-\\x1e,
-  \\x85, U+2028 and U+2029 end a token too, as they do when Keras reloads the file), trailing
-  empty lines dropped, the special tokens (mask, then num_oov_indices OOV tokens) recognised at
-  its start, duplicates refused (Keras refuses them too).
+  as the writing Keras' load_assets reads it: UTF-8; Keras 3 splits with str.splitlines (so \\r,
+  \\x1c-\\x1e, \\x85, U+2028 and U+2029 end a token too, as they do when Keras reloads the
+  file) and drops trailing empty lines, tf_keras splits on newlines only; the special tokens
+  (mask, then num_oov_indices OOV tokens) recognised at its start, duplicates refused (Keras
+  refuses them too).
 - Index layout, as Keras' IndexLookup: [mask (int output with a mask token)] + [OOV] *
   num_oov_indices + tokens. The mask token maps to 0 in int output and is dropped otherwise;
   an unknown token maps to the OOV index, or with several OOV indices to
@@ -71,6 +72,8 @@ TEXT_LOOKUP_ASSET_DIR = "_lookup_layer/"
 #: Config key the conversion fills with the vocabulary read from the file's assets.
 VOCABULARY_KEY = "_vocabulary"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: tf_keras (Keras 2) reads vocabulary files differently from Keras 3 (parse_vocabulary_file).
+KERAS2_MAJOR = 2
 #: Digits of a decimal integer token a vocabulary file may hold (int64 has at most 20 chars).
 MAX_INT_TOKEN_CHARS = 32
 
@@ -80,17 +83,24 @@ Token = bytes | int
 # --- the vocabulary, as Keras' set_vocabulary / load_assets take it --------------------------
 
 
-def parse_vocabulary_file(data: bytes, integer: bool, where: str) -> list[Any]:
-    """A vocabulary.txt as Keras 3's load_assets reads it (see the module's parity notes)."""
+def parse_vocabulary_file(
+    data: bytes, integer: bool, where: str, keras_major: int | None = 3
+) -> list[Any]:
+    """A vocabulary.txt as the Keras that wrote it reads it back (load_assets): Keras 3 splits
+    with str.splitlines and drops trailing empty lines; Keras 2 (tf_keras) splits the text-mode
+    read (\r\n and \r become \n) on \n only and keeps every line."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConversionError(
             f"{where}: the vocabulary file is not UTF-8 (byte {exc.start}); Keras cannot load it"
         ) from exc
-    lines = text.splitlines()
-    while lines and lines[-1] == "":
-        lines.pop()
+    if keras_major == KERAS2_MAJOR:
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    else:
+        lines = text.splitlines()
+        while lines and lines[-1] == "":
+            lines.pop()
     if len(lines) > MAX_VOCABULARY_TOKENS:
         raise ConversionError(
             f"{where}: the vocabulary file has {len(lines):,} lines, over {MAX_VOCABULARY_TOKENS:,}"
@@ -680,6 +690,7 @@ def vocabulary_from_assets(
     where: str,
     fmt: str,
     table: Callable[[], tuple[list[Any], list[int]]] | None = None,
+    keras_major: int | None = 3,
 ) -> Config:
     """Config additions: the vocabulary a Keras 3 archive stores for this layer in its assets
     (only when the config holds none, as Keras' load_assets does), or the table of a SavedModel
@@ -707,7 +718,8 @@ def vocabulary_from_assets(
             f"{where}: the archive holds two different vocabularies for this layer "
             f"({', '.join(candidates)}); refusing to guess"
         )
-    return {VOCABULARY_KEY: parse_vocabulary_file(found[0], integer, f"{where}: {candidates[0]}")}
+    name = f"{where}: {candidates[0]}"
+    return {VOCABULARY_KEY: parse_vocabulary_file(found[0], integer, name, keras_major)}
 
 
 def iter_vocabulary(module: nn.Module) -> Iterable[Any]:

@@ -382,7 +382,14 @@ def config_from_graph(
                 )
             config.update(
                 vocabulary_from_assets(
-                    config, kfile.assets, directory, node.class_name, where, kfile.format, table
+                    config,
+                    kfile.assets,
+                    directory,
+                    node.class_name,
+                    where,
+                    kfile.format,
+                    table,
+                    kfile.keras_major,
                 )
             )
         if converter.versioned:
