@@ -356,6 +356,10 @@ def test_keras3_text_model_file(keras, tmp_path):
     np.testing.assert_allclose(converted(texts).detach().numpy(), expected, atol=1e-6, rtol=0)
     tv = converted.get_submodule(reloaded.layers[1].name)
     assert tv.table.vocabulary() == reloaded.layers[1].get_vocabulary()
+    # parity.save keeps the vocabulary in the config metadata
+    parity.save(converted, tmp_path / "text.safetensors")
+    again = parity.load(tmp_path / "text.safetensors")
+    np.testing.assert_allclose(again(texts).detach().numpy(), expected, atol=1e-6, rtol=0)
 
 
 def test_keras3_model_with_vocabulary_in_config_and_tf_idf(keras, tmp_path):
