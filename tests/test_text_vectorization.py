@@ -628,3 +628,28 @@ def test_vocabulary_file_is_read_back_as_the_writing_keras_reloads_it(writer, tm
     expected = np.asarray(k.models.load_model(path)(batch))
     found = parity.load_keras(path)(batch).detach().numpy()
     np.testing.assert_allclose(found, expected, atol=1e-6, rtol=0)
+
+
+def test_string_ops_match_tf_on_random_bytes(tf):
+    """Random byte strings (mostly invalid UTF-8) and random code points: lower, punctuation,
+    whitespace split and character split agree with TensorFlow on every one."""
+    rng = np.random.default_rng(5)
+    samples = [
+        bytes(rng.integers(0, 256, int(n), dtype=np.uint8)) for n in rng.integers(0, 40, 400)
+    ]
+    pool = [*range(0x20, 0x7F), *range(0xA0, 0x2100), *range(0x3000, 0x3010), 0x1F44D, 0x10FFFF]
+    samples += [
+        "".join(chr(pool[i]) for i in rng.integers(0, len(pool), int(n))).encode()
+        for n in rng.integers(0, 30, 200)
+    ]
+    assert tf.strings.lower(samples).numpy().tolist() == [
+        tf_strings.standardize(s, "lower") for s in samples
+    ]
+    stripped = tf.strings.regex_replace(samples, r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']', "")
+    assert stripped.numpy().tolist() == [
+        tf_strings.standardize(s, "strip_punctuation") for s in samples
+    ]
+    assert tf.strings.split(samples).to_list() == [tf_strings.split_whitespace(s) for s in samples]
+    assert tf.strings.unicode_split(samples, "UTF-8").to_list() == [
+        tf_strings.split_characters(s) for s in samples
+    ]
