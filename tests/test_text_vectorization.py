@@ -229,6 +229,8 @@ def test_text_vectorization_refuses_what_it_cannot_reproduce():
         build(base | {"sparse": True, "output_mode": "multi_hot"}, {}, {})
     with pytest.raises(ConversionError, match="ragged=True"):
         build(base | {"ragged": True}, {}, {})
+    with pytest.raises(ConversionError, match="only UTF-8"):
+        build(base | {"encoding": "latin-1"}, {}, {})
     with pytest.raises(ConversionError, match="stores no vocabulary"):
         build({"_class": "TextVectorization", "vocabulary": None}, {}, {})
     with pytest.raises(ConversionError, match="file path"):
@@ -314,6 +316,13 @@ def test_hashing_strings(keras, kwargs):
     layer = keras.layers.Hashing(**kwargs)
     module = CONVERTERS["Hashing"].build(layer.get_config() | {"_class": "Hashing"}, {}, {})
     np.testing.assert_array_equal(module(PROBES).numpy(), np.asarray(layer(PROBES)))
+
+
+def test_hashing_mask_value_matches_bytes_and_str(keras):
+    layer = keras.layers.Hashing(num_bins=5, mask_value="the")
+    module = CONVERTERS["Hashing"].build(layer.get_config() | {"_class": "Hashing"}, {}, {})
+    texts = np.array([[b"the"], [b"cat"], [b"th"]], dtype=object)
+    np.testing.assert_array_equal(module(texts).numpy(), np.asarray(layer(texts)))
 
 
 def test_hashing_integers_and_floats_hash_their_decimal_string(keras):

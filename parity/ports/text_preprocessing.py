@@ -31,7 +31,7 @@ Parity notes:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -432,6 +432,13 @@ def _encode(ids: list[list[int | None]], rank: int, mode: str, depth: int, modul
     return encode_rows(ids, mode, depth, getattr(module, "idf_weights", None))
 
 
+def _same(value: Any, mask: Any) -> bool:
+    """Whether an input equals the mask value, texts compared as the bytes TensorFlow holds."""
+    if isinstance(value, str | bytes) and isinstance(mask, str | bytes):
+        return tf_strings.as_bytes(value) == tf_strings.as_bytes(mask)
+    return value == mask
+
+
 class Hashing(nn.Module):
     """keras.layers.Hashing: FarmHash Fingerprint64 (or SipHash with a salt) mod num_bins."""
 
@@ -454,7 +461,7 @@ class Hashing(nn.Module):
         masked = self.mask_value is not None and bins > 1
         if isinstance(value, np.generic):
             value = value.item()
-        if masked and value == self.mask_value:
+        if masked and _same(value, self.mask_value):
             return 0
         if isinstance(value, float):
             value = int(value)  # Keras casts floats to int64 first
@@ -479,7 +486,13 @@ class Hashing(nn.Module):
 # --- from a Keras config -----------------------------------------------------------------------
 
 
+#: The string encodings the lookup layers may be configured with that read texts as UTF-8.
+UTF8_NAMES = (None, "utf-8", "UTF-8", "utf8")
+
+
 def _refuse_common(config: Config, cls: str) -> None:
+    if config.get("encoding") not in UTF8_NAMES:
+        raise ConversionError(f"{cls} encoding={config.get('encoding')!r}: only UTF-8 is supported")
     if config.get("sparse"):
         raise ConversionError(f"{cls} with sparse=True (sparse tensor outputs) is not supported")
     if config.get("ragged"):
@@ -720,11 +733,6 @@ def vocabulary_from_assets(
         )
     name = f"{where}: {candidates[0]}"
     return {VOCABULARY_KEY: parse_vocabulary_file(found[0], integer, name, keras_major)}
-
-
-def iter_vocabulary(module: nn.Module) -> Iterable[Any]:
-    """A converted preprocessing module's vocabulary, as Keras' get_vocabulary()."""
-    return module.table.vocabulary()
 
 
 #: The examples' vocabulary and Keras' defaults (Keras' from_config needs them spelled out).
