@@ -662,3 +662,28 @@ def test_string_ops_match_tf_on_random_bytes(tf):
     assert tf.strings.unicode_split(samples, "UTF-8").to_list() == [
         tf_strings.split_characters(s) for s in samples
     ]
+
+
+def test_sequential_and_nested_text_models(keras, tmp_path):
+    """TextVectorization as a Sequential's first layer, and inside a Sequential block used as a
+    layer (its vocabulary under assets/layers/<block>/layers/<layer>/)."""
+    texts = ["the cat sat", "a dog ate the cat", "émigré café"]
+    batch = np.array(["the cat", "zz café", "dog", ""])[:, None]
+    tv = keras.layers.TextVectorization(max_tokens=30, output_sequence_length=6)
+    tv.adapt(texts)
+    seq = keras.Sequential(
+        [
+            keras.Input(shape=(1,), dtype="string"),
+            tv,
+            keras.layers.Embedding(30, 3),
+            keras.layers.Flatten(),
+        ]
+    )
+    inp = keras.Input(shape=(1,), dtype="string")
+    nested = keras.Model(inp, keras.layers.Dense(2)(seq(inp)))
+    for name, model in (("seq", seq), ("nested", nested)):
+        path = tmp_path / f"{name}.keras"
+        model.save(path)
+        expected = np.asarray(keras.models.load_model(path)(batch))
+        found = parity.load_keras(path)(batch).detach().numpy()
+        np.testing.assert_allclose(found, expected, atol=1e-6, rtol=0, err_msg=name)

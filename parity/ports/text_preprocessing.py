@@ -649,6 +649,10 @@ NO_VOCABULARY_REASONS = {
         "it came with: their saved_model.pb or assets hold it)"
     ),
     "keras": "the archive has no assets/<layer>/vocabulary.txt for it",
+    "tf-saved-model": (
+        "the layer is inside a nested model, whose table parity does not look up in "
+        "saved_model.pb (only the top-level layers')"
+    ),
 }
 
 
