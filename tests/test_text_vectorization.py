@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 import zipfile
 
@@ -564,10 +566,45 @@ def test_weights_file_takes_the_vocabulary_from_its_keras_companion(keras, tmp_p
     )
 
 
-def test_port_refuses_text_layers_by_name(saved_text_model, tmp_path):
-    with pytest.raises(ConversionError, match="TextVectorization: the string preprocessing"):
-        parity.port(saved_text_model, tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+def _port_and_prove(src, out) -> None:
+    """parity port writes a package that passes ruff's defaults and its own test (Keras'
+    outputs on generated texts), with parity unimportable."""
+    from tests.test_port import WITHOUT_PARITY
+
+    parity.port(src, out)
+    for args in (["check", "--isolated"], ["format", "--isolated", "--check"]):
+        lint = subprocess.run(
+            [sys.executable, "-m", "ruff", *args, str(out)], capture_output=True, text=True
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+    run = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PARITY, str(out)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    golden = np.load(out / "golden.npz")
+    assert str(golden["source"]).startswith("keras")  # Keras' own outputs on the texts
+
+
+def test_port_writes_text_models(keras, tmp_path):
+    tv = keras.layers.TextVectorization(max_tokens=300, output_sequence_length=10, ngrams=2)
+    tv.adapt(np.array([t for t in _sample_texts() if t.strip()]))
+    inp = keras.Input(shape=(1,), dtype="string")
+    flat = keras.layers.Flatten()(keras.layers.Embedding(300, 3)(tv(inp)))
+    path = tmp_path / "text.keras"
+    keras.Model(inp, keras.layers.Dense(2)(flat)).save(path)
+    _port_and_prove(path, tmp_path / "text")
+    # the lookups model: strings into StringLookup and Hashing, integers into IntegerLookup
+    words = keras.Input(shape=(3,), dtype="string")
+    numbers = keras.Input(shape=(2,), dtype="int64")
+    lookup = keras.layers.StringLookup(vocabulary=["a", "b", "c\u2028d", '"q"'], num_oov_indices=2)
+    ints = keras.layers.IntegerLookup(vocabulary=[5, 6, 7], output_mode="multi_hot")
+    hashed = keras.layers.Hashing(num_bins=16, salt=[3, 9])(words)
+    e1 = keras.layers.Flatten()(keras.layers.Embedding(8, 4)(lookup(words)))
+    e3 = keras.layers.Flatten()(keras.layers.Embedding(16, 4)(hashed))
+    out = keras.layers.Dense(2)(keras.layers.Concatenate()([e1, ints(numbers), e3]))
+    path = tmp_path / "lookups.keras"
+    keras.Model([words, numbers], out).save(path)
+    _port_and_prove(path, tmp_path / "lookups")
 
 
 def test_parity_check_feeds_texts_to_a_string_model(saved_text_model, tmp_path, capsys):

@@ -44,6 +44,7 @@ from parity.errors import ConversionError
 from parity.ports.registry import (
     MAX_DECLARED_SIZE,
     Config,
+    Emitted,
     Example,
     LayerConverter,
     Shapes,
@@ -622,6 +623,94 @@ def _build_hashing(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.M
     return Hashing(num_bins, config.get("mask_value"), _salt(config), mode)
 
 
+# --- parity port: the code for keras_layers.py's standalone copies ------------------------------
+
+#: What the generated text layers need from keras_layers.py.
+TEXT_HELPERS = ("FarmHash64", "SipHash24", "TextTable", "TextEncoding")
+
+
+def _code(value: Any) -> str:
+    """A config value as Python source in the generated code's style: double-quoted strings
+    with escapes for what is not printable, lists and tuples of them, other literals as repr."""
+    if isinstance(value, str):
+        # ruff's quote preference: single quotes when that avoids escaping double ones
+        quote = "'" if '"' in value and "'" not in value else '"'
+        out = []
+        for ch in value:
+            if ch in quote + "\\":
+                out.append("\\" + ch)
+            elif ch.isprintable():
+                out.append(ch)
+            else:
+                code = ord(ch)
+                out.append(
+                    f"\\x{code:02x}"
+                    if code < 0x100
+                    else f"\\u{code:04x}"
+                    if code < 0x10000
+                    else f"\\U{code:08x}"
+                )
+        return quote + "".join(out) + quote
+    if isinstance(value, list):
+        return "[" + ", ".join(_code(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        inner = ", ".join(_code(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    return repr(value)
+
+
+def _table_args(table: IndexTable) -> list[Any]:
+    tokens = list(table.tokens) if table.integer else [t.decode("utf-8") for t in table.tokens]
+    return [
+        tokens,
+        table.integer,
+        table.mask_token,
+        table.oov_token,
+        table.num_oov_indices,
+        table.oov_start,
+        table.invert,
+        table.oov_method,
+        table.salt,
+    ]
+
+
+def _idf_size(module: nn.Module) -> int:
+    idf = getattr(module, "idf_weights", None)
+    return 0 if idf is None else int(idf.shape[0])
+
+
+def _emit_text_vectorization(module: nn.Module, config: Config, masked: tuple[bool, ...]):
+    tokens = [t.decode("utf-8") for t in module.table.tokens]
+    args = [
+        tokens,
+        module.standardize,
+        module.split,
+        module.widths,
+        module.output_mode,
+        module.output_sequence_length,
+        module.table.depth,
+        _idf_size(module),
+    ]
+    constructor = f"KerasTextVectorization({', '.join(_code(a) for a in args)})"
+    helpers = ("KerasTextVectorization", *TEXT_HELPERS)
+    return Emitted(constructor, ("{out0} = {self}({x0})",), ("None",), helpers)
+
+
+def _emit_lookup(module: nn.Module, config: Config, masked: tuple[bool, ...]):
+    table = module.table
+    args = [*_table_args(table), table.output_mode, table.depth, _idf_size(module)]
+    constructor = f"KerasLookup({', '.join(_code(a) for a in args)})"
+    helpers = ("KerasLookup", *TEXT_HELPERS)
+    return Emitted(constructor, ("{out0} = {self}({x0})",), ("None",), helpers)
+
+
+def _emit_hashing(module: nn.Module, config: Config, masked: tuple[bool, ...]):
+    args = [module.num_bins, module.mask_value, module.salt, module.output_mode]
+    constructor = f"KerasHashing({', '.join(_code(a) for a in args)})"
+    helpers = ("KerasHashing", *TEXT_HELPERS)
+    return Emitted(constructor, ("{out0} = {self}({x0})",), ("None",), helpers)
+
+
 def _rows_with_probe(rows: Callable[[str, str, Config], list[Row]] = no_rows):
     """The class's rows plus the dtype probe's (a constant: no Keras weight)."""
 
@@ -764,6 +853,7 @@ CONVERTERS: dict[str, LayerConverter] = {
             )
         ),
         call_preprocess,
+        emit=_emit_text_vectorization,
         examples=(
             Example(
                 {**TEXT_DEFAULTS, "vocabulary": VOCABULARY, "output_sequence_length": 6}, "texts"
@@ -791,6 +881,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         _lookup_builder(integer=False),
         _rows_with_probe(simple_rows(_idf_weights, ("idf_weights", "idf_weights", "identity"))),
         call_preprocess,
+        emit=_emit_lookup,
         examples=(
             Example({"vocabulary": ["cat", "the", "caf\u00e9"], "num_oov_indices": 3}, "texts"),
             Example({"vocabulary": ["cat", "the"], "output_mode": "count"}, "texts"),
@@ -801,6 +892,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         _lookup_builder(integer=True),
         _rows_with_probe(simple_rows(_idf_weights, ("idf_weights", "idf_weights", "identity"))),
         call_preprocess,
+        emit=_emit_lookup,
         examples=(
             Example({"vocabulary": [1, 2, 3, 5, 8], "num_oov_indices": 2}, "integers"),
             Example({"vocabulary": [8, 2], "mask_token": 0}, "integers"),
@@ -811,6 +903,7 @@ CONVERTERS: dict[str, LayerConverter] = {
         _build_hashing,
         _rows_with_probe(),
         call_preprocess,
+        emit=_emit_hashing,
         examples=(
             Example({"num_bins": 16}, "texts"),
             Example({"num_bins": 16, "salt": 7, "mask_value": 0}, "integers"),
