@@ -62,19 +62,9 @@ def standardize(text: bytes, mode: str | None) -> bytes:
 
 
 def split_whitespace(text: bytes) -> list[bytes]:
-    """tf.strings.split(text): pieces between runs of ASCII whitespace."""
-    out: list[bytes] = []
-    start = None
-    for i, byte in enumerate(text):
-        if byte in ASCII_WHITESPACE:
-            if start is not None:
-                out.append(text[start:i])
-                start = None
-        elif start is None:
-            start = i
-    if start is not None:
-        out.append(text[start:])
-    return out
+    """tf.strings.split(text): pieces between runs of ASCII whitespace (bytes.split() splits on
+    exactly ASCII_WHITESPACE)."""
+    return text.split()
 
 
 def split_characters(text: bytes) -> list[bytes]:

@@ -1,4 +1,5 @@
-"""Keras recurrent layers written in plain PyTorch, for standalone generated model files.
+"""Keras recurrent layers written in plain PyTorch, for standalone generated model files (and,
+at the end, Keras' text preprocessing layers in plain Python, for models that take strings).
 
 Each class computes what the Keras layer computes, one timestep at a time, and names its
 parameters as torch's nn.LSTM / nn.GRU / nn.RNN do (``weight_ih_l0``, ``weight_hh_l0``, ...,
