@@ -234,6 +234,15 @@ def test_text_vectorization_refuses_what_it_cannot_reproduce():
         build(base | {"ragged": True}, {}, {})
     with pytest.raises(ConversionError, match="only UTF-8"):
         build(base | {"encoding": "latin-1"}, {}, {})
+    # sizes the module would allocate (B, size) outputs from
+    with pytest.raises(ConversionError, match="output_sequence_length"):
+        build(base | {"output_sequence_length": 2**31}, {}, {})
+    with pytest.raises(ConversionError, match="max_tokens"):
+        build(base | {"max_tokens": 2**30, "pad_to_max_tokens": True}, {}, {})
+    with pytest.raises(ConversionError, match="num_bins"):
+        CONVERTERS["Hashing"].build({"num_bins": 2**30, "output_mode": "count"}, {}, {})
+    with pytest.raises(ConversionError, match="ngrams"):
+        build(base | {"ngrams": [1, 10**9]}, {}, {})
     with pytest.raises(ConversionError, match="stores no vocabulary"):
         build({"_class": "TextVectorization", "vocabulary": None}, {}, {})
     with pytest.raises(ConversionError, match="file path"):

@@ -25,8 +25,9 @@ Parity notes:
   stored idf_weights). Keras gives the counts as int64, but the next Keras 3 layer casts them to
   its float dtype: here they come out as floats of the model's dtype, the same values.
 - Refused by name: custom standardize/split callables (Python code in the file), sparse=True,
-  ragged=True, a vocabulary given as a file path outside the model, a salt that is not one or two
-  64-bit integers, invert=True for IntegerLookup inputs that are not integers.
+  ragged=True, an encoding other than UTF-8, a vocabulary given as a file path outside the model
+  or stored nowhere in the file (the reason per format: NO_VOCABULARY_REASONS), a salt that is
+  not one or two 64-bit integers, a text with a lone surrogate (no UTF-8 form).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from parity.conventions import MAX_VOCABULARY_TOKENS
+from parity.conventions import MAX_INPUT_LENGTH, MAX_VOCABULARY_TOKENS
 from parity.convert.mapping import Row
 from parity.errors import ConversionError
 from parity.ports.registry import (
@@ -500,12 +501,14 @@ def _refuse_common(config: Config, cls: str) -> None:
         raise ConversionError(f"{cls} with ragged=True (ragged outputs) is not supported")
 
 
-def _size(config: Config, key: str) -> int | None:
+def _size(config: Config, key: str, limit: int = MAX_DECLARED_SIZE) -> int | None:
+    """A size the config declares, refused past ``limit``: the module allocates (B, size)
+    outputs from it, so a hostile config must not declare billions."""
     value = config.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_DECLARED_SIZE:
-        raise ConversionError(f"config declares {key}={value!r}, not a sane size")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= limit:
+        raise ConversionError(f"config declares {key}={value!r}, not a sane size (1..{limit:,})")
     return value
 
 
@@ -574,8 +577,8 @@ def _build_text_vectorization(config: Config, shapes: Shapes, acts: dict[str, st
             split=config.get("split", "whitespace"),
             ngrams=config.get("ngrams"),
             output_mode=config.get("output_mode", "int"),
-            output_sequence_length=_size(config, "output_sequence_length"),
-            max_tokens=_size(config, "max_tokens"),
+            output_sequence_length=_size(config, "output_sequence_length", MAX_INPUT_LENGTH),
+            max_tokens=_size(config, "max_tokens", MAX_VOCABULARY_TOKENS),
             pad_to_max_tokens=bool(config.get("pad_to_max_tokens", False)),
             idf_size=shapes.get("idf_weights", (0,))[0],
         )
@@ -602,7 +605,7 @@ def _lookup_builder(integer: bool):
             oov_token=config.get("oov_token", defaults[1]),
             num_oov_indices=num_oov,
             output_mode=config.get("output_mode", "int"),
-            max_tokens=_size(config, "max_tokens"),
+            max_tokens=_size(config, "max_tokens", MAX_VOCABULARY_TOKENS),
             pad_to_max_tokens=bool(config.get("pad_to_max_tokens", False)),
             invert=bool(config.get("invert", False)),
             oov_method=config.get("oov_method", "floormod"),
@@ -616,10 +619,13 @@ def _lookup_builder(integer: bool):
 
 def _build_hashing(config: Config, shapes: Shapes, acts: dict[str, str]) -> nn.Module:
     _refuse_common(config, "Hashing")
-    num_bins = _size(config, "num_bins")
+    mode = config.get("output_mode", "int")
+    # int output only takes the remainder; encodings allocate (B, num_bins)
+    num_bins = _size(
+        config, "num_bins", MAX_DECLARED_SIZE if mode == "int" else MAX_VOCABULARY_TOKENS
+    )
     if num_bins is None:
         raise ConversionError("Hashing config has no num_bins")
-    mode = config.get("output_mode", "int")
     return Hashing(num_bins, config.get("mask_value"), _salt(config), mode)
 
 
