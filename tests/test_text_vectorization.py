@@ -186,6 +186,7 @@ GRID = [(st, sp, None) for st in STANDARDIZE for sp in SPLITS] + [
 
 
 @needs_shared
+@pytest.mark.slow
 @pytest.mark.parametrize(("standardize", "split", "ngrams"), GRID)
 def test_text_vectorization_ids_on_deepmoji_texts(keras, standardize, split, ngrams):
     """Zero differences in ids on all 25,434 benchmark texts plus the adversarial ones, the
@@ -747,6 +748,7 @@ def _template():
     return module
 
 
+@pytest.mark.slow
 def test_ported_text_classes_compute_what_the_converted_ones_do(keras):
     """The standalone copies parity port writes agree with the converted modules (themselves
     checked against TensorFlow above): hashes at every length, TextVectorization on every text
