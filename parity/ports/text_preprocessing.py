@@ -13,6 +13,9 @@ Parity notes:
   file) and drops trailing empty lines, tf_keras splits on newlines only; the special tokens
   (mask, then num_oov_indices OOV tokens) recognised at its start, duplicates refused (Keras
   refuses them too).
+- A tf_keras SavedModel keeps the vocabulary in none of those places: its table's keys and
+  indices are constants of saved_model.pb, which parity.keras.saved_model_tables reads; the
+  indices must be laid out as Keras builds them (vocabulary_from_table).
 - Index layout, as Keras' IndexLookup: [mask (int output with a mask token)] + [OOV] *
   num_oov_indices + tokens. The mask token maps to 0 in int output and is dropped otherwise;
   an unknown token maps to the OOV index, or with several OOV indices to
