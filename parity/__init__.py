@@ -6,7 +6,7 @@ Importing parity never imports keras or tensorflow.
 from __future__ import annotations
 
 from parity import optim, plugins
-from parity.api import ParityWarning, load, load_keras, save
+from parity.api import ParityWarning, load, load_keras, save, text_preprocessor
 from parity.codegen import port
 from parity.errors import ConversionError
 from parity.export import (
@@ -29,4 +29,5 @@ __all__ = [
     "plugins",
     "port",
     "save",
+    "text_preprocessor",
 ]

@@ -21,6 +21,7 @@ from torch import nn
 from parity.arch import arch_of, get_arch
 from parity.arch.base import Plan
 from parity.arch.gates import check_variant
+from parity.arch.generic.model import module_name
 from parity.arch.match import plan_conversion
 from parity.convert.dtypes import file_dtype
 from parity.convert.mapping import build_empty
@@ -32,8 +33,10 @@ from parity.keras.read import (
     ZIP_SIGNATURE,
     KerasFile,
     read_keras_file,
+    read_model_assets,
     read_model_config,
 )
+from parity.ports.text_preprocessing import PREPROCESSOR_TYPES
 from parity.version import __version__
 
 #: safetensors metadata keys written by save() and required by load().
@@ -109,8 +112,14 @@ def convert_keras(
     check_variant(hard_sigmoid)
     with malformed_file(config if config is not None else path):
         companion = read_model_config(config) if config is not None else None
+        # a .keras companion also lends its assets (the vocabularies a weights file lacks)
+        companion_assets = read_model_assets(config) if config is not None else {}
     with malformed_file(path):
         kfile = read_keras_file(path, model_config=companion)
+        if companion_assets and not kfile.assets:
+            kfile.assets = companion_assets
+        if config is not None and kfile.saved_model is None and Path(config).is_dir():
+            kfile.saved_model = Path(config)  # a SavedModel companion: its lookup tables
         plan = plan_conversion(kfile, arch, hard_sigmoid)
         model = plan.build(dtype if dtype is not None else file_dtype(kfile, plan.graph))
     for note in plan.notes:
@@ -250,3 +259,25 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> nn.Mod
                 f"{path}: weights do not fit {arch.name}: {first_line(exc)}"
             ) from exc
     return model.eval()
+
+
+def text_preprocessor(
+    path: str | os.PathLike, layer: str | None = None, *, config: str | os.PathLike | None = None
+) -> nn.Module:
+    """The TextVectorization, StringLookup, IntegerLookup or Hashing layer of a Keras model file,
+    converted alone: a module whose forward takes a batch of texts (a list of str/bytes or a
+    numpy array shaped (B,) or (B, 1)) or raw values and returns TensorFlow's ids or encodings.
+    ``layer`` is its Keras name; needed only when the model has several such layers."""
+    model = load_keras(path, config=config)
+    found = {name: m for name, m in model.named_children() if isinstance(m, PREPROCESSOR_TYPES)}
+    if layer is not None:
+        if module_name(layer) not in found:
+            raise ConversionError(
+                f"{path}: no text preprocessing layer named {layer!r}; it has {sorted(found)}"
+            )
+        return found[module_name(layer)]
+    if len(found) != 1:
+        raise ConversionError(
+            f"{path}: {len(found)} text preprocessing layers ({sorted(found)}); pass layer="
+        )
+    return next(iter(found.values()))

@@ -53,6 +53,8 @@ EMBEDDING_UNIFORM_LIMIT = 0.05  # Embedding: RandomUniform(-0.05, 0.05)
 KERAS_V3_CONFIG = "config.json"
 KERAS_V3_METADATA = "metadata.json"
 KERAS_V3_WEIGHTS = "model.weights.h5"
+#: The folder of a .keras archive holding layers' asset files (vocabulary.txt per lookup layer).
+KERAS_V3_ASSETS = "assets/"
 
 # --- optimizers and initializers ---
 # Initializers (keras/src/initializers/random_initializers.py). VarianceScaling divides a
@@ -134,6 +136,12 @@ MAX_ZIP_MEMBER_BYTES = MAX_FILE_WEIGHT_BYTES + 64 * 2**20
 # Trained float weights barely compress (~1.1x); a compressed dataset or zip member that expands
 # more than this, past a size where it matters, is a decompression bomb, not a model.
 MAX_COMPRESSION_RATIO = 100
+# A .keras archive's assets/ (the lookup layers' vocabulary.txt files): DeepMoji's 50,000-word
+# vocabulary is ~0.5 MB; a vocabulary file this large, or this many asset files, is not a model's.
+MAX_ASSET_BYTES = 64 * 2**20
+MAX_ASSET_FILES = 1024
+# Tokens in one lookup layer's vocabulary (Keras' own text models use ~10^4-10^5).
+MAX_VOCABULARY_TOKENS = 5_000_000
 COMPRESSION_CHECK_FROM_BYTES = 16 * 2**20
 # layer_names / weight_names attribute lengths: a model with more layers is not a Keras text model.
 MAX_NAME_LIST_LENGTH = 100_000

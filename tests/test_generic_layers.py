@@ -45,6 +45,35 @@ def _ids(k: Any) -> tuple[Any, np.ndarray]:
     return k.Input(shape=(T,), dtype="int32"), IDS
 
 
+#: Texts for the "texts" input kind (text preprocessing layers): case, punctuation, non-ASCII,
+#: single words in and out of the examples' vocabularies, a text longer than their lengths.
+TEXTS = np.array(
+    [
+        ["The cat sat on the mat."],
+        ["caf\u00e9 CAF\u00c9, stra\u00dfe!"],
+        ["cat"],
+        ["unknown words only"],
+        ["the the the cat cat sat sat on on mat mat the end"],
+    ]
+)
+#: Integers for the "integers" input kind (IntegerLookup, Hashing), negatives included.
+INTEGERS = np.array([[1, 2, 3], [5, 8, -3], [0, 13, 2], [8, 8, 1], [100, -1, 5]])
+
+
+def _preprocessed(k: Any, layer: Any, kind: str) -> tuple:
+    """A text preprocessing layer on strings or integers, then a layer with weights on its
+    ids (Embedding) or encoding (Dense), so there is a gradient to compare."""
+    if kind == "texts":
+        inp, x = k.Input(shape=(1,), dtype="string"), TEXTS
+    else:
+        inp, x = k.Input(shape=(3,), dtype="int64"), INTEGERS
+    out = layer(inp)
+    if "int" in str(out.dtype):
+        out = out if len(out.shape) == 2 else k.layers.Flatten()(out)
+        return inp, k.layers.Embedding(64, 4)(out), x
+    return inp, k.layers.Dense(3)(out), x
+
+
 def _embedded(k: Any, mask_zero: bool = True) -> tuple[Any, Any, np.ndarray]:
     inp, x = _ids(k)
     return inp, k.layers.Embedding(VOCAB, 4, mask_zero=mask_zero)(inp), x
@@ -631,7 +660,10 @@ def check_against_keras(model: Any, x: np.ndarray, path: Path, dtype: torch.dtyp
     params = dict(converted.named_parameters())
     rows = [row for row in converted.mapping if row[1] in params]
     outputs = [k.removeprefix("output/") for k in keras_side if k.startswith("output/")]
-    x_t = torch.from_numpy(x) if x.dtype.kind == "i" else torch.from_numpy(x).to(dtype)
+    if x.dtype.kind == "U":  # texts: a model that takes strings reads them as they are
+        x_t = x
+    else:
+        x_t = torch.from_numpy(x) if x.dtype.kind == "i" else torch.from_numpy(x).to(dtype)
     ours = torch_side(
         converted,
         rows,
@@ -720,6 +752,8 @@ def _example_case(cls: str, example: Example) -> Callable[[Any], tuple]:
             return inp, layer([k.layers.Dense(4)(h), plain]), x
         if example.input in ATTENTION_INPUTS:
             return _attention_inputs(k, layer, example.input)
+        if example.input in ("texts", "integers"):
+            return _preprocessed(k, layer, example.input)
         inputs: dict[str, Callable[[], tuple]] = {
             "ids": lambda: _ids(k),
             "sequence": lambda: _floats(k, (11, 3)),

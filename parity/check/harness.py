@@ -164,7 +164,7 @@ def tf32(enabled: bool) -> Iterator[None]:
 def torch_side(
     model: nn.Module,
     mapping: Sequence[Row],
-    ids: torch.Tensor,
+    ids: torch.Tensor | np.ndarray,
     loss_weights: torch.Tensor,
     *,
     outputs: Sequence[str] = ("output",),
@@ -255,7 +255,8 @@ def run_torch(
         return torch_side(
             model,
             subject.mapping,
-            torch.from_numpy(ids).to(device),
+            # texts (a model that takes strings) go in as they are: its preprocessor reads them
+            ids if ids.dtype.kind in "US" else torch.from_numpy(ids).to(device),
             loss_weights,
             outputs=meta["outputs"],
             forward_kwargs=meta.get("forward_kwargs", {}),

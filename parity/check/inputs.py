@@ -34,6 +34,32 @@ def generate_ids(vocab_size: int, seq_len: int, *, seed: int = INPUT_SEED) -> np
     return ids
 
 
+#: Texts a check feeds a model that takes strings: the cases that break text preprocessing
+#: (case, ASCII and full-width punctuation, non-ASCII letters, emoji, Unicode spaces that do
+#: not split, a text longer than any output_sequence_length). No empty text: it gives an
+#: all-padding row, which Keras' masked pooling turns into NaN (0/0), as the port does, and a
+#: NaN compares as a difference (tests/test_text_vectorization.py checks empty texts' ids).
+SAMPLE_TEXTS = (
+    "The quick brown fox jumps over the lazy dog.",
+    'WHAT?! no... way -- it\'s (really) "quoted" [text]',
+    "caf\u00e9 CAF\u00c9 stra\u00dfe \u0130stanbul \u03a3\u03c3\u03c2",
+    "emoji \U0001f44d\U0001f3fd and\u00a0nbsp\u3000ideographic",
+)
+
+
+def generate_texts(vocabulary: list[str], seq_len: int, *, seed: int = INPUT_SEED) -> np.ndarray:
+    """(B, 1) texts: SAMPLE_TEXTS, then rows of vocabulary words (lengths 1, T/2, T and 2T,
+    so output_sequence_length both pads and truncates) mixed with words outside it."""
+    rng = np.random.default_rng(seed)
+    words = [w for w in vocabulary if w and " " not in w] or ["word"]
+    texts = list(SAMPLE_TEXTS)
+    for length in (1, max(1, seq_len // 2), seq_len, 2 * seq_len):
+        picked = [words[i] for i in rng.integers(0, len(words), length)]
+        picked[rng.integers(0, length)] = "zzqxj"  # almost surely out of vocabulary
+        texts.append(" ".join(picked))
+    return np.array(texts)[:, None]
+
+
 def load_ids(path: str | Path, vocab_size: int, seq_len: int | None) -> np.ndarray:
     """A user's ids from .npy or .npz (one array, or the array named "ids"), checked."""
     path = Path(path)

@@ -394,7 +394,7 @@ def keras_reference(
     return keras_side(
         model,
         pair,
-        ids.astype(np.int32),
+        ids if ids.dtype.kind in "US" else ids.astype(np.int32),  # texts stay strings
         seed=seed,
         activation_points=activation_points,
         variables=weight_variables(model, layer_names, weights),

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from parity.arch import PairArch, arch_of
+from parity.arch.generic.model import module_name
 from parity.check.diagnose import diagnose
 from parity.check.harness import (
     ACTIVATION_PREFIX,
@@ -23,12 +24,13 @@ from parity.check.harness import (
     golden_meta,
     run_torch,
 )
-from parity.check.inputs import DEFAULT_SEQ_LEN, generate_ids, load_ids
+from parity.check.inputs import DEFAULT_SEQ_LEN, generate_ids, generate_texts, load_ids
 from parity.check.points import point_names, points_from_meta, resolve_points
 from parity.check.report import Report
 from parity.errors import ConversionError
 from parity.keras.graph import CUDNN_AS
 from parity.keras.read import KerasFile
+from parity.ports.text_preprocessing import TextVectorization
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 
@@ -92,8 +94,39 @@ def vocab_size(model: nn.Module) -> int:
         raise ConversionError(f"parity check feeds token ids: {exc}") from exc
 
 
+def text_preprocessor_of(model: nn.Module) -> TextVectorization | None:
+    """The TextVectorization a generic model's single string input feeds, if that is what it
+    takes (a check then feeds texts instead of ids)."""
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "inputs") or len(config.inputs) != 1:
+        return None
+    layers = {layer["name"]: layer for layer in config.layers}
+    source = config.inputs[0][0]
+    if layers.get(source, {}).get("config", {}).get("dtype") != "string":
+        return None
+    for layer in config.layers:
+        reads = [ref[0] for call in layer["inbound"] for ref in call["args"]]
+        module = dict(model.named_children()).get(module_name(layer["name"]))
+        if source in reads and isinstance(module, TextVectorization):
+            return module
+    raise ConversionError(
+        "parity check feeds token ids or texts to a TextVectorization; this model's string "
+        "input goes elsewhere (StringLookup, Hashing): check it with your own code"
+    )
+
+
 def check_inputs(model: nn.Module, kfile: KerasFile | None, path: str | None = None) -> np.ndarray:
-    """The user's ids (``path``), checked against the model, or generated ones that fit it."""
+    """The user's ids (``path``), checked against the model, or generated ones that fit it
+    (texts for a model whose input is a string fed to TextVectorization)."""
+    text = text_preprocessor_of(model)
+    if text is not None:
+        if path is not None:
+            raise ConversionError(
+                "--inputs gives token ids, but this model takes texts (its input feeds "
+                "TextVectorization); generated texts are used without --inputs"
+            )
+        length = text.output_sequence_length or DEFAULT_SEQ_LEN
+        return generate_texts(text.table.vocabulary(), length)
     fixed = arch_of(model).input_length(model)
     if path is not None:
         return load_ids(path, vocab_size(model), fixed)

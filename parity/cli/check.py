@@ -92,9 +92,10 @@ def _header(args: argparse.Namespace, model: Any, golden: dict) -> str:
         f"Keras {meta.get('keras_version', '?')}, TensorFlow {meta.get('tensorflow_version', '?')}"
     )
     ids = np.asarray(golden["ids"])
+    fed = "texts" if ids.dtype.kind in "US" else "ids"
     return (
         f"parity check {args.src}: {type(model).__name__} ({count:,} parameters) vs Keras "
-        f"({side}; {versions}), ids {tuple(ids.shape)}, {args.device}, {args.dtype}"
+        f"({side}; {versions}), {fed} {tuple(ids.shape)}, {args.device}, {args.dtype}"
     )
 
 

@@ -38,6 +38,7 @@ from parity.api import load_keras
 from parity.arch import GENERIC_NAME, arch_of
 from parity.arch.generic.model import GenericModel
 from parity.check import keras_side
+from parity.check.inputs import generate_texts
 from parity.check.tolerances import tolerance_for
 from parity.errors import ConversionError
 from parity.files import check_target, signals_raise
@@ -45,6 +46,7 @@ from parity.keras.graph import INPUT_LAYER, INPUT_SHAPE_KEYS, NESTED_INPUT
 from parity.keras.read import read_keras_file
 from parity.ports import CONVERTERS
 from parity.ports.registry import MASK_PASSED_KEY, Emitted
+from parity.ports.text_preprocessing import TextVectorization
 
 #: Where the Keras-semantics layers' source is kept (copied, class by class, into OUT_DIR).
 KERAS_LAYERS_SOURCE = Path(__file__).parent / "templates" / "keras_layers.py"
@@ -291,7 +293,19 @@ def _fit(line: str, indent: str) -> list[str]:
     hugged = inner + ", ".join(args)
     if len(hugged) <= LINE_LENGTH:
         return [indent + head, hugged, indent + ")"]
-    return [indent + head, *(f"{inner}{a}," for a in args), indent + ")"]
+    lines = [indent + head]
+    for node, arg in zip([*call.args, *(k.value for k in call.keywords)], args, strict=True):
+        if len(f"{inner}{arg},") > LINE_LENGTH and isinstance(node, ast.List | ast.Tuple):
+            # a long list argument (a vocabulary): one element per line, as ruff lays it out
+            key = arg[: arg.index("=") + 1] if not arg.startswith(("[", "(")) else ""
+            opening, closing = ("[", "]") if isinstance(node, ast.List) else ("(", ")")
+            elements = [ast.get_source_segment(line, e) for e in node.elts]
+            lines += [f"{inner}{key}{opening}"]
+            lines += [f"{inner}    {e}," for e in elements]
+            lines += [f"{inner}{closing},"]
+        else:
+            lines.append(f"{inner}{arg},")
+    return [*lines, indent + ")"]
 
 
 def _model_source(
@@ -301,7 +315,16 @@ def _model_source(
     params: Sequence[str],
     returns: Sequence[str],
 ) -> str:
-    helpers = sorted({h for b in blocks for h in b.emitted.helpers})
+    # only the helpers the code names (the others are keras_layers.py's own dependencies)
+    texts = [b.emitted.module or "" for b in blocks] + [line for b in blocks for line in b.lines]
+    helpers = sorted(
+        {
+            h
+            for b in blocks
+            for h in b.emitted.helpers
+            if any(re.search(rf"\b{h}\b", text) for text in texts)
+        }
+    )
     code = [
         f'"""{header}"""',
         "",
@@ -374,11 +397,16 @@ OUTPUT_RTOL, OUTPUT_ATOL = {out_tol.rtol!r}, {out_tol.atol!r}
 GRADIENT_RTOL, GRADIENT_ATOL = {grad_tol.rtol!r}, {grad_tol.atol!r}
 
 
+def _input(array: np.ndarray, device: str):
+    # texts (a model that takes strings) are passed as they are
+    return array if array.dtype.kind == "U" else torch.from_numpy(array).to(device)
+
+
 def _run(device: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     model = load(device=device)
-    inputs = [torch.from_numpy(GOLDEN[f"input/{{name}}"]).to(device) for name in INPUTS]
+    inputs = [_input(GOLDEN[f"input/{{name}}"], device) for name in INPUTS]
     outputs = model(*inputs)
     return model, outputs if isinstance(outputs, tuple) else (outputs,)
 
@@ -449,8 +477,12 @@ def _golden_inputs(model: GenericModel) -> list[Tensor]:
                 consumers.setdefault(tuple(ref[:2]), []).append(layer)
     layers = {layer["name"]: layer for layer in model.config.layers}
     length = arch_of(model).input_length(model) or GOLDEN_LENGTH
-    inputs = []
+    inputs: list[Tensor | np.ndarray] = []
     for name, node, _ in model.config.inputs:
+        dtype = layers[name]["config"].get("dtype")
+        if dtype == "string":
+            inputs.append(_golden_strings(model, consumers, (name, node), layers[name], rng))
+            continue
         embeddings = _embeddings_fed(consumers, (name, node))
         if embeddings:
             vocab = min(embeddings)
@@ -468,6 +500,9 @@ def _golden_inputs(model: GenericModel) -> list[Tensor]:
         if shape is None:
             raise ConversionError(f"parity port: the input {name!r} declares no shape")
         dims = [GOLDEN_BATCH] + [GOLDEN_LENGTH if d is None else int(d) for d in shape[1:]]
+        if isinstance(dtype, str) and dtype.startswith("int"):  # raw integers (IntegerLookup)
+            inputs.append(torch.from_numpy(rng.integers(-3, 20, dims)))
+            continue
         inputs.append(torch.from_numpy(rng.standard_normal(dims).astype(np.float32)))
     return inputs
 
@@ -491,6 +526,37 @@ def _embeddings_fed(
     return sizes
 
 
+def _golden_strings(
+    model: GenericModel,
+    consumers: dict[tuple[str, int], list[dict[str, Any]]],
+    source: tuple[str, int],
+    layer: dict[str, Any],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """A string input's golden rows: for a TextVectorization, texts of its vocabulary's words
+    and others (parity check's, cut to the batch, the longest kept); else words of the lookup
+    layers' vocabularies and words outside them, in the input's declared shape."""
+    modules = [getattr(model, model._paths[c["name"]], None) for c in consumers.get(source, [])]
+    for module in modules:
+        if isinstance(module, TextVectorization):
+            length = module.output_sequence_length or GOLDEN_LENGTH
+            texts = generate_texts(module.table.vocabulary(), length, seed=GOLDEN_SEED)
+            return np.concatenate([texts[: max(GOLDEN_BATCH - 4, 0)], texts[-4:]])[:GOLDEN_BATCH]
+    words = ["zzqxj", "", "\u00c9t\u00e9", "[UNK]"]
+    for module in modules:
+        table = getattr(module, "table", None)
+        if table is not None and not table.integer:
+            words += [t.decode("utf-8") for t in table.tokens]
+    shape = _declared_shape(layer["config"]) or [None, 1]
+    dims = [GOLDEN_BATCH] + [GOLDEN_LENGTH if d is None else int(d) for d in shape[1:]]
+    return np.array(words)[rng.integers(0, len(words), dims)]
+
+
+def _as_array(x: Tensor | np.ndarray) -> np.ndarray:
+    """An input as golden.npz stores it (texts stay a numpy unicode array)."""
+    return x if isinstance(x, np.ndarray) else x.numpy()
+
+
 def _declared_shape(config: dict[str, Any]) -> list[Any] | None:
     """An InputLayer's (batch, ...) shape as its config states it."""
     for key in INPUT_SHAPE_KEYS:
@@ -511,7 +577,7 @@ def _use_keras_outputs(source: Path, golden: dict[str, np.ndarray], inputs: list
     except ValueError as exc:  # a file Keras cannot rebuild (weights only, custom classes)
         golden["source"] = np.array(f"converted model (Keras cannot load the file: {exc})"[:300])
         return
-    arrays = [x.numpy() for x in inputs]
+    arrays = [_as_array(x) for x in inputs]
     try:
         found = keras_model(arrays if len(arrays) > 1 else arrays[0])
     except Exception as exc:  # Keras raises many types on inputs it will not take
@@ -548,7 +614,7 @@ def _golden(
     sum((o * torch.from_numpy(w)).sum() for o, w in zip(outputs, weights, strict=True)).backward()
     golden: dict[str, np.ndarray] = {}
     for (name, _, _), x in zip(model.config.inputs, inputs, strict=True):
-        golden[f"input/{name}"] = x.numpy()
+        golden[f"input/{name}"] = _as_array(x)
     for i, (out, w) in enumerate(zip(outputs, weights, strict=True)):
         golden[f"output/{i}"] = out.detach().numpy()
         golden[f"loss_weights/{i}"] = w

@@ -65,6 +65,12 @@ class KerasFile:
     optimizer_weights: list[KerasWeight] = field(default_factory=list)
     #: The optimizer as the file's training/compile config saves it: {"class_name", "config"}.
     optimizer_config: dict[str, Any] | None = None
+    #: Files a Keras 3 archive stores under assets/ (the lookup layers' vocabulary.txt), by
+    #: their path below assets/ ("layers/text_vectorization/vocabulary.txt"); bytes, unparsed.
+    assets: dict[str, bytes] = field(default_factory=dict)
+    #: A tf_keras SavedModel directory whose saved_model.pb holds the lookup layers' tables
+    #: (the file's own, or a SavedModel companion's); None otherwise.
+    saved_model: Path | None = None
 
     @property
     def weighted_layers(self) -> list[KerasLayer]:

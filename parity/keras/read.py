@@ -34,9 +34,12 @@ import numpy as np
 
 from parity.conventions import (
     COMPRESSION_CHECK_FROM_BYTES,
+    KERAS_V3_ASSETS,
     KERAS_V3_CONFIG,
     KERAS_V3_METADATA,
     KERAS_V3_WEIGHTS,
+    MAX_ASSET_BYTES,
+    MAX_ASSET_FILES,
     MAX_COMPRESSION_RATIO,
     MAX_FILE_WEIGHT_BYTES,
     MAX_GROUP_DEPTH,
@@ -778,8 +781,55 @@ def _read_keras_v3(
             kfile = _read_v3_weights(
                 h5, path, model_config, _str_or_none(metadata.get("keras_version")), training_state
             )
+        kfile.assets = _read_assets(archive, path)
     kfile.backend = _str_or_none(metadata.get("backend"))
     return kfile
+
+
+def _read_assets(archive: zipfile.ZipFile, path: Path) -> dict[str, bytes]:
+    """The archive's assets/ files by their path below assets/, bounded in count and size. A
+    name that could leave the folder (.., absolute, backslashes, empty parts) is refused: the
+    bytes are never written anywhere, but such an archive was not written by Keras."""
+    names = [n for n in archive.namelist() if n.startswith(KERAS_V3_ASSETS)]
+    files = [n for n in names if not n.endswith("/")]
+    if len(files) > MAX_ASSET_FILES:
+        raise ConversionError(
+            f"{path}: the archive holds {len(files):,} asset files (at most "
+            f"{MAX_ASSET_FILES:,} are read)"
+        )
+    assets: dict[str, bytes] = {}
+    total = 0
+    if len(set(files)) != len(files):
+        raise ConversionError(f"{path}: the archive lists an asset file twice; refusing it")
+    for name in files:
+        relative = name[len(KERAS_V3_ASSETS) :]
+        parts = relative.split("/")
+        if "\\" in name or any(p in ("", ".", "..") for p in parts) or ":" in parts[0]:
+            raise ConversionError(
+                f"{path}: asset member {name!r} has a path-traversal or malformed name; refusing "
+                "the archive"
+            )
+        data = _read_member(archive, name, path, MAX_ASSET_BYTES)
+        total += len(data)
+        if total > MAX_ASSET_BYTES:
+            raise ConversionError(
+                f"{path}: the asset files hold over {MAX_ASSET_BYTES:,} bytes; refusing them"
+            )
+        assets[relative] = data
+    return assets
+
+
+def read_model_assets(path: str | Path) -> dict[str, bytes]:
+    """A .keras archive's asset files (the lookup layers' vocabularies), read with the same
+    limits as when the archive is converted; {} for any other kind of file."""
+    path = Path(path)
+    if path.is_dir():
+        return {}
+    with open_regular(path, "Keras file") as handle:
+        if not handle.read(8).startswith(ZIP_SIGNATURE):
+            return {}
+    with _as_conversion_error(path, "no readable assets"), zipfile.ZipFile(path) as archive:
+        return _read_assets(archive, path)
 
 
 def _hdf5_model_config(path: Path) -> Any:

@@ -671,6 +671,7 @@ def read_tf(
         model_config=model_config if isinstance(model_config, dict) else None,
         layers=layers,
         left_out=left_out,
+        saved_model=source.saved_model if fmt == FORMAT_SAVED_MODEL else None,
     )
     if training_state:
         kfile.optimizer_weights = optimizer_weights

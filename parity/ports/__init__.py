@@ -5,7 +5,8 @@ rule, its ONNX translation where it has one, its diagnosis alternatives and its 
 registry.py   what one Keras class needs (LayerConverter) and the one registry, CONVERTERS,
               which refuses duplicate class names, for built-ins and plug-ins alike
 activations.py core.py conv.py pooling.py norm.py merge.py structure.py wrappers.py noise.py
-attention.py preprocessing.py vision.py unit_normalization.py lambda_layer.py   the families
+attention.py preprocessing.py text_preprocessing.py vision.py unit_normalization.py
+lambda_layer.py   the families
 recurrent/    SimpleRNN, LSTM, GRU and Bidirectional: base, layouts, ops, backends, port entries
 
 Adding a Keras class: a port in its family's file, or a new file and its name in FAMILY_NAMES
@@ -51,6 +52,7 @@ FAMILY_NAMES = (
     "activations",
     "vision",
     "preprocessing",
+    "text_preprocessing",
     "noise",
     "attention",
     "wrappers",

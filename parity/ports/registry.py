@@ -124,7 +124,8 @@ class Example:
 #: vector (float (B, C)), two_sequences (two float (B, T, C) tensors, 3 and 2 channels),
 #: paired_sequences (two float (B, T, 3)), two_vectors (two float (B, 4)), masked_pair (two
 #: (B, T, 4) from ids: a masked Embedding through a Dense, and an unmasked Embedding),
-#: image (float channels-last (B, H, W, C)).
+#: image (float channels-last (B, H, W, C)), texts ((B, 1) strings into the layer, an Embedding
+#: or Dense after it), integers ((B, 3) int64 into the layer, an Embedding after it).
 #: Attention inputs, all from ids, "masked" = carrying the Embedding's mask: masked_value_pair
 #: ([unmasked query, masked value]), masked_triple ([masked query, masked value, unmasked
 #: key]), and called as layer(query, value, key=...): query_value (masked query,
@@ -145,6 +146,8 @@ INPUT_KINDS = (
     "query_value",
     "query_value_key",
     "masked_query_value",
+    "texts",
+    "integers",
 )
 
 

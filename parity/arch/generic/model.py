@@ -20,6 +20,7 @@ Parity notes:
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,12 +51,14 @@ from parity.keras.graph import (
     input_length,
 )
 from parity.keras.read import KerasFile
+from parity.keras.saved_model_tables import lookup_table
 from parity.ports import CONVERTERS, KERAS_ACTIVATIONS, BatchNormalization
 from parity.ports.lambda_layer import CONVERTERS as LAMBDA_CONVERTERS
 from parity.ports.lambda_layer import lambda_translation
 from parity.ports.norm import FROZEN_INFERENCE
 from parity.ports.recurrent.port import RNN_CLASSES
 from parity.ports.registry import MASK_PASSED_KEY, LayerConverter, Masks
+from parity.ports.text_preprocessing import ASSET_CLASSES, vocabulary_from_assets
 from parity.ports.wrappers import TIME_DISTRIBUTED, inner_class
 
 #: Layers a classifier head may be followed by on its way to the model output.
@@ -382,6 +385,26 @@ def config_from_graph(
     for node in graph.nodes:
         config, activation_source, inner_source = _layer_config(node)
         converter = CONVERTERS[node.class_name]
+        if node.class_name in ASSET_CLASSES:  # the vocabulary: config or the archive's assets
+            directory = "".join(f"layers/{auto}/" for auto in node.storage)
+            where = f"{kfile.path}: layer {node.name!r} ({node.source_class})"
+            table = None
+            if kfile.saved_model is not None and not node.scope:
+                table = functools.partial(
+                    lookup_table, kfile.saved_model, node.name, node.class_name
+                )
+            config.update(
+                vocabulary_from_assets(
+                    config,
+                    kfile.assets,
+                    directory,
+                    node.class_name,
+                    where,
+                    kfile.format,
+                    table,
+                    kfile.keras_major,
+                )
+            )
         if converter.versioned:
             config[KERAS_MAJOR_KEY] = kfile.keras_major
         for call in node.calls:
