@@ -1044,3 +1044,270 @@ def test_python_313_truth_tests_are_refused() -> None:
     ops += [("RETURN_VALUE", 0)]
     raw = code_object_311(assemble("3.13", ops), consts=(0.5,))
     _refused(_config(raw), "bool", "nothing was executed")
+
+
+# --- review regressions: spellings, TF's own rules, settled at conversion ----------------------
+
+
+def _fn_config(fn: Any, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A tf.keras-style Lambda config of ``fn`` as this Python saves it."""
+    function = [b64(_native(fn)), None, None]
+    return {"name": "lam", "function": function, "arguments": arguments or {}}
+
+
+def _translated(fn: Any, arguments: dict[str, Any] | None = None) -> Any:
+    from parity.ports.lambda_layer import LambdaExpression
+
+    return LambdaExpression(lambda_translation(_fn_config(fn, arguments)))
+
+
+def _live_and_ours(fn: Any, x: np.ndarray, **arguments: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(Keras/TF running ``fn`` on x, parity's translation of ``fn``'s bytecode on x)."""
+    import tensorflow
+
+    live = np.asarray(fn(tensorflow.constant(x), **arguments))
+    with torch.no_grad():
+        ours = _translated(fn, arguments)(torch.from_numpy(x)).numpy()
+    return live, ours
+
+
+def _close(live: np.ndarray, ours: np.ndarray) -> None:
+    assert ours.dtype == live.dtype, (ours.dtype, live.dtype)
+    assert ours.shape == live.shape
+    np.testing.assert_allclose(ours, live, rtol=1e-6, atol=1e-6)
+
+
+@pytest.fixture()
+def backends() -> None:
+    keras = pytest.importorskip("keras")
+    tf_keras = pytest.importorskip("tf_keras")
+    _set_backend_names(tf_keras, keras)
+
+
+X_FLOAT = np.random.default_rng(3).uniform(-2, 2, (2, 3, 4)).astype("float32")
+X_INT = np.random.default_rng(4).integers(-7, 8, (2, 3, 4)).astype("int32")
+
+#: Lambdas TF/Keras run and parity once converted into something that failed or differed.
+RUN_AS_TF = {
+    "tuple-operand": (lambda x: x * (1.0, 2.0, 3.0, 4.0) - (0.5, 1.0, 1.5, 2.0) > x, X_FLOAT),
+    "nested-list-operand": (lambda x: [[1.0, 2.0, 3.0, 4.0]] * x, X_FLOAT),
+    "cast-tf-alias": (lambda x: K.cast(K.cast(x, "float"), "half") + tf.cast(x, "half"), X_INT),
+    "cast-floatx": (lambda x: K.cast(x > 0, K.floatx()), X_FLOAT),
+    "K-mean-int": (lambda x: K.mean(x, axis=-1) + tf.reduce_mean(x, axis=(1, 2))[:, None], X_INT),
+    "ops-mean-int": (lambda x: ops.mean(x, axis=-1), X_INT),
+    "int-sum-keeps-dtype": (lambda x: K.sum(x, axis=1) + tf.reduce_sum(x, 2)[:, :1], X_INT),
+    "int-true-divide": (lambda x: x / 2 + x / x[:, :, :1] * x.shape[1], X_INT + 10),
+    "int8-true-divide": (lambda x: K.cast(x, "int8") / 3, X_INT),
+    "clip-tensor-bounds": (
+        lambda x: K.clip(x, x[:, :1] * 0.0, 1.0) + tf.clip_by_value(x, -1.0, x[:, :, :1]),
+        X_FLOAT,
+    ),
+    "clip-min-above-max": (
+        lambda x: K.clip(x, 0.5, -0.5) + tf.clip_by_value(x, 0.5, -0.5) + ops.clip(x, 0.3, -0.3),
+        X_FLOAT,
+    ),
+    "softmax-axis-none": (
+        lambda x: K.softmax(x, axis=None) + ops.softmax(x, axis=None) + tf.nn.softmax(x, None),
+        X_FLOAT,
+    ),
+    "softmax-axes-list": (lambda x: K.softmax(x, axis=[1, 2]), X_FLOAT),
+}
+
+
+@needs_keras
+@pytest.mark.keras
+@pytest.mark.parametrize("case", sorted(RUN_AS_TF))
+def test_lambda_follows_tensorflows_rules(case: str, backends: None) -> None:
+    """Each translated Lambda gives TF's values and dtype (tuple operands, dtype aliases,
+    floatx, integer means and sums, integer true division, clip bounds, softmax axes)."""
+    fn, x = RUN_AS_TF[case]
+    _close(*_live_and_ours(fn, x))
+
+
+@needs_keras
+@pytest.mark.keras
+def test_list_argument_beside_a_tensor(backends: None) -> None:
+    _close(*_live_and_ours(lambda x, w: x + w, X_FLOAT, w=[1.0, 2.0, 3.0, 4.0]))
+
+
+@pytest.mark.parametrize(
+    ("fn", "why"),
+    [
+        (lambda x: K.cast(x, "floatish"), "'floatish', which is not one parity knows"),
+        (lambda x: ops.cast(x, "float"), "'float', which is not one parity knows"),
+        (lambda x: K.cast(x, K.epsilon()), "K.epsilon(), which is not one parity knows"),
+        (lambda x: x * (1.0, (2.0, 3.0)), "is ragged"),
+        (lambda x: x * (1.0, "a"), "holds 'a', not only numbers"),
+        (lambda x: x * (x, 1.0), "holds a value computed at run time"),
+    ],
+)
+def test_what_would_fail_at_run_time_is_refused_at_conversion(fn: Any, why: str) -> None:
+    with pytest.raises(parity.ConversionError, match="Lambda 'lam'") as info:
+        lambda_translation(_fn_config(fn))
+    assert why in str(info.value)
+
+
+def test_tf_keras_backend_spellings_are_keras_backend() -> None:
+    """tf.keras.backend / tf_keras.backend / tensorflow.keras.backend mean K (Keras 2)."""
+    for fn in (
+        lambda x: tf.keras.backend.mean(x, axis=1),
+        lambda x: tf_keras.backend.mean(x, axis=1),
+        lambda x: tensorflow.keras.backend.mean(x, axis=1),
+    ):
+        expr = lambda_translation(_fn_config(fn)).expr
+        assert expr.value[:2] == ("K", "mean")
+    with pytest.raises(parity.ConversionError, match=r"tf\.keras\.layers"):
+        lambda_translation(_fn_config(lambda x: tf.keras.layers.Dense(3)(x)))
+
+
+tf_keras: Any = None
+tensorflow: Any = None
+
+
+@needs_keras
+@pytest.mark.keras
+def test_tf_linalg_transpose_swaps_the_last_two_axes(
+    backends: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tf.linalg.transpose is TF 1's matrix_transpose (tf.compat.v1 keeps it), not tf.transpose."""
+    import tensorflow as real_tf
+
+    class _Linalg:
+        transpose = staticmethod(real_tf.compat.v1.linalg.transpose)
+        matrix_transpose = staticmethod(real_tf.linalg.matrix_transpose)
+
+    class _TF1:  # the module a TF 1 script called tf
+        linalg = _Linalg
+        transpose = staticmethod(real_tf.transpose)
+
+    monkeypatch.setitem(globals(), "tf", _TF1)
+    x = np.random.default_rng(0).normal(size=(2, 3, 4)).astype("float32")
+
+    def fn(x: Any) -> Any:
+        return tf.linalg.transpose(x) + tf.transpose(x, (0, 2, 1)) * tf.linalg.matrix_transpose(x)
+
+    _close(*_live_and_ours(fn, x))
+
+
+def _sample_calls() -> dict[str, tuple[Any, ...]]:
+    """One call per function name, in the arguments every spelling of it takes: "x" a
+    (2, 3, 4) tensor of positive values, "x1" x[:, :1], "xt" x's last two axes swapped,
+    "w" a (4, 2) matrix, "xx" [x, x]."""
+    return {
+        **dict.fromkeys(("mean", "sum", "max", "min", "argmax", "argmin"), ("x", 1)),
+        **dict.fromkeys(("reduce_mean", "reduce_sum", "reduce_max", "reduce_min"), ("x", 1)),
+        **dict.fromkeys(
+            ("square", "sqrt", "exp", "log", "abs", "absolute", "sigmoid", "tanh", "relu"), ("x",)
+        ),
+        **dict.fromkeys(("softmax", "transpose", "matrix_transpose", "shape"), ("x",)),
+        **dict.fromkeys(("ones_like", "zeros_like", "int_shape", "batch_flatten"), ("x",)),
+        **dict.fromkeys(("clip", "clip_by_value"), ("x", 0.9, 0.4)),
+        "expand_dims": ("x", 1),
+        "squeeze": ("x1", 1),
+        **dict.fromkeys(("concatenate", "concat", "stack"), ("xx", 1)),
+        "l2_normalize": ("x", 1),
+        "reshape": ("x", (2, 12)),
+        "permute_dimensions": ("x", (0, 2, 1)),
+        **dict.fromkeys(("matmul", "batch_dot"), ("x", "xt")),
+        "dot": ("x", "w"),
+        "cast": ("x", "int32"),
+        "reverse": ("x", [1]),
+        "flip": ("x", 1),
+        **dict.fromkeys(("maximum", "minimum"), ("x", 0.5)),
+        **dict.fromkeys(("pow", "power"), ("x", 2.0)),
+        **dict.fromkeys(("epsilon", "floatx"), ()),
+        "constant": ([1.0, 2.0],),
+        "repeat_elements": ("x", 2, 1),
+        "tile": ("x", (1, 2, 1)),
+    }
+
+
+LIVE_MODULES = {
+    "K": "tf_keras.backend",
+    "tf": "tensorflow",
+    "tf.math": "tensorflow.math",
+    "tf.nn": "tensorflow.nn",
+    "tf.linalg": "tensorflow.linalg",
+    "ops": "keras.ops",
+}
+
+
+@needs_keras
+@pytest.mark.keras
+def test_every_table_spelling_is_that_spellings_function() -> None:
+    """Each (namespace, name) of the function table exists under that spelling in TF 2 (or
+    tf.compat.v1, for TF 1 files), tf_keras' backend or keras.ops, and computes what that
+    live function computes, dtype included, on a sample call."""
+    import importlib
+
+    import tensorflow as real_tf
+
+    from parity.ports.lambda_layer import FUNCTIONS
+
+    samples = _sample_calls()
+    rng = np.random.default_rng(9)
+    x = rng.uniform(0.1, 2.0, (2, 3, 4)).astype("float32")
+    values = {"x": x, "x1": x[:, :1], "xt": np.swapaxes(x, 1, 2), "w": x[0, :2, :].T.copy()}
+    checked = []
+    for (namespace, name), ours in sorted(FUNCTIONS.items()):
+        if namespace == "builtins":
+            continue
+        module = importlib.import_module(LIVE_MODULES[namespace])
+        live = getattr(module, name, None)
+        if live is None and namespace.startswith("tf"):  # TF 1 spellings
+            v1 = real_tf.compat.v1
+            live = getattr(getattr(v1, namespace[3:]) if "." in namespace else v1, name, None)
+        assert live is not None, f"{namespace}.{name} is no such function"
+        call = samples[name]
+
+        def arg(a: Any, side: str) -> Any:
+            if a == "xx":
+                return [arg("x", side)] * 2
+            if isinstance(a, str) and a in values:
+                return real_tf.constant(values[a]) if side == "tf" else torch.from_numpy(values[a])
+            return a
+
+        want = live(*(arg(a, "tf") for a in call))
+        got = ours(*(arg(a, "torch") for a in call))
+        if isinstance(want, tuple | str | float):
+            assert got == want, (namespace, name)
+        else:
+            want, got = np.asarray(want), np.asarray(got)
+            assert got.dtype == want.dtype and got.shape == want.shape, (namespace, name)
+            np.testing.assert_allclose(
+                got, want, rtol=1e-5, atol=1e-6, err_msg=f"{namespace}.{name}"
+            )
+        checked.append(f"{namespace}.{name}")
+    assert len(checked) > 120
+
+
+@needs_keras
+@pytest.mark.keras
+def test_keras3_lambda_on_a_list_of_one_gets_the_list(tmp_path: Path) -> None:
+    """Keras 3 passes ``lam([t])`` a list (x[0] is the tensor) and its .keras config records
+    the list; batch 3 = feature count 3 so that taking the first sample would broadcast."""
+    import keras
+
+    inp = keras.Input((3,))
+    out = keras.layers.Lambda(lambda x: x[0] * 2.0 + 1.0, name="lam")([inp])
+    model = keras.Model(inp, out)
+    model.save(tmp_path / "m.keras")
+    x = np.random.default_rng(2).uniform(-1, 1, (3, 3)).astype("float32")
+    ours = parity.load_keras(tmp_path / "m.keras")(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(ours, model.predict(x, verbose=0), rtol=1e-6)
+
+    from parity.ports.lambda_layer import emitted_code
+
+    expr = lambda_translation(_fn_config(lambda x: x[0] * 2.0)).expr
+    assert emitted_code(expr, 1, listed=True)[0] == "[{x0}][0] * 2.0"
+    assert emitted_code(expr, 1)[0] == "{x0}[0] * 2.0"
+
+
+def test_nested_input_lists_are_refused() -> None:
+    from parity.keras.graph import _calls
+
+    tensor = {"class_name": "__keras_tensor__", "config": {"keras_history": ["a", 0, 0]}}
+    with pytest.raises(parity.ConversionError, match="nested lists"):
+        _calls({"inbound_nodes": [{"args": [[[tensor], tensor]], "kwargs": {}}]}, "lam")
+    (call,) = _calls({"inbound_nodes": [{"args": [[tensor]], "kwargs": {}}]}, "lam")
+    assert call.options == {"input_structure": "list of one"}

@@ -78,26 +78,36 @@ _REFUSED_FLAGS = {
 #: Parameters Keras fills itself when the function names them: not translatable.
 _KERAS_FILLED = ("mask", "training")
 
-#: Written module prefixes and what they mean by convention (``from keras import backend as
-#: K``, ``import tensorflow as tf``, ``from keras import ops``): the namespace of the function
-#: table in parity.ports.lambda_layer. Keras does not store the globals: these are the names
-#: the Keras documentation and the files seen in the wild use.
+#: Written module paths and the function table each means by convention (``from keras import
+#: backend as K``, ``import tensorflow as tf``, ``from keras import ops``): the namespaces of
+#: parity.ports.lambda_layer.FUNCTIONS. Each TensorFlow submodule has its own table, because
+#: one name can mean different functions there (tf.transpose reverses every axis,
+#: tf.linalg.transpose swaps the last two). Keras does not store the globals: these are the
+#: names the Keras documentation and the files seen in the wild use.
 MODULE_NAMESPACES: dict[str, str] = {
     "K": "K",
     "backend": "K",
     "keras.backend": "K",
     "tf.keras.backend": "K",
     "tf_keras.backend": "K",
+    "tensorflow.keras.backend": "K",
     "tf": "tf",
-    "tf.math": "tf",
-    "tf.nn": "tf",
-    "tf.linalg": "tf",
     "tensorflow": "tf",
-    "tensorflow.math": "tf",
-    "tensorflow.nn": "tf",
+    "tf.math": "tf.math",
+    "tensorflow.math": "tf.math",
+    "tf.nn": "tf.nn",
+    "tensorflow.nn": "tf.nn",
+    "tf.linalg": "tf.linalg",
+    "tensorflow.linalg": "tf.linalg",
     "ops": "ops",
     "keras.ops": "ops",
 }
+#: Module paths on the way to those (``tf.keras`` in ``tf.keras.backend.mean``): no functions.
+MODULE_PATHS = frozenset(
+    ".".join(path.split(".")[:n])
+    for path in MODULE_NAMESPACES
+    for n in range(1, path.count(".") + 2)
+)
 #: Python builtins a Lambda may call on tensors (the namespace "builtins").
 BUILTIN_FUNCTIONS = ("abs",)
 #: Tensor attributes a Lambda may read: the static shape (batch dimension at run time) and rank.
@@ -610,12 +620,10 @@ class _Interpreter:
             raise _Refused(f"reads a global named {_show(name)}")
         if null:
             self.push(_NULL)
-        if name in MODULE_NAMESPACES:
+        if name in MODULE_PATHS:
             self.push(_Module(name))
         elif name in BUILTIN_FUNCTIONS:
             self.push(_Function("builtins", name, name))
-        elif name == "keras" or name == "tensorflow":
-            self.push(_Module(name))
         elif isinstance(self.next_attr, str):
             raise _Refused(f"calls {name}.{self.next_attr}, which is not a Keras backend function")
         else:
@@ -629,7 +637,7 @@ class _Interpreter:
         owner = self.pop()
         if isinstance(owner, _Module):
             path = f"{owner.path}.{name}"
-            if path in MODULE_NAMESPACES and not method:
+            if path in MODULE_PATHS and not method:
                 self.push(_Module(path))
                 return
             namespace = MODULE_NAMESPACES.get(owner.path)
