@@ -33,7 +33,7 @@ import torch
 
 import parity
 from parity.cli import main
-from parity.keras.bytecode import translate
+from parity.keras.bytecode import render, translate
 from parity.ports.lambda_layer import lambda_translation
 from tests.conftest import needs_keras
 
@@ -1311,3 +1311,149 @@ def test_nested_input_lists_are_refused() -> None:
         _calls({"inbound_nodes": [{"args": [[[tensor], tensor]], "kwargs": {}}]}, "lam")
     (call,) = _calls({"inbound_nodes": [{"args": [[tensor]], "kwargs": {}}]}, "lam")
     assert call.options == {"input_structure": "list of one"}
+
+
+# --- review regressions: hostile bytecode bounded in time and memory ---------------------------
+
+
+@pytest.fixture()
+def no_xdis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """xdis' reader fails the test if called: the refusal must come from the pre-scan."""
+    from xdis import unmarshal
+
+    def called(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("xdis read bytes the pre-scan should have refused")
+
+    monkeypatch.setattr(unmarshal, "load_code", called)
+
+
+def _with_constant(value: Any) -> bytes:
+    """``lambda x: x * 2.0`` with one more (flat) constant, as this Python marshals it."""
+    f = lambda x: x * 2.0  # noqa: E731
+    return marshal.dumps(f.__code__.replace(co_consts=(*f.__code__.co_consts, value)))
+
+
+def _refused_fast(raw: bytes, match: str) -> None:
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(parity.ConversionError, match=match):
+        lambda_translation({"name": "lam", "function": [b64(raw), None, None]})
+    assert time.perf_counter() - start < 1.0
+
+
+def _dag_code(depth: int) -> bytes:
+    """``lambda x: x / 127.5 - 1.0`` (3.8 layout) with one more constant: a tuple DAG, each
+    level (previous, previous), the second copy a marshal back-reference, so 40 levels fit in
+    a few hundred bytes (CPython itself cannot even build such a code object: it walks
+    constant tuples). The writer flags nothing else, so the DAG's levels take reference
+    indexes 0 (outermost) to depth (innermost)."""
+    marker = 1234.5678
+    ops = [(LOAD_FAST, 0), (LOAD_CONST, 1), (BINARY_TRUE_DIVIDE, 0), (LOAD_CONST, 2)]
+    ops += [(BINARY_SUBTRACT, 0), (RETURN_VALUE, 0)]
+    wordcode = b"".join(_op3(op, arg) for op, arg in ops)
+    raw = code_object("3.8", wordcode, (None, 127.5, 1.0, marker))
+    leaf = b"g" + struct.pack("<d", 1.5)
+    body = bytes([ord(")") | 0x80, 2]) + leaf + leaf
+    for level in range(1, depth + 1):
+        inner = depth - (level - 1)  # the reference index of the level below
+        body = bytes([ord(")") | 0x80, 2]) + body + b"r" + struct.pack("<I", inner)
+    return raw.replace(b"g" + struct.pack("<d", marker), body)
+
+
+@pytest.mark.parametrize("depth", [8, 40])
+def test_tuple_dag_is_refused_before_xdis(depth: int, no_xdis: None) -> None:
+    """xdis hashes the 2**depth leaves when it finishes reading (40 levels: weeks)."""
+    raw = _dag_code(depth)
+    assert len(raw) < 1024
+    _refused_fast(raw, "refers back to a tuple" if depth < 12 else "nests objects")
+
+
+def test_tuple_dag_reads_as_a_dag_without_the_prescan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test input is what it claims: with the pre-scan off, xdis reads a constant whose
+    two halves are one object."""
+    from parity.keras import bytecode
+
+    monkeypatch.setattr(bytecode, "prescan", lambda raw, version: None)
+    code = bytecode._read(_dag_code(3), (3, 8))
+    assert not isinstance(code, str), code
+    dag = code.consts[3]
+    assert dag[0] is dag[1] and dag[0][0] is dag[0][1]
+
+
+def test_long_constant_tuple_is_refused_before_xdis(no_xdis: None) -> None:
+    """63,000 Nones in 63 KB: xdis grows a tuple one item at a time (about 24 s)."""
+    _refused_fast(_with_constant((None,) * 63000), "tuple, list or set of 63,000 items")
+
+
+def test_huge_int_constant_is_refused_before_xdis(no_xdis: None) -> None:
+    """A 480,000-bit int: xdis builds it digit by digit, quadratically (1.6 s a Lambda)."""
+    _refused_fast(_with_constant((1 << (15 * 32000)) - 1), "integer of more than 75 bits")
+
+
+def test_real_code_objects_pass_the_prescan() -> None:
+    from parity.keras.bytecode import prescan
+
+    assert prescan(_native(lambda x: K.cast(x > 0, "float32") * (1.0, 2.0) + x[0]), (3, 11)) is None
+    for layout, version in (("2.7", (2, 7)), ("3.5", (3, 5)), ("3.8", (3, 8))):
+        assert prescan(scale_code(layout), version) is None
+        assert prescan(scale_code(layout), (3, 11)) is not None  # another layout
+
+
+def test_big_argument_used_many_times_is_refused() -> None:
+    """One 256 x 256 argument referenced 120 times: it counts in full at every use (it took
+    35 s and 2.3 GB), and so does a smaller one that fits once but not 30 times."""
+    names = ", ".join(["w"] * 30)
+    fn = eval(f"lambda x, w: x + ({names},) + ({names},) + ({names},) + ({names},)")
+    for w, match in (
+        ([[[0.5] * 256] * 256], "more than 2048 values"),
+        ([[0.5] * 40] * 40, "more than 2048 expression nodes"),
+    ):
+        config = {"name": "lam", "function": [b64(_native(fn)), None, None], "arguments": {"w": w}}
+        with pytest.raises(parity.ConversionError, match=match):
+            lambda_translation(config)
+
+
+def test_more_defaults_than_parameters_is_a_conversion_error() -> None:
+    f = lambda x, a=1.0: x * a  # noqa: E731
+    config = {"name": "lam", "function": [b64(_native(f)), [1.0, 2.0, 3.0], None]}
+    with pytest.raises(parity.ConversionError, match="3 defaults for 2 parameters"):
+        lambda_translation(config)
+
+
+def test_model_lambda_code_is_bounded_in_total() -> None:
+    from parity.keras.bytecode import MAX_MODEL_CODE_BYTES
+    from parity.ports.lambda_layer import lambda_summary, model_code_problem
+
+    raw = _with_constant("a" * 60000)
+    configs = [{"name": f"l{i}", "function": [b64(raw), None, None]} for i in range(5)]
+    assert 4 * len(raw) < MAX_MODEL_CODE_BYTES < 5 * len(raw)
+    assert model_code_problem(configs[:4]) is None
+    problem = model_code_problem(configs)
+    assert problem is not None and "bytes of code" in problem
+    assert lambda_summary(configs[0], problem).startswith("not translated: the model's Lambda")
+
+
+def test_compare_argument_must_be_one_the_version_writes() -> None:
+    """3.11 and 3.12 share COMPARE_OP's number: 3.11's argument 4 (>) is no 3.12 argument."""
+    from parity.keras.bytecode import _Code, _Interpreter, _Refused
+
+    def run(version: tuple[int, int], arg: int) -> str:
+        instructions = (
+            ("LOAD_FAST", 0, "x"),
+            ("LOAD_CONST", 0, 0.0),
+            ("COMPARE_OP", arg, ">"),
+            ("RETURN_VALUE", None, None),
+        )
+        code = _Code(version, 1, 0, 0, (0.0,), ("x",), (), (), instructions)
+        try:
+            return render(_Interpreter(code, None, None, {}, lambda n, f: True).run())
+        except _Refused as exc:
+            return str(exc)
+
+    assert run((3, 11), 4) == "x > 0.0"
+    assert run((3, 12), 68) == "x > 0.0"
+    assert run((3, 13), 132) == "x > 0.0"
+    assert "never writes" in run((3, 12), 4)
+    assert "never writes" in run((3, 11), 68)
+    assert "never writes" in run((3, 13), 68)

@@ -23,13 +23,21 @@ from __future__ import annotations
 
 import inspect
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from torch import Tensor, nn
 
 from parity.errors import ConversionError
-from parity.keras.bytecode import CLASSIC_DIVIDE, Expr, Translation, render, translate
+from parity.keras.bytecode import (
+    CLASSIC_DIVIDE,
+    MAX_MODEL_CODE_BYTES,
+    Expr,
+    Translation,
+    function_bytes,
+    render,
+    translate,
+)
 from parity.keras.graph import INPUT_STRUCTURE, LISTED
 from parity.ports import lambda_ops as ops
 from parity.ports.registry import (
@@ -420,8 +428,29 @@ def lambda_translation(config: Config) -> Translation:
     return translation
 
 
-def lambda_summary(config: Config) -> str:
-    """One line for ``parity inspect``: ``x -> <expression>``, or why it is not translated."""
+def model_code_problem(configs: Iterable[Config]) -> str | None:
+    """Why a model's Lambdas are not translated at all: their code together is larger than
+    MAX_MODEL_CODE_BYTES (each is read once per candidate Python); None when within it."""
+    total = 0
+    for config in configs:
+        try:
+            raw, _, _ = function_bytes(config.get("function"), "Lambda")
+        except ConversionError:
+            continue  # refused on its own when translated
+        total += len(raw)
+    if total > MAX_MODEL_CODE_BYTES:
+        return (
+            f"the model's Lambda functions hold {total:,} bytes of code, more than "
+            f"{MAX_MODEL_CODE_BYTES:,}; nothing was executed"
+        )
+    return None
+
+
+def lambda_summary(config: Config, problem: str | None = None) -> str:
+    """One line for ``parity inspect``: ``x -> <expression>``, or why it is not translated
+    (``problem``: the model's, from model_code_problem)."""
+    if problem is not None:
+        return f"not translated: {problem}"
     try:
         return f"x -> {lambda_translation(config).text}"
     except ConversionError as exc:
