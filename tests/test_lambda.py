@@ -1111,6 +1111,7 @@ RUN_AS_TF = {
         X_FLOAT,
     ),
     "softmax-axes-list": (lambda x: K.softmax(x, axis=[1, 2]), X_FLOAT),
+    "negative-step-from-expression": (lambda x: x[:, :: x.ndim - 4] * 2, X_FLOAT),
 }
 
 
@@ -1122,6 +1123,26 @@ def test_lambda_follows_tensorflows_rules(case: str, backends: None) -> None:
     floatx, integer means and sums, integer true division, clip bounds, softmax axes)."""
     fn, x = RUN_AS_TF[case]
     _close(*_live_and_ours(fn, x))
+
+
+@needs_keras
+@pytest.mark.keras
+@pytest.mark.parametrize("case", sorted(RUN_AS_TF))
+def test_emitted_code_follows_tensorflows_rules(case: str, backends: None) -> None:
+    """``parity port``'s text of each of those Lambdas, run with torch and the helpers' sources
+    only, gives TF's values and dtype too."""
+    import tensorflow
+
+    from parity.ports.lambda_layer import emitted_code
+
+    fn, x = RUN_AS_TF[case]
+    text, names, sources = emitted_code(lambda_translation(_fn_config(fn)).expr, 1)
+    namespace: dict[str, Any] = {"torch": torch}
+    for source in dict.fromkeys(sources):
+        exec(source, namespace)  # the generated module's helpers (this project's own code)
+    assert set(names) <= set(namespace)
+    ours = eval(text.format(x0="x0"), namespace, {"x0": torch.from_numpy(x)})
+    _close(np.asarray(fn(tensorflow.constant(x))), ours.numpy())
 
 
 @needs_keras

@@ -227,7 +227,13 @@ FUNCTIONS: dict[tuple[str, str], Callable[..., Any]] = {
 }
 
 #: Helpers every emitted Lambda's functions may call (their source goes along).
-_SHARED_HELPERS = (ops.keras_axes, ops.keras_dtype, ops.keras_integral, ops.keras_getitem)
+_SHARED_HELPERS = (
+    ops.keras_axes,
+    ops.keras_dtype,
+    ops.keras_integral,
+    ops.keras_integer_mean,
+    ops.keras_getitem,
+)
 
 
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
