@@ -6,6 +6,9 @@ Keras saves a Lambda's function as ``marshal.dumps(func.__code__)`` of the Pytho
 base64 under {"class_name": "__lambda__"}), with its defaults and closure values. The file does
 not say which Python wrote it, and code objects differ from version to version; so:
 
+0. the bytes are walked once per candidate layout by ``prescan`` (linear time, no objects
+   built): back-references to containers, oversized ints, tuples and object counts are
+   refused there, since xdis reads those in quadratic or exponential time;
 1. the bytes are read with xdis' pure-Python unmarshaller (``xdis.unmarshal.load_code``, never
    ``marshal.loads`` and never xdis' ``load_module``, which falls back to the running
    interpreter's marshal), once per candidate Python (2.7, 3.5 ... 3.13); a candidate whose

@@ -5,11 +5,16 @@ Parity notes:
   interprets it symbolically over a whitelist into an expression tree; this file evaluates the
   tree with torch (``LambdaExpression``: a tree of closures, no eval/exec) and renders it as
   text for ``parity inspect`` and as code for ``parity port``.
-- Functions are looked up in ``FUNCTIONS`` by the namespace their module spelling means by
-  convention (``K``/``backend`` = keras.backend of Keras 2, ``tf``/``tf.math``/``tf.nn`` =
-  TensorFlow, ``ops``/``keras.ops`` = Keras 3): each keeps that library's signature, defaults
-  and formula (parity.ports.lambda_ops). An unknown function is refused by name.
-- ``x`` is the input tensor, or the list of inputs when the Lambda is called on several.
+- Functions are looked up in ``FUNCTIONS`` by the namespace their full module spelling means
+  by convention (``K``/``backend``/``tf.keras.backend`` = keras.backend of Keras 2; ``tf``,
+  ``tf.math``, ``tf.nn``, ``tf.linalg`` = those TensorFlow modules, each its own table, since
+  ``tf.linalg.transpose`` is not ``tf.transpose``; ``ops``/``keras.ops`` = Keras 3): each keeps
+  that spelling's signature, defaults and formula (parity.ports.lambda_ops). An unknown
+  function is refused by name.
+- ``resolve`` settles at conversion what would otherwise fail at run time: signatures,
+  ``K.floatx()``, dtype names (TF's or Keras 3's aliases), tuples/lists beside tensors.
+- ``x`` is the input tensor, or the list of inputs when the Lambda is called on several or
+  (Keras 3 records it) on a list of one.
   ``x.shape`` is read at run time (Keras has the batch dimension as None there).
 - Output mask: none (Keras 2 and 3 return the ``mask`` argument, None by default); a Lambda
   saved with a mask (a function or a value) is refused. ``output_shape`` only shapes Keras'
