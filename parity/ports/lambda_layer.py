@@ -315,6 +315,13 @@ def resolve(expr: Expr) -> Expr:
         for operand in expr.args:
             if operand.kind in ("tuple", "list"):
                 _numbers_shape(operand, render(operand))
+    if expr.kind in ("binary", "unary") and any(a.kind == "compare" for a in expr.args):
+        # TF keeps a comparison's bool dtype: (x > 0) * x casts x to bool (a logical and),
+        # -(x > 0) and (x > 0) + 1.0 fail; torch would compute numbers
+        raise ConversionError(
+            f"{render(expr)} does arithmetic on a comparison, which TensorFlow computes in bool "
+            "(cast it first, e.g. K.cast(x > 0, 'float32'))"
+        )
     return expr
 
 
