@@ -1478,3 +1478,29 @@ def test_compare_argument_must_be_one_the_version_writes() -> None:
     assert "never writes" in run((3, 12), 4)
     assert "never writes" in run((3, 11), 68)
     assert "never writes" in run((3, 13), 68)
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "namespace"),
+    [
+        ("keras.backend", "square", "K"),
+        ("keras.backend.tensorflow_backend", "mean", "K"),  # Keras 2.0-2.3
+        ("keras.src.backend", "softmax", "K"),  # Keras 2.13-2.15
+        ("tf_keras.src.backend", "clip", "K"),
+        ("keras.src.ops.numpy", "mean", "ops"),
+        ("tensorflow.python.ops.math_ops", "reduce_mean", "tf"),
+        ("tensorflow.python.ops.nn_ops", "relu", "tf.nn"),
+        ("keras.src.backend.tensorflow.numpy", "mean", None),  # Keras 3's backend: refused
+        ("tensorflow.python.ops.array_ops", "matrix_transpose_v2", None),
+        ("mymodule", "square", None),
+    ],
+)
+def test_named_function_namespace_follows_its_module(
+    module: str, name: str, namespace: str | None
+) -> None:
+    config = {"name": "lam", "function": name, "function_type": "function", "module": module}
+    if namespace is None:
+        with pytest.raises(parity.ConversionError, match="not a Keras backend function"):
+            lambda_translation(config)
+    else:
+        assert lambda_translation(config).expr.value[:2] == (namespace, name)
