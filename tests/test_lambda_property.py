@@ -48,6 +48,7 @@ K = SimpleNamespace(
     square=np.square,
     abs=np.abs,
     maximum=np.maximum,
+    cast=lambda value, dtype: np.asarray(value).astype(dtype),
 )
 
 
@@ -118,7 +119,9 @@ def _expression(draw: Any, depth: int = 0) -> str:
         return f"({inner}) {op} {c}"
     if kind == "unary":
         form = draw(
-            st.sampled_from(["-({})", "abs({})", "({}) ** 2", "+({})", "(({}) > 0.25) * 1.0"])
+            st.sampled_from(
+                ["-({})", "abs({})", "({}) ** 2", "+({})", "K.cast(({}) > 0.25, 'float32')"]
+            )
         )
         return form.format(inner)
     if kind == "subscript":

@@ -28,7 +28,7 @@ from parity.errors import ConversionError, printable
 from parity.keras.graph import KerasGraph, normalise_layer
 from parity.keras.read import KerasFile, read_keras_file
 from parity.plugins import load_plugins
-from parity.ports.lambda_layer import lambda_summary
+from parity.ports.lambda_layer import lambda_summary, model_code_problem
 
 #: Exit status when parity itself failed (a bug, not a bad file): one line, no traceback.
 EXIT_INTERNAL = 2
@@ -93,11 +93,9 @@ def _show(kfile: KerasFile, graph: KerasGraph | None, problem: str | None) -> in
     print("layers:")
     inlined: dict[str, list[str]] = {}
     # each Lambda's translated expression, or why it is not translated (never executed)
-    lambdas = (
-        {n.name: lambda_summary(n.config) for n in graph.nodes if n.class_name == "Lambda"}
-        if graph is not None
-        else {}
-    )
+    lambda_nodes = [n for n in graph.nodes if n.class_name == "Lambda"] if graph else []
+    code_problem = model_code_problem(n.config for n in lambda_nodes)
+    lambdas = {n.name: lambda_summary(n.config, code_problem) for n in lambda_nodes}
     for node in graph.nodes if graph is not None else []:
         if node.scope and not node.moduleless:
             inlined.setdefault(node.scope[0], []).append(node.name)

@@ -6,6 +6,9 @@ Keras saves a Lambda's function as ``marshal.dumps(func.__code__)`` of the Pytho
 base64 under {"class_name": "__lambda__"}), with its defaults and closure values. The file does
 not say which Python wrote it, and code objects differ from version to version; so:
 
+0. the bytes are walked once per candidate layout by ``prescan`` (linear time, no objects
+   built): back-references to containers, oversized ints, tuples and object counts are
+   refused there, since xdis reads those in quadratic or exponential time;
 1. the bytes are read with xdis' pure-Python unmarshaller (``xdis.unmarshal.load_code``, never
    ``marshal.loads`` and never xdis' ``load_module``, which falls back to the running
    interpreter's marshal), once per candidate Python (2.7, 3.5 ... 3.13); a candidate whose
@@ -39,6 +42,17 @@ from parity.errors import ConversionError
 
 #: Bound on the marshalled code object (a real Lambda is a few hundred bytes).
 MAX_CODE_BYTES = 64 * 1024
+#: Bound on all Lambda code of one model (each Lambda is read once per candidate Python).
+MAX_MODEL_CODE_BYTES = 256 * 1024
+#: Bounds checked on the marshal bytes before xdis reads them (``prescan``): objects in all,
+#: items of one tuple/list/set (xdis grows tuples one item at a time: quadratic), nesting,
+#: digits of a big int (15 bits each; xdis builds them quadratically; int64 needs 5) and
+#: characters of a float written as text.
+MAX_MARSHAL_OBJECTS = 4096
+MAX_MARSHAL_ITEMS = 1024
+MAX_MARSHAL_DEPTH = 16
+MAX_LONG_DIGITS = 5
+MAX_FLOAT_TEXT = 64
 #: Bound on the instructions interpreted.
 MAX_INSTRUCTIONS = 1024
 #: Bound on the symbolic stack and on the expression tree's node count.
@@ -49,6 +63,8 @@ MAX_DEPTH = 100
 #: Bound on a plain constant's nesting (tuples in tuples) and element count.
 MAX_CONSTANT_ITEMS = 256
 MAX_CONSTANT_DEPTH = 8
+#: Bound on a string constant (dtype names, keywords: a few characters).
+MAX_STRING = 256
 
 #: The Pythons Keras files were saved from (Keras 1.2/2.0 with 2.7 up to Keras 3 with 3.13).
 PYTHON_VERSIONS: tuple[tuple[int, int], ...] = (
@@ -78,26 +94,36 @@ _REFUSED_FLAGS = {
 #: Parameters Keras fills itself when the function names them: not translatable.
 _KERAS_FILLED = ("mask", "training")
 
-#: Written module prefixes and what they mean by convention (``from keras import backend as
-#: K``, ``import tensorflow as tf``, ``from keras import ops``): the namespace of the function
-#: table in parity.ports.lambda_layer. Keras does not store the globals: these are the names
-#: the Keras documentation and the files seen in the wild use.
+#: Written module paths and the function table each means by convention (``from keras import
+#: backend as K``, ``import tensorflow as tf``, ``from keras import ops``): the namespaces of
+#: parity.ports.lambda_layer.FUNCTIONS. Each TensorFlow submodule has its own table, because
+#: one name can mean different functions there (tf.transpose reverses every axis,
+#: tf.linalg.transpose swaps the last two). Keras does not store the globals: these are the
+#: names the Keras documentation and the files seen in the wild use.
 MODULE_NAMESPACES: dict[str, str] = {
     "K": "K",
     "backend": "K",
     "keras.backend": "K",
     "tf.keras.backend": "K",
     "tf_keras.backend": "K",
+    "tensorflow.keras.backend": "K",
     "tf": "tf",
-    "tf.math": "tf",
-    "tf.nn": "tf",
-    "tf.linalg": "tf",
     "tensorflow": "tf",
-    "tensorflow.math": "tf",
-    "tensorflow.nn": "tf",
+    "tf.math": "tf.math",
+    "tensorflow.math": "tf.math",
+    "tf.nn": "tf.nn",
+    "tensorflow.nn": "tf.nn",
+    "tf.linalg": "tf.linalg",
+    "tensorflow.linalg": "tf.linalg",
     "ops": "ops",
     "keras.ops": "ops",
 }
+#: Module paths on the way to those (``tf.keras`` in ``tf.keras.backend.mean``): no functions.
+MODULE_PATHS = frozenset(
+    ".".join(path.split(".")[:n])
+    for path in MODULE_NAMESPACES
+    for n in range(1, path.count(".") + 2)
+)
 #: Python builtins a Lambda may call on tensors (the namespace "builtins").
 BUILTIN_FUNCTIONS = ("abs",)
 #: Tensor attributes a Lambda may read: the static shape (batch dimension at run time) and rank.
@@ -144,6 +170,12 @@ _BINARY_OPNAMES = {
 _INTRINSIC_UNARY_POSITIVE = 5
 # COMPARE_OP (3.13): bit 4 of the argument converts the result to a bool (a truth test).
 _COMPARE_TO_BOOL_313 = 16
+#: COMPARE_OP's argument: 3.11 writes the comparison's index in COMPARISONS; 3.12 writes
+#: index << 4 and 3.13 index << 5, each with that comparison's mask in the low 4 bits (CPython's
+#: compare_masks: less 2, greater 4, equal 8, not equal 7). An argument a version never
+#: writes means the bytes are not that version's (3.11 and 3.12 share the opcode).
+_COMPARE_MASKS = (2, 10, 8, 7, 4, 12)
+_COMPARE_SHIFT = {(3, 12): 4, (3, 13): 5}
 
 #: CPython's inline caches (CACHE code units after an instruction), per version, from each
 #: version's Lib/opcode.py ``_cache_format``. A 3.11+ code object carries exactly these (marshal
@@ -275,6 +307,165 @@ def _code_bytes(code: str, where: str) -> bytes:
     return raw
 
 
+# --- the marshal bytes checked before xdis reads them -----------------------------------------
+
+#: marshal's FLAG_REF: the object goes into the table that TYPE_REF ("r") points into.
+_FLAG_REF = 0x80
+#: Type codes without data: None, False, True, StopIteration, Ellipsis.
+_SINGLETONS = frozenset(b"NFTS.")
+#: Fixed-size scalars: int32, int64 (Python 2), binary float, binary complex.
+_FIXED = {ord("i"): 4, ord("I"): 8, ord("g"): 8, ord("y"): 16}
+#: Strings with a 4-byte length: bytes/str (s), interned (t), unicode (u), ASCII (a, A).
+_LONG_STRINGS = frozenset(b"stuaA")
+#: Strings with a 1-byte length (short ASCII).
+_SHORT_STRINGS = frozenset(b"zZ")
+#: Containers with a 4-byte count (tuple, list, set, frozenset) or a 1-byte one (small tuple).
+_CONTAINERS = frozenset(b"([<>")
+_SMALL_TUPLE = ord(")")
+_CODE = ord("c")
+#: Code object headers: the 4-byte ints before co_code, the objects before co_firstlineno and
+#: after it, per layout (CPython's marshal.c; xdis reads the same fields).
+_CODE_LAYOUTS = {
+    "2.7": (4, 8, 1),  # argcount nlocals stacksize flags | code consts names varnames
+    "3.0": (5, 8, 1),  # + kwonlyargcount                 | freevars cellvars filename name
+    "3.8": (6, 8, 1),  # + posonlyargcount                | firstlineno | lnotab
+    "3.11": (5, 8, 2),  # argcount posonly kwonly stacksize flags | code consts names
+}  # localsplusnames localspluskinds filename name qualname | firstlineno | linetable exctable
+
+
+def _layout(version: tuple[int, int]) -> tuple[int, int, int]:
+    key = "2.7" if version < (3, 0) else "3.0" if version < (3, 8) else "3.8"
+    return _CODE_LAYOUTS["3.11" if version >= (3, 11) else key]
+
+
+class _Scan:
+    """One walk over marshal bytes as xdis will read them (same type codes, same reference
+    table: a flagged object takes the next index when it starts; "r" n reads entry n, or the
+    last entry when n is 0 or past the end, as xdis does)."""
+
+    def __init__(self, raw: bytes, version: tuple[int, int]) -> None:
+        self.raw, self.version, self.at, self.objects = raw, version, 0, 0
+        #: per reference index: whether a back-reference to it is harmless (a scalar, a
+        #: string, an empty tuple). Containers are refused: shared, they make a DAG whose
+        #: hashing and walking are exponential in the bytes
+        self.table: list[bool] = []
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.at + n > len(self.raw):
+            raise _Layout("ends early")
+        chunk = self.raw[self.at : self.at + n]
+        self.at += n
+        return chunk
+
+    def u32(self) -> int:
+        return int.from_bytes(self.take(4), "little")
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def obj(self, depth: int) -> None:
+        if depth > MAX_MARSHAL_DEPTH:
+            raise _Limit(f"nests objects more than {MAX_MARSHAL_DEPTH} deep")
+        self.objects += 1
+        if self.objects > MAX_MARSHAL_OBJECTS:
+            raise _Limit(f"holds more than {MAX_MARSHAL_OBJECTS} objects")
+        code = self.u8()
+        flagged, kind = bool(code & _FLAG_REF), code & ~_FLAG_REF
+        if kind in _SINGLETONS:
+            return
+        if kind == ord("r"):
+            self.reference(self.u32())
+            return
+        if kind == ord("R"):  # Python 2: an index into the interned strings
+            self.u32()
+            return
+        slot = len(self.table)
+        if flagged:
+            self.table.append(False)  # reserved: a reference while it is read is refused
+        harmless = True
+        if kind in _FIXED:
+            self.take(_FIXED[kind])
+        elif kind in _LONG_STRINGS:
+            self.take(self.u32())
+        elif kind in _SHORT_STRINGS:
+            self.take(self.u8())
+        elif kind == ord("l"):
+            digits = self.u32()  # xdis reads the signed count unsigned: a negative is huge
+            if digits > MAX_LONG_DIGITS:
+                raise _Limit(f"holds an integer of more than {MAX_LONG_DIGITS * 15} bits")
+            self.take(2 * digits)
+        elif kind == ord("f"):  # a float as text (Python 2's marshal version 0/1)
+            self.take(self.u8())
+        elif kind == ord("x"):  # a complex as two texts
+            for _ in range(2):
+                size = self.u32()
+                if size > MAX_FLOAT_TEXT:
+                    raise _Limit("holds a complex number written as long text")
+                self.take(size)
+        elif kind in _CONTAINERS or kind == _SMALL_TUPLE:
+            count = self.u8() if kind == _SMALL_TUPLE else self.u32()
+            if count > MAX_MARSHAL_ITEMS:
+                raise _Limit(f"holds a tuple, list or set of {count:,} items")
+            for _ in range(count):
+                self.obj(depth + 1)
+            harmless = count == 0 and kind in (_SMALL_TUPLE, ord("("))
+        elif kind == _CODE:
+            self.code(depth)
+            harmless = False
+        else:
+            raise _Layout(f"type code {kind:#x}")
+        if flagged:
+            self.table[slot] = harmless
+
+    def reference(self, index: int) -> None:
+        if not self.table:
+            raise _Layout("a reference before any object")
+        entry = index if 0 < index < len(self.table) else len(self.table) - 1
+        if not self.table[entry]:
+            raise _Limit("refers back to a tuple, list, set or code object (real code never does)")
+
+    def code(self, depth: int) -> None:
+        ints, before, after = _layout(self.version)
+        self.take(4 * ints)
+        for _ in range(before):
+            self.obj(depth + 1)
+        self.take(4)  # co_firstlineno
+        for _ in range(after):
+            self.obj(depth + 1)
+
+
+class _Layout(Exception):
+    """The bytes are not laid out as this Python's marshal writes a code object."""
+
+
+class _Limit(Exception):
+    """The bytes are laid out as a code object but hold what no Lambda needs (message)."""
+
+
+def prescan(raw: bytes, version: tuple[int, int]) -> str | None:
+    """Why xdis must not read ``raw`` as ``version``'s code object, or None: the layout does not
+    fit ("not a Python ... code object"), or it holds a back-reference to a container, an
+    oversized int or float text, or more objects, items or nesting than the bounds allow. Runs
+    in time linear in the bytes, before xdis (whose reading is quadratic or exponential in
+    those cases)."""
+    scan = _Scan(raw, version)
+    try:
+        if raw[:1] not in (b"c", bytes([_CODE | _FLAG_REF])):
+            raise _Layout("not a code object")
+        scan.obj(0)
+        if scan.at != len(raw):
+            raise _Layout("bytes left over")
+    except _Layout as exc:
+        return f"not a Python {_v(version)} code object ({exc})"
+    except _Limit as exc:
+        return f"{_LIMIT}{exc}"
+    return None
+
+
+#: Marks a prescan refusal that is about what the bytes hold, not their layout.
+_LIMIT = "the function's code "
+
+
 # --- reading and decoding, per candidate Python ------------------------------------------------
 
 
@@ -309,6 +500,9 @@ def _xdis() -> Any:
 
 def _read(raw: bytes, version: tuple[int, int]) -> _Code | str:
     """The code object as ``version`` would lay it out, or why it is not one."""
+    problem = prescan(raw, version)
+    if problem is not None:
+        return problem
     magics, unmarshal, get_instructions_bytes, get_opcode_module, impl = _xdis()
     magic = magics.magic2int(magics.by_version[f"{version[0]}.{version[1]}"])
     stream = io.BytesIO(raw)
@@ -392,10 +586,11 @@ def translate(
     found: dict[str, tuple[Expr, list[tuple[int, int]]]] = {}
     refusals: list[tuple[int, str]] = []
     layouts: list[str] = []
+    limits: list[str] = []
     for version in versions:
         code = _read(raw, version)
         if isinstance(code, str):
-            layouts.append(code)
+            (limits if code.startswith(_LIMIT) else layouts).append(code)
             continue
         interpreter = None
         try:
@@ -422,6 +617,8 @@ def translate(
         # earliest Python on a tie) is the likeliest writer, its reason names the culprit
         _, reason = max(refusals, key=lambda refusal: refusal[0])
         raise ConversionError(f"{where}: bytecode {reason}; {nothing}")
+    if limits:
+        raise ConversionError(f"{where}: {limits[0]}; {nothing}")
     raise ConversionError(
         f"{where}: the function's code is no Python 2.7-3.13 code object ({layouts[0]}); {nothing}"
     )
@@ -458,23 +655,31 @@ _NULL = _Null()
 _PLAIN = (type(None), bool, int, float, str, type(Ellipsis))
 
 
-def _plain(value: Any, what: str, depth: int = 0) -> Expr:
+def _plain(value: Any, what: str, depth: int = 0, budget: list[int] | None = None) -> Expr:
     """A constant from the code object, the defaults, the closure or ``arguments`` as a tree;
-    anything but numbers, strings, None, Ellipsis and tuples/lists of them is refused."""
+    anything but numbers, strings, None, Ellipsis and tuples/lists of them is refused, and so
+    is a tree of more than MAX_NODES nodes (``budget``: the nodes left, shared by the walk)."""
+    if budget is None:
+        budget = [MAX_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _Refused(f"uses a {what} of more than {MAX_NODES} values")
     if depth > MAX_CONSTANT_DEPTH:
         raise _Refused(f"uses a {what} nested too deeply")
     if isinstance(value, bytes) and not isinstance(value, str):
         try:  # Python 2 str constants are bytes
-            return Expr("const", value.decode("ascii"))
+            value = value.decode("ascii")
         except UnicodeDecodeError:
             raise _Refused(f"uses a {what} that is non-ASCII bytes") from None
+    if isinstance(value, str) and len(value) > MAX_STRING:
+        raise _Refused(f"uses a {what} that is a string of {len(value):,} characters")
     if isinstance(value, _PLAIN):
         return Expr("const", value)
     if isinstance(value, tuple | list):
         if len(value) > MAX_CONSTANT_ITEMS:
             raise _Refused(f"uses a {what} of {len(value)} items")
         kind = "tuple" if isinstance(value, tuple) else "list"
-        return Expr(kind, args=tuple(_plain(v, what, depth + 1) for v in value))
+        return Expr(kind, args=tuple(_plain(v, what, depth + 1, budget) for v in value))
     if hasattr(value, "co_code"):
         raise _Refused("defines a nested function or comprehension")
     raise _Refused(f"uses a {what} of type {type(value).__name__}, which is not a plain value")
@@ -496,7 +701,7 @@ class _Interpreter:
         self.stack: list[Any] = []
         self.kwnames: tuple[str, ...] = ()
         self.nodes = 0
-        self.depths: dict[int, int] = {}
+        self.measures: dict[int, tuple[int, int]] = {}
         self.keep: list[Expr] = []
         #: the attribute the next instruction reads, for naming a refused global's function
         self.next_attr: Any = None
@@ -523,6 +728,8 @@ class _Interpreter:
         if not isinstance(defaults, list | tuple):
             raise _Refused(f"has defaults {_show(defaults)}, not a list")
         positional = params[: code.argcount]
+        if len(defaults) > len(positional):
+            raise _Refused(f"has {len(defaults)} defaults for {len(positional)} parameters")
         bound: dict[str, Any] = {positional[0]: Expr("input")}
         with_default = dict(
             zip(positional[len(positional) - len(defaults) :], defaults, strict=True)
@@ -548,20 +755,36 @@ class _Interpreter:
             raise _Refused(f"closes over {', '.join(names)} and the file does not give them")
         return {n: _plain(v, f"closure value {n!r}") for n, v in zip(names, closure, strict=True)}
 
-    def push(self, value: Any) -> None:
+    def push(self, value: Any, loaded: bool = False) -> None:
+        """Put a value on the stack. Every expression's tree, counted as walked (a shared
+        subtree once per use), stays within MAX_NODES; a value ``loaded`` from a constant,
+        parameter or closure costs its whole tree each time (a big argument used many times
+        is refused, not copied into the tree again and again)."""
         if isinstance(value, Expr):
-            self.nodes += 1 + len(value.args)
+            size, depth = self.measure(value)
+            if size > MAX_NODES:
+                raise _Refused(f"builds an expression of more than {MAX_NODES} nodes")
+            self.nodes += size if loaded else 1
             if self.nodes > MAX_NODES:
                 raise _Refused(f"builds more than {MAX_NODES} expression nodes")
             # nesting bounds the recursion of everything that walks the tree later
-            depth = 1 + max((self.depths.get(id(a), 1) for a in value.args), default=0)
             if depth > MAX_DEPTH:
                 raise _Refused(f"nests expressions more than {MAX_DEPTH} deep")
-            self.depths[id(value)] = depth
-            self.keep.append(value)  # ids stay unique while the interpreter runs
         if len(self.stack) >= MAX_STACK:
             raise _Refused(f"uses more than {MAX_STACK} stack slots")
         self.stack.append(value)
+
+    def measure(self, value: Expr) -> tuple[int, int]:
+        """(nodes, depth) of a tree, remembered per node (children first: constants from
+        ``_plain`` were never pushed)."""
+        known = self.measures.get(id(value))
+        if known is None:
+            parts = [self.measure(a) for a in value.args]
+            size = 1 + sum(p[0] for p in parts)
+            known = (size, 1 + max((p[1] for p in parts), default=0))
+            self.measures[id(value)] = known
+            self.keep.append(value)  # ids stay unique while the interpreter runs
+        return known
 
     def pop(self) -> Any:
         if not self.stack:
@@ -603,19 +826,17 @@ class _Interpreter:
     def load_fast(self, name: Any) -> None:
         if name not in self.locals:
             raise _Refused(f"reads the local variable {name!r}, which is not a parameter")
-        self.push(self.locals[name])
+        self.push(self.locals[name], loaded=True)
 
     def load_global(self, name: Any, null: bool) -> None:
         if not isinstance(name, str):
             raise _Refused(f"reads a global named {_show(name)}")
         if null:
             self.push(_NULL)
-        if name in MODULE_NAMESPACES:
+        if name in MODULE_PATHS:
             self.push(_Module(name))
         elif name in BUILTIN_FUNCTIONS:
             self.push(_Function("builtins", name, name))
-        elif name == "keras" or name == "tensorflow":
-            self.push(_Module(name))
         elif isinstance(self.next_attr, str):
             raise _Refused(f"calls {name}.{self.next_attr}, which is not a Keras backend function")
         else:
@@ -629,7 +850,7 @@ class _Interpreter:
         owner = self.pop()
         if isinstance(owner, _Module):
             path = f"{owner.path}.{name}"
-            if path in MODULE_NAMESPACES and not method:
+            if path in MODULE_PATHS and not method:
                 self.push(_Module(path))
                 return
             namespace = MODULE_NAMESPACES.get(owner.path)
@@ -734,7 +955,7 @@ def _load_const(it: _Interpreter, arg: Any, argval: Any) -> None:
     consts = it.code.consts
     if not isinstance(arg, int) or not 0 <= arg < len(consts):
         raise _Refused(f"loads constant #{_show(arg)} of {len(consts)}")
-    it.push(_plain(consts[arg], "constant"))
+    it.push(_plain(consts[arg], "constant"), loaded=True)
 
 
 def _load_fast(it: _Interpreter, arg: Any, argval: Any) -> None:
@@ -752,7 +973,7 @@ def _load_fast_pair(it: _Interpreter, arg: Any, argval: Any) -> None:
 def _load_deref(it: _Interpreter, arg: Any, argval: Any) -> None:
     if argval not in it.cells:
         raise _Refused(f"reads the closure variable {_show(argval)}, which the file does not give")
-    it.push(it.cells[argval])
+    it.push(it.cells[argval], loaded=True)
 
 
 def _load_global(it: _Interpreter, arg: Any, argval: Any) -> None:
@@ -796,6 +1017,17 @@ def _compare(it: _Interpreter, arg: Any, argval: Any) -> None:
     symbol = argval.replace("bool(", "").rstrip(")") if isinstance(argval, str) else None
     if symbol not in COMPARISONS:
         raise _Refused(f"compares with {_show(argval)}")
+    version = it.code.version
+    if version >= (3, 11) and isinstance(arg, int):
+        shift = _COMPARE_SHIFT.get(version, 0)
+        index = arg >> shift
+        written = index < len(COMPARISONS) and COMPARISONS[index] == symbol
+        if shift and written:
+            written = arg & 15 == _COMPARE_MASKS[index]
+        elif not shift:
+            written = written and arg == index
+        if not written:
+            raise _Refused(f"compares with argument {arg}, which Python {_v(version)} never writes")
     right, left = it.pop_expr(), it.pop_expr()
     it.push(Expr("compare", symbol, (left, right)))
 

@@ -115,6 +115,11 @@ INITIAL_STATE = "initial_state"
 #: Non-tensor keyword arguments recorded for the converters (Call.options): they change what
 #: the attention layers compute. Keras 1/2 calls with any other keyword are refused.
 CALL_OPTIONS = ("use_causal_mask", "return_attention_scores")
+#: Call option recording the structure of the input when Keras 3 shows a layer called on a
+#: list of one tensor (``LISTED``): a Lambda's function then receives the list, not the tensor.
+#: (Keras 1/2 configs do not record it; tf.keras itself unpacks such a list when it loads.)
+INPUT_STRUCTURE = "input_structure"
+LISTED = "list of one"
 
 
 @dataclass
@@ -381,6 +386,13 @@ def _calls(entry: dict[str, Any], name: str) -> list[Call]:
             args, kwargs = node.get("args") or [], node.get("kwargs") or {}
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 raise ConversionError(f"{where} has a malformed inbound node")
+            if len(args) == 1 and isinstance(args[0], list):
+                if any(isinstance(item, list) for item in args[0]):
+                    raise ConversionError(
+                        f"{where} is called on nested lists of tensors; not supported"
+                    )
+                if len(args[0]) == 1:
+                    call.options[INPUT_STRUCTURE] = LISTED
             for arg in args:
                 found: list[Ref] = []
                 _collect_tensors(arg, found, where)

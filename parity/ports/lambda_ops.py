@@ -55,17 +55,68 @@ def classic_divide(a, b):
     return a / b
 
 
-def keras_mean(x, axis=None, keepdims=False):
-    """K.mean / ops.mean: tf.reduce_mean, booleans cast to float first (Keras' floatx)."""
+def keras_true_divide(a, b):
+    """``/`` as a TF tensor computes it: integer tensors divide as float64 (int32, int64) or
+    float32 (8- and 16-bit ints), TF's truediv; two Python numbers divide as Python does."""
+    tensors = [v for v in (a, b) if torch.is_tensor(v)]
+    if tensors and all(keras_integral(v) and not isinstance(v, bool) for v in (a, b)):
+        small = (torch.int8, torch.uint8, torch.int16)
+        wide = all(t.dtype not in small for t in tensors)
+        dtype = torch.float64 if wide else torch.float32
+        a = a.to(dtype) if torch.is_tensor(a) else float(a)
+        b = b.to(dtype) if torch.is_tensor(b) else float(b)
+    return a / b
+
+
+def keras_operand(value, other):
+    """A tuple or list of numbers beside a tensor in arithmetic or a comparison, as TF
+    converts it: a tensor of the tensor's dtype (TF refuses floats for an integer tensor)."""
+    if not (torch.is_tensor(other) and isinstance(value, list | tuple)):
+        return value
+    out = torch.tensor(value)
+    if out.is_floating_point() and not (other.is_floating_point() or other.is_complex()):
+        raise TypeError(f"{value!r} beside a {other.dtype} tensor (TensorFlow refuses it too)")
+    return out.to(other.dtype)
+
+
+def keras_integer_mean(x, axes, keepdims):
+    """TF's reduce_mean of an integer tensor: the sum in x's dtype, divided by the count with
+    C's integer division (truncated toward zero)."""
+    count = 1
+    for axis in axes:
+        count *= x.shape[axis]
+    total = torch.sum(x, dim=axes, keepdim=keepdims, dtype=x.dtype)
+    return torch.div(total, max(count, 1), rounding_mode="trunc").to(x.dtype)
+
+
+def K_mean(x, axis=None, keepdims=False):
+    """K.mean: tf.reduce_mean, booleans cast to float first (Keras' floatx); integers keep
+    their dtype (TF's integer mean)."""
     if x.dtype == torch.bool:
         x = x.float()
+    axes = keras_axes(x, axis)
+    if not axes:
+        return x
+    if not (x.is_floating_point() or x.is_complex()):
+        return keras_integer_mean(x, axes, keepdims)
+    return torch.mean(x, dim=axes, keepdim=keepdims)
+
+
+def ops_mean(x, axis=None, keepdims=False):
+    """keras.ops.mean: integers and booleans are averaged as float32 (Keras 3's result type)."""
+    if not (x.is_floating_point() or x.is_complex()):
+        x = x.to(torch.float32)
     axes = keras_axes(x, axis)
     return torch.mean(x, dim=axes, keepdim=keepdims) if axes else x
 
 
 def keras_sum(x, axis=None, keepdims=False):
+    """tf.reduce_sum: an integer sum keeps the integer dtype (torch's would be int64)."""
     axes = keras_axes(x, axis)
-    return torch.sum(x, dim=axes, keepdim=keepdims) if axes else x
+    if not axes:
+        return x
+    integral = not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
+    return torch.sum(x, dim=axes, keepdim=keepdims, dtype=x.dtype if integral else None)
 
 
 def keras_max(x, axis=None, keepdims=False):
@@ -80,8 +131,13 @@ def keras_min(x, axis=None, keepdims=False):
 
 
 def tf_reduce_mean(input_tensor, axis=None, keepdims=False):
+    """tf.reduce_mean: integers keep their dtype (TF's integer mean)."""
     axes = keras_axes(input_tensor, axis)
-    return torch.mean(input_tensor, dim=axes, keepdim=keepdims) if axes else input_tensor
+    if not axes:
+        return input_tensor
+    if not (input_tensor.is_floating_point() or input_tensor.is_complex()):
+        return keras_integer_mean(input_tensor, axes, keepdims)
+    return torch.mean(input_tensor, dim=axes, keepdim=keepdims)
 
 
 def tf_reduce_sum(input_tensor, axis=None, keepdims=False):
@@ -123,25 +179,47 @@ def keras_abs(x):
 
 
 def K_clip(x, min_value, max_value):
-    """K.clip: None bounds are infinite; max below min is raised to min."""
+    """K.clip: when both bounds are numbers, a max below the min is raised to the min; None
+    bounds are infinite; then tf.clip_by_value."""
+    numbers = (int, float)
+    if isinstance(min_value, numbers) and isinstance(max_value, numbers):
+        if max_value < min_value:
+            max_value = min_value
     if min_value is None:
         min_value = -float("inf")
     if max_value is None:
         max_value = float("inf")
-    if max_value < min_value:
-        max_value = min_value
-    return torch.clamp(x, min=min_value, max=max_value)
+    # tf.clip_by_value: min(x, max) first, then max(., min): a min above the max wins
+    return torch.clamp(torch.clamp(x, max=max_value), min=min_value)
 
 
 def tf_clip_by_value(t, clip_value_min, clip_value_max):
-    return torch.clamp(t, min=clip_value_min, max=clip_value_max)
+    """tf.clip_by_value: min(t, max) first, then max(., min), so a min above the max wins
+    (torch.clamp lets the max win)."""
+    return torch.clamp(torch.clamp(t, max=clip_value_max), min=clip_value_min)
 
 
 def ops_clip(x, x_min, x_max):
-    return torch.clamp(x, min=x_min, max=x_max)
+    """keras.ops.clip (TF backend): booleans as int32, then tf.clip_by_value."""
+    if x.dtype == torch.bool:
+        x = x.to(torch.int32)
+    return torch.clamp(torch.clamp(x, max=x_max), min=x_min)
 
 
-def keras_softmax(x, axis=-1):
+def K_softmax(x, axis=-1):
+    """K.softmax: an int axis is tf.nn.softmax; None (every axis) or a list of axes is
+    exp(x - max) / sum over those axes."""
+    if isinstance(axis, int):
+        return torch.softmax(x, dim=axis)
+    axes = keras_axes(x, axis)
+    e = torch.exp(x - torch.amax(x, dim=axes, keepdim=True))
+    return e / torch.sum(e, dim=axes, keepdim=True)
+
+
+def ops_softmax(x, axis=-1):
+    """keras.ops.softmax: axis None is every axis at once (the tensor flattened)."""
+    if axis is None:
+        return torch.reshape(torch.softmax(torch.reshape(x, (-1,)), dim=0), x.shape)
     return torch.softmax(x, dim=axis)
 
 
@@ -247,6 +325,14 @@ def ops_transpose(x, axes=None):
     return x.permute(*(range(x.dim() - 1, -1, -1) if axes is None else axes))
 
 
+def tf_matrix_transpose(a):
+    """tf.linalg.matrix_transpose (tf.linalg.transpose, TF 1's spelling): the last two axes
+    swapped, not every axis reversed."""
+    if a.dim() < 2:
+        raise ValueError(f"a matrix transpose of a rank-{a.dim()} tensor")
+    return torch.transpose(a, -1, -2)
+
+
 def K_transpose(x):
     return x.permute(*range(x.dim() - 1, -1, -1))
 
@@ -290,6 +376,11 @@ def tf_pow(x, y):
 
 def ops_power(x1, x2):
     return torch.pow(x1, x2)
+
+
+def K_floatx():
+    """keras.backend.floatx()'s default, "float32" (a file does not record a changed one)."""
+    return "float32"
 
 
 def K_epsilon():

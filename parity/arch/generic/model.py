@@ -54,7 +54,7 @@ from parity.keras.read import KerasFile
 from parity.keras.saved_model_tables import lookup_table
 from parity.ports import CONVERTERS, KERAS_ACTIVATIONS, BatchNormalization
 from parity.ports.lambda_layer import CONVERTERS as LAMBDA_CONVERTERS
-from parity.ports.lambda_layer import lambda_translation
+from parity.ports.lambda_layer import lambda_translation, model_code_problem
 from parity.ports.norm import FROZEN_INFERENCE
 from parity.ports.recurrent.port import RNN_CLASSES
 from parity.ports.registry import MASK_PASSED_KEY, LayerConverter, Masks
@@ -278,6 +278,7 @@ def check_config(config: GenericConfig) -> None:
 def unsupported_layers(graph: KerasGraph) -> list[str]:
     """'name (Class)' of every layer the generic path cannot convert."""
     out = []
+    code_problem = model_code_problem(n.config for n in graph.nodes if n.class_name == "Lambda")
     for node in graph.nodes:
         if node.class_name not in CONVERTERS:
             out.append(f"{node.name} ({node.source_class})")
@@ -288,6 +289,9 @@ def unsupported_layers(graph: KerasGraph) -> list[str]:
         elif node.class_name == TIME_DISTRIBUTED and inner_class(node.config) is None:
             out.append(f"{node.name} ({node.label})")
         elif node.class_name in CODE_LAYERS and CONVERTERS[node.class_name] is LAMBDA_CONVERTER:
+            if code_problem is not None:
+                out.append(f"{node.name} ({node.source_class}; {code_problem})")
+                continue
             try:  # translated from its bytecode, never run: untranslatable ones say why
                 lambda_translation(node.config)
             except ConversionError as exc:
