@@ -153,11 +153,9 @@ def test_deepmoji_attention_under_the_users_package_checks_live(tmp_path: Path) 
 def test_a_plugin_with_an_emitter_is_ported_standalone(plugin, tmp_path: Path) -> None:
     """parity port writes the plug-in's own class into keras_layers.py: the package computes
     Keras' numbers and runs its own test with parity unimportable."""
-    import subprocess
-    import sys
 
     from parity.codegen.port import _load_generated
-    from tests.test_port import WITHOUT_PARITY
+    from tests.test_port import assert_stands_alone
 
     path, model, ids = _model_file(tmp_path, plugin)
     result = parity.port(path, tmp_path / "ported")
@@ -166,7 +164,4 @@ def test_a_plugin_with_an_emitter_is_ported_standalone(plugin, tmp_path: Path) -
     with torch.no_grad():
         ours = generated(torch.from_numpy(ids.astype(np.int64))).numpy()
     np.testing.assert_allclose(ours, np.asarray(model(ids)), rtol=1e-5, atol=1e-6)
-    run = subprocess.run(
-        [sys.executable, "-c", WITHOUT_PARITY, str(result.out_dir)], capture_output=True, text=True
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    assert_stands_alone(result.out_dir)

@@ -71,6 +71,22 @@ sys.exit(pytest.main([sys.argv[1], "-q", "-p", "no:cacheprovider"]))
 """
 
 
+def assert_stands_alone(out: Path, *, formatted: bool = True) -> None:
+    """The package in ``out`` passes ruff's defaults (as in a repository with no ruff settings;
+    with ``formatted=False`` the lint only, not the layout) and its own test with every parity
+    import refused."""
+    checks = [["check", "--isolated"]] + [["format", "--isolated", "--check"]] * formatted
+    for args in checks:
+        lint = subprocess.run(
+            [sys.executable, "-m", "ruff", *args, str(out)], capture_output=True, text=True
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+    run = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PARITY, str(out)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
 def _imports(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -99,18 +115,8 @@ def test_port_writes_a_standalone_package_with_keras_numbers(case_id: str, tmp_p
     first = next(k for k in golden.files if k.startswith("output/"))  # the file's own output
     np.testing.assert_allclose(ours, golden[first], rtol=tol.rtol, atol=tol.atol)
 
-    # ruff's defaults hold, as in a repository with no ruff settings
-    for args in (["check", "--isolated"], ["format", "--isolated", "--check"]):
-        lint = subprocess.run(
-            [sys.executable, "-m", "ruff", *args, str(out)], capture_output=True, text=True
-        )
-        assert lint.returncode == 0, lint.stdout + lint.stderr
-
-    # the package's own test, with parity unimportable
-    run = subprocess.run(
-        [sys.executable, "-c", WITHOUT_PARITY, str(out)], capture_output=True, text=True
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    # ruff's defaults hold, and the package's own test passes with parity unimportable
+    assert_stands_alone(out)
 
 
 @needs_keras
@@ -327,17 +333,7 @@ def test_port_of_a_keras_application(name: str, tmp_path: Path) -> None:
         ours = generated(torch.from_numpy(x)).numpy()
     tol = tolerance_for(torch.float32, "cpu", "output")
     np.testing.assert_allclose(ours, np.asarray(model(x)), rtol=tol.rtol, atol=10 * tol.atol)
-    for args in (["check", "--isolated"], ["format", "--isolated", "--check"]):
-        lint = subprocess.run(
-            [sys.executable, "-m", "ruff", *args, str(result.out_dir)],
-            capture_output=True,
-            text=True,
-        )
-        assert lint.returncode == 0, lint.stdout + lint.stderr
-    run = subprocess.run(
-        [sys.executable, "-c", WITHOUT_PARITY, str(result.out_dir)], capture_output=True, text=True
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    assert_stands_alone(result.out_dir)
 
 
 @needs_keras

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -580,18 +578,10 @@ def test_weights_file_takes_the_vocabulary_from_its_keras_companion(keras, tmp_p
 def _port_and_prove(src, out) -> None:
     """parity port writes a package that passes ruff's defaults and its own test (Keras'
     outputs on generated texts), with parity unimportable."""
-    from tests.test_port import WITHOUT_PARITY
+    from tests.test_port import assert_stands_alone
 
     parity.port(src, out)
-    for args in (["check", "--isolated"], ["format", "--isolated", "--check"]):
-        lint = subprocess.run(
-            [sys.executable, "-m", "ruff", *args, str(out)], capture_output=True, text=True
-        )
-        assert lint.returncode == 0, lint.stdout + lint.stderr
-    run = subprocess.run(
-        [sys.executable, "-c", WITHOUT_PARITY, str(out)], capture_output=True, text=True
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    assert_stands_alone(out)
     golden = np.load(out / "golden.npz")
     assert str(golden["source"]).startswith("keras")  # Keras' own outputs on the texts
 

@@ -562,7 +562,8 @@ def keras_getitem(value, index):
             axis += value.dim() - consumed
             plain.append(item)
         elif item is None or isinstance(item, slice):
-            negative = isinstance(item, slice) and item.step is not None and item.step < 0
+            step = item.step if isinstance(item, slice) else None
+            negative = step is not None and step < 0
             if negative:
                 flips.append((axis, item))
             plain.append(slice(None) if negative else item)
