@@ -10,11 +10,14 @@ input projections computed all at once or a step at a time.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -147,8 +150,9 @@ def test_schedules_agree(parallel, chunk_rows, monkeypatch, cpp_calls):
 def test_every_batch_runs_directions_on_their_threads(batch, monkeypatch, cpp_calls):
     """With two threads, a bidirectional layer runs each direction's whole time loop as one
     task at every batch size (no loop that meets the other thread every step), and the
-    answer does not depend on the thread count or the projection chunk: whatever a machine
-    gives the loop, the outputs are the same to the last bit."""
+    answer does not depend on the thread count, the projection chunk or whether the threads
+    are pinned to their CPUs: whatever a machine gives the loop, the outputs are the same to
+    the last bit."""
     torch.manual_seed(4)
     lstm = LSTM(16, 64, 2, batch_first=True, bidirectional=True,
                 gate_activation="hard_sigmoid_keras2")  # fmt: skip
@@ -157,8 +161,10 @@ def test_every_batch_runs_directions_on_their_threads(batch, monkeypatch, cpp_ca
     outputs = []
     threads_before = torch.get_num_threads()
     try:
-        for threads, chunk_rows in ((2, 512), (1, 512), (2, 4), (1, 0)):
+        for threads, chunk_rows, pin in ((2, 512, True), (1, 512, True), (2, 4, True),
+                                         (1, 0, True), (2, 512, False)):  # fmt: skip
             torch.set_num_threads(threads)
+            _lstm_cpp.pin_threads(pin)
             assert _lstm_cpp.parallel_directions(2)  # one task per direction, 1 or 2 threads
             monkeypatch.setattr(_lstm_cpp, "CHUNK_ROWS", chunk_rows)
             with torch.no_grad():
@@ -166,6 +172,7 @@ def test_every_batch_runs_directions_on_their_threads(batch, monkeypatch, cpp_ca
             outputs.append((out, h, c))
     finally:
         torch.set_num_threads(threads_before)
+        _lstm_cpp.pin_threads(True)
     assert len(cpp_calls) == 2 * len(outputs), "the C++ loop did not run"
     for other in outputs[1:]:
         for a, b in zip(outputs[0], other, strict=True):
@@ -174,6 +181,56 @@ def test_every_batch_runs_directions_on_their_threads(batch, monkeypatch, cpp_ca
     with torch.no_grad():
         expected = lstm(x, mask=mask)
     _assert_close((outputs[0][0], *outputs[0][1:]), (expected[0], *expected[1]), f"B{batch}")
+
+
+def _affinities() -> dict[str, str]:
+    """Each thread of this process: its allowed CPUs, as the kernel lists them."""
+    tasks = Path("/proc/self/task")
+    found = {}
+    for task in tasks.iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("Cpus_allowed_list:"):
+                    found[task.name] = line.split(":", 1)[1].strip()
+    return found
+
+
+@needs_ext
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's /proc")
+@pytest.mark.parametrize("allowed", ["all", "one"])
+def test_pinned_threads_get_their_cpus_back(allowed, monkeypatch):
+    """Pinned for a layer, every thread has its own affinity back afterwards (forward and
+    backward, two threads), also when the process may run on one CPU only (there is then no
+    second CPU to pin to); the numbers equal the unpinned loop's to the last bit."""
+    calls = _count_calls(monkeypatch, "train_forward")
+    own = os.sched_getaffinity(0)
+    if allowed == "one":
+        os.sched_setaffinity(0, {min(own)})
+    threads_before = torch.get_num_threads()
+    torch.manual_seed(6)
+    lstm = LSTM(8, 32, bidirectional=True, gate_activation="hard_sigmoid_keras2")
+    x = torch.randn(3, STEPS, 8)
+    try:
+        torch.set_num_threads(2)
+        results = []
+        for pin in (False, True):
+            _lstm_cpp.pin_threads(pin)
+            before = _affinities()
+            lstm.zero_grad()
+            out, _ = lstm(x)
+            out.square().sum().backward()
+            after = _affinities()
+            assert {t: after[t] for t in before if t in after} == {
+                t: before[t] for t in before if t in after
+            }
+            results.append((out.detach(), *(p.grad.clone() for p in lstm.parameters())))
+    finally:
+        _lstm_cpp.pin_threads(True)
+        torch.set_num_threads(threads_before)
+        os.sched_setaffinity(0, own)
+    assert len(calls) == 2, "the C++ training loop did not run"
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
 
 
 @needs_ext

@@ -8,12 +8,14 @@ per step and direction one GEMM (the same oneDNN-packed or dense weights the Pyt
 and one fused, vectorized pass (gate tails, cell, hidden state, Keras masking, output). With two
 directions and at most two threads, the directions run on one thread each, at every batch size:
 each direction's whole time loop is one task, so the threads meet once per layer, never per
-step. On two cores that beats running them one after the other with two-threaded GEMMs, and a
-thread the OS takes away for a while delays only its own direction: on a machine that other
-processes share, the loop keeps its share of the CPUs (benchmarks/deepmoji_speed.py
-``--background-load`` measures it). A loop that split each step's units among the threads was
-faster on an idle Xeon at batch 1, but its two barriers per step stalled whenever one thread was
-descheduled, and it lost at every batch size on an AMD EPYC; it also rounded differently.
+step, and each thread stays on the CPU it started the layer on (``pin_threads``). On two cores
+that beats running them one after the other with two-threaded GEMMs. On a machine that other
+processes share, the OS would otherwise often move both threads onto one CPU and leave the
+other to the busy process, halving the layer's speed; pinned, the loop keeps its share of the
+CPUs (benchmarks/deepmoji_speed.py ``--background-load`` measures it). A loop that split each
+step's units among the threads was faster on an idle Xeon at batch 1, but its two barriers per
+step stalled whenever one thread was descheduled, and it lost at every batch size on an AMD
+EPYC; it also rounded differently.
 
 The extension is built when the package is set up (``make setup`` runs ``python -m
 parity.ports.recurrent.backends.build``): the library goes beside this module (``_ext/``), named by
@@ -224,6 +226,15 @@ def _try_build() -> bool:
         )
         return False
     return True
+
+
+def pin_threads(pin: bool) -> bool:
+    """Whether each direction's thread stays on its CPU while it runs a layer (the default,
+    True); returns the previous setting. Only threads move: the numbers are the same either
+    way. For tests and benchmarks, which compare the two."""
+    if not available():
+        raise RuntimeError("the C++ LSTM loop is not available")
+    return bool(torch.ops.parity_lstm.set_pin_policy(int(pin)))
 
 
 def parallel_directions(n_dir: int) -> bool:

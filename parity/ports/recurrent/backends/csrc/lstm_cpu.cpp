@@ -29,9 +29,13 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
+#include <sched.h>
+
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -406,20 +410,96 @@ const bool* check_layer(const at::Tensor& x, at::TensorList w_ih, at::TensorList
   return mask_c.data_ptr<bool>();
 }
 
+// --- the directions' threads on a busy machine ------------------------------------------------
+//
+// A layer takes as long as its slower direction. With another process running, the OS may put
+// both direction threads on one CPU and give the other CPU to that process: the layer then runs
+// at half speed, although the threads were on separate CPUs when it started. So each thread
+// stays on the CPU it is on (another one if a thread of the same layer has it) until its
+// directions are done, then gets its own affinity back. On an idle machine the threads are on
+// separate CPUs already and stay there; pinning moves threads and nothing else: every number
+// stays the same (tests/test_lstm_cpp.py runs both ways).
+
+enum PinPolicy : int64_t { kPinNever = 0, kPinAlways = 1 };
+std::atomic<int64_t> g_pin_policy{kPinAlways};
+
+// Holds the calling thread on one CPU for its lifetime: the one it runs on, unless a thread of
+// the same layer has claimed that (claimed, guarded by mu); restores the thread's own affinity.
+// Where affinity cannot be read or set (a sandbox, over CPU_SETSIZE CPUs), it does nothing.
+class Pinned {
+ public:
+  Pinned(std::mutex& mu, std::vector<int>& claimed) {
+    if (sched_getaffinity(0, sizeof(own_), &own_) != 0) {
+      return;
+    }
+    int cpu = -1;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto available = [&](int c) {
+        return CPU_ISSET(c, &own_) &&
+               std::find(claimed.begin(), claimed.end(), c) == claimed.end();
+      };
+      const int here = sched_getcpu();
+      if (0 <= here && here < CPU_SETSIZE && available(here)) {
+        cpu = here;
+      }
+      for (int c = 0; cpu < 0 && c < CPU_SETSIZE; ++c) {
+        if (available(c)) {
+          cpu = c;
+        }
+      }
+      if (cpu < 0) {
+        return;
+      }
+      claimed.push_back(cpu);
+    }
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
+  }
+  ~Pinned() {
+    if (pinned_) {
+      sched_setaffinity(0, sizeof(own_), &own_);
+    }
+  }
+  Pinned(const Pinned&) = delete;
+  Pinned& operator=(const Pinned&) = delete;
+
+ private:
+  cpu_set_t own_{};
+  bool pinned_ = false;
+};
+
 // Runs body(d) for every direction: on separate threads (each GEMM then single-threaded) or
 // one after the other (each GEMM multi-threaded).
 template <typename F>
 void each_direction(int64_t n_dir, bool parallel, const F& body) {
-  auto range = [&](int64_t begin, int64_t end) {
+  if (!(parallel && n_dir > 1)) {
+    for (int64_t d = 0; d < n_dir; ++d) {
+      body(d);
+    }
+    return;
+  }
+  const bool pin = g_pin_policy.load(std::memory_order_relaxed) == kPinAlways;
+  std::mutex mu;
+  std::vector<int> claimed;
+  at::parallel_for(0, n_dir, 1, [&](int64_t begin, int64_t end) {
+    std::optional<Pinned> pinned;
+    if (pin) {
+      pinned.emplace(mu, claimed);
+    }
     for (int64_t d = begin; d < end; ++d) {
       body(d);
     }
-  };
-  if (parallel && n_dir > 1) {
-    at::parallel_for(0, n_dir, 1, range);
-  } else {
-    range(0, n_dir);
-  }
+  });
+}
+
+// Whether the directions' threads are pinned (PinPolicy: tests and benchmarks compare); returns
+// the previous policy.
+int64_t set_pin_policy(int64_t policy) {
+  TORCH_CHECK(policy == kPinNever || policy == kPinAlways, "parity_lstm: unknown pin policy");
+  return g_pin_policy.exchange(policy);
 }
 
 std::vector<Weights> weights_of(at::TensorList w_ih, at::TensorList w_hh,
@@ -952,6 +1032,7 @@ TORCH_LIBRARY(parity_lstm, m) {
       "int activation, float gate_scale, bool parallel, int pack_hh_rows) "
       "-> (Tensor, Tensor, Tensor, Tensor[])");
   m.def("apply_tail(Tensor x, int kind) -> Tensor");
+  m.def("set_pin_policy(int policy) -> int", &set_pin_policy);
 }
 
 // The packed weights are oneDNN (MkldnnCPU) tensors; the rest are plain CPU tensors.
