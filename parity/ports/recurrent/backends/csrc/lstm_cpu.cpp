@@ -29,7 +29,9 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
+#ifdef __linux__
 #include <sched.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -425,7 +427,9 @@ std::atomic<int64_t> g_pin_policy{kPinAlways};
 
 // Holds the calling thread on one CPU for its lifetime: the one it runs on, unless a thread of
 // the same layer has claimed that (claimed, guarded by mu); restores the thread's own affinity.
-// Where affinity cannot be read or set (a sandbox, over CPU_SETSIZE CPUs), it does nothing.
+// Where affinity cannot be read or set (a sandbox, over CPU_SETSIZE CPUs, not Linux), it does
+// nothing.
+#ifdef __linux__
 class Pinned {
  public:
   Pinned(std::mutex& mu, std::vector<int>& claimed) {
@@ -470,6 +474,12 @@ class Pinned {
   cpu_set_t own_{};
   bool pinned_ = false;
 };
+#else
+class Pinned {
+ public:
+  Pinned(std::mutex&, std::vector<int>&) {}
+};
+#endif
 
 // Runs body(d) for every direction: on separate threads (each GEMM then single-threaded) or
 // one after the other (each GEMM multi-threaded).
