@@ -205,7 +205,10 @@ def test_pinned_threads_get_their_cpus_back(allowed, monkeypatch):
     calls = _count_calls(monkeypatch, "train_forward")
     own = os.sched_getaffinity(0)
     if allowed == "one":
-        os.sched_setaffinity(0, {min(own)})
+        try:
+            os.sched_setaffinity(0, {min(own)})
+        except OSError as exc:  # a sandbox that forbids it
+            pytest.skip(f"cannot set this process' affinity: {exc}")
     threads_before = torch.get_num_threads()
     torch.manual_seed(6)
     lstm = LSTM(8, 32, bidirectional=True, gate_activation="hard_sigmoid_keras2")
