@@ -848,9 +848,13 @@ def test_port_writes_the_expression_as_torch_code(tmp_path: Path) -> None:
     out = tmp_path / "ported"
     result = parity.port(tmp_path / "m.h5", out)
     source = (out / "model.py").read_text()
+    # too long for one line: the subscript is computed first, laid out as ruff lays it out
     assert (
-        "keras_getitem(K_l2_normalize(dense, axis=-1), (slice(None, None, None), "
-        "slice(None, None, -1))) / 2.0" in source
+        "norm_part = keras_getitem(\n"
+        "            K_l2_normalize(dense, axis=-1),\n"
+        "            (slice(None, None, None), slice(None, None, -1)),\n"
+        "        )\n"
+        "        norm = norm_part / 2.0\n" in source
     )
     assert "K_concatenate([norm, [norm, dense][1][:, -1:, :]], 1)" in source.replace(
         "[norm, dense][0]", "norm"
@@ -865,9 +869,7 @@ def test_port_writes_the_expression_as_torch_code(tmp_path: Path) -> None:
         ours = generated(torch.from_numpy(x)).numpy()
     tol = tolerance_for(torch.float32, "cpu", "output")
     np.testing.assert_allclose(ours, model(x).numpy(), rtol=tol.rtol, atol=tol.atol)
-    # A long Lambda expression is written on one line, which ruff's formatter would wrap: a
-    # layout defect of the emitted expression (not a number), so only the lint is required.
-    assert_stands_alone(out, formatted=False)
+    assert_stands_alone(out)
 
 
 # --- K.dot / K.batch_dot shape rules, negative slice steps ------------------------------------
@@ -1512,3 +1514,38 @@ def test_named_function_namespace_follows_its_module(
             lambda_translation(config)
     else:
         assert lambda_translation(config).expr.value[:2] == (namespace, name)
+
+
+def test_powers_are_written_as_ruff_formats_them(tmp_path: Path) -> None:
+    """``x**2`` between simple operands, spaced otherwise, ``-(x**2)`` for a negated power:
+    the text ruff format leaves as it is, and the value Python gives the tree."""
+    import subprocess
+    import sys
+
+    from parity.keras.bytecode import Expr
+
+    x, two, half = Expr("input"), Expr("const", 2), Expr("const", -0.5)
+    square = Expr("binary", "**", (x, two))
+    trees = [
+        (square, 9.0),
+        (Expr("binary", "**", (x, half)), 3.0**-0.5),
+        (Expr("unary", "-", (square,)), -9.0),
+        (Expr("binary", "**", (Expr("unary", "-", (x,)), two)), 9.0),
+        (Expr("binary", "**", (x, square)), 3.0**9.0),
+        (Expr("binary", "**", (square, two)), 81.0),
+        (Expr("binary", "**", (Expr("binary", "+", (x, two)), two)), 25.0),
+        (Expr("binary", "*", (square, two)), 18.0),
+    ]
+    lines = []
+    for tree, value in trees:
+        text = render(tree, "x")
+        assert eval(text, {"x": 3.0}) == pytest.approx(value), text
+        lines.append(f"y = {text}")
+    source = tmp_path / "powers.py"
+    source.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--isolated", "--check", "--diff", str(source)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout

@@ -351,3 +351,115 @@ def test_golden_outputs_are_keras_own_where_keras_is_installed(tmp_path: Path) -
     (ids,) = [golden[k] for k in golden.files if k.startswith("input/")]
     expected = np.asarray(model(ids))
     np.testing.assert_array_equal(golden["output/0"], expected.astype(np.float32))
+
+
+@needs_keras
+@pytest.mark.keras
+def test_port_of_long_names_is_formatted_as_ruff_formats_it(tmp_path: Path) -> None:
+    """Statements too long for a line (long layer names, a masked average) are written as
+    shorter statements that ruff format leaves as they are; the numbers are Keras'."""
+    import keras
+
+    keras.utils.set_random_seed(65)
+    inp = keras.Input((7,), dtype="int32")
+    x = keras.layers.Embedding(50, 8, mask_zero=True, name="embedding_with_a_long_name")(inp)
+    x = keras.layers.GlobalAveragePooling1D(name="global_average_pooling1d_long")(x)
+    model = keras.Model(inp, keras.layers.Dense(3, name="dense")(x))
+    model.save(tmp_path / "long.keras")
+    result = parity.port(tmp_path / "long.keras", tmp_path / "ported")
+    assert (
+        "global_average_pooling1d_long_part = torch.where("
+        in (result.out_dir / "model.py").read_text()
+    )
+    assert_stands_alone(result.out_dir)
+    ids = np.array([[1, 2, 3, 0, 0, 0, 0], [4, 5, 6, 7, 8, 9, 1]], dtype="int32")
+    generated = _load_generated(result.out_dir, result.class_name)
+    with torch.no_grad():
+        ours = generated(torch.from_numpy(ids)).numpy()
+    tol = tolerance_for(torch.float32, "cpu", "output")
+    np.testing.assert_allclose(ours, np.asarray(model(ids)), rtol=tol.rtol, atol=tol.atol)
+
+
+def _run_split(line: str) -> tuple[list[str], list[str], list[str]]:
+    """(the statements ``_split`` makes of ``line``, the calls the line makes, in order, and
+    the calls the statements make): f, g and h record their calls and add up their
+    arguments."""
+    from parity.codegen.port import _split
+
+    def recorder(calls: list[str]) -> dict[str, object]:
+        def fn(name: str):
+            def call(*args: object, **kwargs: object) -> float:
+                calls.append(name)
+                return float(sum(args) + sum(kwargs.values()))
+
+            return call
+
+        return {"f": fn("f"), "g": fn("g"), "h": fn("h"), "a_rather_long_name": 1.5}
+
+    statements = _split(line, {"f", "g", "h", "a_rather_long_name", "out"})
+    original_calls: list[str] = []
+    scope = recorder(original_calls)
+    exec(line, scope)
+    split_calls: list[str] = []
+    split_scope = recorder(split_calls)
+    exec("\n".join(statements), split_scope)
+    assert split_scope["out"] == scope["out"]
+    return statements, original_calls, split_calls
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "out = f(a_rather_long_name, g(a_rather_long_name, 2.0)) / h(a_rather_long_name, 3.0)"
+        " + g(a_rather_long_name, 4.0) * f(a_rather_long_name, h(a_rather_long_name, 1.0))",
+        "out = f(g(a_rather_long_name, a_rather_long_name, a_rather_long_name, 1.0), 2.0)"
+        " - h(a_rather_long_name, a_rather_long_name, a_rather_long_name, 2.0 * 3.0)",
+        "out = -f(a_rather_long_name, a_rather_long_name, a_rather_long_name, a_rather_long_name)"
+        " * 2.0",
+        "out = g(f(a_rather_long_name, 1.0), 2.0).real.__add__(h(a_rather_long_name, 3.0, 4.0))"
+        ".__mul__(f(2.0, 3.0))",
+    ],
+)
+def test_a_long_statement_becomes_short_ones_computing_the_same_in_the_same_order(
+    line: str, tmp_path: Path
+) -> None:
+    """Each statement, laid out as the port lays it out, is what ruff format writes."""
+    from parity.codegen.port import FORWARD_INDENT, _fit
+
+    statements, original_calls, split_calls = _run_split(line)
+    assert len(statements) > 1
+    assert split_calls == original_calls
+    body = [part for s in statements for part in _fit(s, FORWARD_INDENT)]
+    source = tmp_path / "m.py"
+    head = ["class M:", "    def forward(self, a_rather_long_name, f, g, h):"]
+    source.write_text("\n".join([*head, *body, "        return out", ""]))
+    lint = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--isolated", "--check", str(source)],
+        capture_output=True,
+        text=True,
+    )
+    assert lint.returncode == 0, source.read_text()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # parts that run only if another part says so stay where they are
+        "out = f(a_rather_long_name, 1.0) if g(a_rather_long_name, 2.0) else h(a_rather_long_name"
+        ", 3.0, 4.0, 5.0, 6.0)",
+        "out = f(a_rather_long_name, 1.0, 2.0, 3.0) or g(a_rather_long_name, 2.0, 3.0, 4.0, 5.0)",
+    ],
+)
+def test_conditional_parts_are_never_computed_ahead(line: str) -> None:
+    statements, original_calls, split_calls = _run_split(line)
+    assert statements == [line]
+    assert split_calls == original_calls
+
+
+def test_non_ascii_text_before_a_hoisted_part_keeps_the_statement_intact() -> None:
+    """ast counts columns in UTF-8 bytes: a non-ASCII string before the part moved out."""
+    from parity.codegen.port import _split
+
+    long_call = "g(a_rather_long_name, a_rather_long_name, a_rather_long_name, a_rather_long_name)"
+    statements = _split(f"out = f(x='é', y={long_call})", {"f", "g", "a_rather_long_name"})
+    assert statements == [f"out_part = {long_call}", "out = f(x='é', y=out_part)"]

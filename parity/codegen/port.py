@@ -205,7 +205,7 @@ def _plan(model: GenericModel) -> tuple[list[_Block], list[str], list[str]]:
             **{f"m{i}": m for i, m in enumerate(arg_masks)},
             **{f"out{i}": o for i, o in enumerate(outs)},
         }
-        lines = [line.format(**fields) for line in emitted.lines]
+        lines = [part for line in emitted.lines for part in _split(line.format(**fields), taken)]
         if not any(_reads(line, fields["state"]) for line in lines):  # states not used
             lines = [line.replace(f", {fields['state']} = ", ", _ = ") for line in lines]
         for i, (out, mask) in enumerate(zip(outs, emitted.masks, strict=True)):
@@ -271,6 +271,89 @@ def _keras_layers_source(names: set[str], extra: tuple[str, ...] = ()) -> str:
 #: The line length the generated code keeps: ruff's default, so that ``ruff format --check``
 #: passes in a repository with no ruff settings of its own.
 LINE_LENGTH = 88
+
+
+#: Where a forward() statement is indented.
+FORWARD_INDENT = " " * 8
+
+
+def _laid_out(line: str, value: ast.expr) -> bool:
+    """Whether ruff format leaves ``line`` (assigning ``value``) as ``_fit`` lays it out: a
+    line that fits, or a plain call whose arguments ``_fit`` spreads over lines that fit.
+    Longer arithmetic and method chains ruff splits by rules of its own; they are split into
+    shorter statements instead."""
+    if len(FORWARD_INDENT) + len(line) <= LINE_LENGTH:
+        return True
+    if not isinstance(value, ast.Call) or _chained(value):
+        return False
+    return all(len(part) <= LINE_LENGTH for part in _fit(line, FORWARD_INDENT))
+
+
+def _chained(call: ast.Call) -> bool:
+    """A method called on a computed value: ``torch.where(...).sum(dim=1)``."""
+    func = call.func
+    return isinstance(func, ast.Attribute) and not isinstance(func.value, ast.Name | ast.Attribute)
+
+
+def _hoistable(node: ast.expr) -> list[ast.expr]:
+    """The compound operands of ``node`` that may be computed first, into a variable of their
+    own, in the order Python computes them: those of calls, arithmetic, comparisons (the later
+    operands of a chain run only if the earlier hold: not those), subscripts, tuples and lists;
+    never those of and/or, a conditional, a lambda or a comprehension, whose parts run
+    conditionally or in a scope of their own."""
+    if isinstance(node, ast.Call):
+        parts = [*node.args, *(k.value for k in node.keywords)]
+        if _chained(node):  # the value the method is called on, computed before the arguments
+            parts.insert(0, node.func.value)
+    elif isinstance(node, ast.BinOp) and not isinstance(node.op, ast.Pow):
+        # (a power's operands stay: ruff writes a**b without spaces once both are names)
+        parts = [node.left, node.right]
+    elif isinstance(node, ast.UnaryOp):
+        parts = [node.operand]
+    elif isinstance(node, ast.Compare):
+        parts = [node.left, node.comparators[0]]
+    elif isinstance(node, ast.Subscript):
+        parts = [node.value, node.slice]
+    elif isinstance(node, ast.Tuple | ast.List):
+        parts = list(node.elts)
+    else:
+        parts = []
+    simple = (ast.Name, ast.Constant, ast.Starred, ast.Slice)
+    return [p for p in parts if not isinstance(p, simple) and not _literal_table(p)]
+
+
+def _literal_table(node: ast.expr) -> bool:
+    """A list or tuple of constants (a vocabulary): ``_fit`` lays it out one per line."""
+    elements = node.elts if isinstance(node, ast.List | ast.Tuple) else ()
+    return bool(elements) and all(isinstance(e, ast.Constant) for e in elements)
+
+
+def _split(line: str, taken: set[str]) -> list[str]:
+    """``line`` as statements that each fit the line length once laid out: while an
+    assignment does not, its first compound operand is computed first into a new variable
+    (``taken`` keeps the name unique), so every operation still runs once and in the same
+    order. A statement that cannot be split stays as it is."""
+    if len(FORWARD_INDENT) + len(line) <= LINE_LENGTH or "\n" in line:
+        return [line]
+    try:
+        tree = ast.parse(line).body
+    except SyntaxError:
+        return [line]
+    if len(tree) != 1 or not isinstance(tree[0], ast.Assign):
+        return [line]
+    value = tree[0].value
+    if _laid_out(line, value):
+        return [line]
+    parts = _hoistable(value)
+    if not parts:
+        return [line]
+    part = parts[0]  # the first: the statements compute what the line did, in its order
+    target = ast.get_source_segment(line, tree[0].targets[0]) or "part"
+    var = _identifier(f"{target.split(',')[0].strip()}_part", taken)
+    hoisted = f"{var} = {ast.get_source_segment(line, part)}"
+    raw = line.encode()  # ast's column offsets count UTF-8 bytes
+    rest = (raw[: part.col_offset] + var.encode() + raw[part.end_col_offset :]).decode()
+    return [*_split(hoisted, taken), *_split(rest, taken)]
 
 
 def _fit(line: str, indent: str) -> list[str]:
@@ -355,7 +438,7 @@ def _model_source(
     for block in blocks:
         code.append(f"        # {_text(block.name)} ({_text(block.cls)})")
         for line in block.lines:
-            code += _fit(line, " " * 8)
+            code += _fit(line, FORWARD_INDENT)
     code.append(f"        return {', '.join(returns)}")
     signature = 'path: str | Path | None = None, device: str = "cpu"'
     load_def = f"def load({signature}) -> {class_name}:"

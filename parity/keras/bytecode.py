@@ -1243,11 +1243,17 @@ def render(
             right_assoc = symbol == "**"
             lt = wrap(left, mine + (1 if right_assoc else 0))
             rt = wrap(right, mine + (0 if right_assoc else 1))
+            if right_assoc and not (lt + rt).startswith("(") and not rt.startswith("("):
+                if _simple_power_operand(left) and _simple_power_operand(right):
+                    return f"{lt}**{rt}"  # as ruff format writes a power of simple operands
             return f"{lt} {symbol} {rt}"
         if kind == "compare":
             return f"{wrap(e.args[0], 2)} {e.value} {wrap(e.args[1], 2)}"
         if kind == "unary":
-            return f"{e.value}{wrap(e.args[0], _UNARY)}"
+            operand = e.args[0]
+            if operand.kind == "binary" and operand.value == "**":  # ruff's -(a**2)
+                return f"{e.value}({go(operand)})"
+            return f"{e.value}{wrap(operand, _UNARY)}"
         if kind == "subscript":
             value, index = e.args
             if index.kind == "tuple" and index.args:
@@ -1269,6 +1275,20 @@ def render(
         return f"({text})" if _precedence(e) < least else text
 
     return go(expr)
+
+
+def _simple_power_operand(expr: Expr) -> bool:
+    """An operand ruff format writes a power of without spaces: a name, a number, a unary
+    sign or an attribute of one, a power of two of them."""
+    if expr.kind == "input":
+        return True
+    if expr.kind == "const":
+        return expr.value is None or isinstance(expr.value, bool | int | float)
+    if expr.kind in ("unary", "attr"):
+        return _simple_power_operand(expr.args[0])
+    if expr.kind == "binary" and expr.value == "**":  # x**y**2
+        return all(map(_simple_power_operand, expr.args))
+    return False
 
 
 def _constant_text(value: Any) -> str:
