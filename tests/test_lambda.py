@@ -1162,8 +1162,8 @@ def test_list_argument_beside_a_tensor(backends: None) -> None:
 @pytest.mark.parametrize(
     ("fn", "why"),
     [
-        (lambda x: K.cast(x, "floatish"), "'floatish', which is not one parity knows"),
-        (lambda x: ops.cast(x, "float"), "'float', which is not one parity knows"),
+        (lambda x: K.cast(x, "floatish"), '"floatish", which is not one parity knows'),
+        (lambda x: ops.cast(x, "float"), '"float", which is not one parity knows'),
         (lambda x: K.cast(x, K.epsilon()), "K.epsilon(), which is not one parity knows"),
         (lambda x: x * (1.0, (2.0, 3.0)), "is ragged"),
         (lambda x: x * (1.0, "a"), "holds 'a', not only numbers"),
@@ -1549,3 +1549,32 @@ def test_powers_are_written_as_ruff_formats_them(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_port_of_a_long_named_slice_lambda(tmp_path: Path) -> None:
+    """A Lambda ``x[:, -1, :]`` under long layer names: too long for one line, its slices stay
+    in the subscript (a slice is no value to compute first); the package passes ruff format
+    and gives Keras' numbers."""
+    import keras
+    import tf_keras
+
+    from parity.codegen.port import _load_generated
+    from tests.test_port import assert_stands_alone
+
+    _set_backend_names(tf_keras, keras)
+    tf_keras.utils.set_random_seed(9)
+    inp = tf_keras.Input((4, 3))
+    h = tf_keras.layers.Dense(3, name="dense_projection_of_the_input_sequence_features")(inp)
+    last = tf_keras.layers.Lambda(
+        lambda x: x[:, -1, :], name="last_step_of_the_projected_sequence_features"
+    )(h)
+    model = tf_keras.Model(inp, last)
+    model.save(tmp_path / "m.h5")
+    out = tmp_path / "ported"
+    result = parity.port(tmp_path / "m.h5", out)
+    assert_stands_alone(out)
+    x = np.random.default_rng(2).uniform(-1, 1, (2, 4, 3)).astype("float32")
+    with torch.no_grad():
+        ours = _load_generated(out, result.class_name)(torch.from_numpy(x)).numpy()
+    tol = tolerance_for(torch.float32, "cpu", "output")
+    np.testing.assert_allclose(ours, model(x).numpy(), rtol=tol.rtol, atol=tol.atol)

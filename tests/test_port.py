@@ -394,9 +394,14 @@ def _run_split(line: str) -> tuple[list[str], list[str], list[str]]:
 
             return call
 
-        return {"f": fn("f"), "g": fn("g"), "h": fn("h"), "a_rather_long_name": 1.5}
+        def mk(*args: object) -> object:
+            calls.append("mk")
+            return fn("made")
 
-    statements = _split(line, {"f", "g", "h", "a_rather_long_name", "out"})
+        names = {"f": fn("f"), "g": fn("g"), "h": fn("h"), "mk": mk}
+        return {**names, "a_rather_long_name": 1.5}
+
+    statements = _split(line, {"f", "g", "h", "mk", "a_rather_long_name", "out", "z"})
     original_calls: list[str] = []
     scope = recorder(original_calls)
     exec(line, scope)
@@ -418,6 +423,11 @@ def _run_split(line: str) -> tuple[list[str], list[str], list[str]]:
         " * 2.0",
         "out = g(f(a_rather_long_name, 1.0), 2.0).real.__add__(h(a_rather_long_name, 3.0, 4.0))"
         ".__mul__(f(2.0, 3.0))",
+        # the receiver of a method, and a computed function, run before the arguments
+        "out = f(a_rather_long_name, 1.0).real.__add__(g(h(a_rather_long_name, a_rather_long_name"
+        ", 2.0), a_rather_long_name, a_rather_long_name, 3.0))",
+        "out = mk(a_rather_long_name)(g(h(a_rather_long_name, a_rather_long_name, 2.0), "
+        "a_rather_long_name, 3.0, 4.0, a_rather_long_name))",
     ],
 )
 def test_a_long_statement_becomes_short_ones_computing_the_same_in_the_same_order(
@@ -448,12 +458,27 @@ def test_a_long_statement_becomes_short_ones_computing_the_same_in_the_same_orde
         "out = f(a_rather_long_name, 1.0) if g(a_rather_long_name, 2.0) else h(a_rather_long_name"
         ", 3.0, 4.0, 5.0, 6.0)",
         "out = f(a_rather_long_name, 1.0, 2.0, 3.0) or g(a_rather_long_name, 2.0, 3.0, 4.0, 5.0)",
+        # a starred list or a generator before the long part would run after it; a walrus
+        # binds a name
+        "out = f(*[g(a_rather_long_name, 1.0)], h(g(a_rather_long_name, a_rather_long_name, 2.0"
+        "), a_rather_long_name, 3.0, 4.0))",
+        "out = f(*(g(x, 1.0) for x in (a_rather_long_name,)), h(a_rather_long_name, 2.0, 3.0, 4.0"
+        ", 5.0))",
+        "out = (z := g(a_rather_long_name, a_rather_long_name, a_rather_long_name)) + h(z, 2.0, "
+        "3.0)",
     ],
 )
-def test_conditional_parts_are_never_computed_ahead(line: str) -> None:
+def test_parts_that_may_not_move_stay(line: str) -> None:
     statements, original_calls, split_calls = _run_split(line)
     assert statements == [line]
     assert split_calls == original_calls
+
+
+def test_an_index_with_slices_stays_in_its_subscript() -> None:
+    from parity.codegen.port import _split
+
+    line = f"{'y' * 36} = {'x' * 50}[:, -1:, :]"
+    assert _split(line, set()) == [line]
 
 
 def test_non_ascii_text_before_a_hoisted_part_keeps_the_statement_intact() -> None:

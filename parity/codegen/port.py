@@ -284,42 +284,70 @@ def _laid_out(line: str, value: ast.expr) -> bool:
     shorter statements instead."""
     if len(FORWARD_INDENT) + len(line) <= LINE_LENGTH:
         return True
-    if not isinstance(value, ast.Call) or _chained(value):
+    if not isinstance(value, ast.Call) or not _dotted(value.func):  # f(a).sum(dim=1): a chain
         return False
     return all(len(part) <= LINE_LENGTH for part in _fit(line, FORWARD_INDENT))
 
 
-def _chained(call: ast.Call) -> bool:
-    """A method called on a computed value: ``torch.where(...).sum(dim=1)``."""
-    func = call.func
-    return isinstance(func, ast.Attribute) and not isinstance(func.value, ast.Name | ast.Attribute)
+def _dotted(node: ast.expr) -> bool:
+    """A name or an attribute of one (``torch.where``, ``self.dense``): looked up, not
+    computed."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name)
 
 
-def _hoistable(node: ast.expr) -> list[ast.expr]:
-    """The compound operands of ``node`` that may be computed first, into a variable of their
-    own, in the order Python computes them: those of calls, arithmetic, comparisons (the later
-    operands of a chain run only if the earlier hold: not those), subscripts, tuples and lists;
-    never those of and/or, a conditional, a lambda or a comprehension, whose parts run
-    conditionally or in a scope of their own."""
+def _simple(node: ast.expr) -> bool:
+    """An operand that is looked up or written out, never computed."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        return isinstance(node.operand, ast.Constant)
+    return isinstance(node, ast.Constant) or _dotted(node)
+
+
+#: What may be computed ahead into a variable of its own: no walrus (it binds a name), no
+#: lambda, comprehension or generator (scopes of their own), no and/or or conditional (their
+#: parts run only if another says so), no starred list.
+HOISTABLE = (ast.Call, ast.BinOp, ast.UnaryOp, ast.Compare, ast.Subscript, ast.Attribute)
+
+
+def _operands(node: ast.expr) -> list[ast.expr]:
+    """The operands of ``node`` in the order Python computes them (for a chained comparison,
+    the first two only: the later run only if the earlier hold); none for a node whose parts
+    may not move."""
     if isinstance(node, ast.Call):
-        parts = [*node.args, *(k.value for k in node.keywords)]
-        if _chained(node):  # the value the method is called on, computed before the arguments
-            parts.insert(0, node.func.value)
-    elif isinstance(node, ast.BinOp) and not isinstance(node.op, ast.Pow):
+        func = node.func  # computed first unless looked up: its receiver, or itself
+        receiver = func.value if isinstance(func, ast.Attribute) else func
+        computed = [] if _dotted(func) else [receiver]
+        return [*computed, *node.args, *(k.value for k in node.keywords)]
+    if isinstance(node, ast.BinOp) and not isinstance(node.op, ast.Pow):
         # (a power's operands stay: ruff writes a**b without spaces once both are names)
-        parts = [node.left, node.right]
-    elif isinstance(node, ast.UnaryOp):
-        parts = [node.operand]
-    elif isinstance(node, ast.Compare):
-        parts = [node.left, node.comparators[0]]
-    elif isinstance(node, ast.Subscript):
-        parts = [node.value, node.slice]
-    elif isinstance(node, ast.Tuple | ast.List):
-        parts = list(node.elts)
-    else:
-        parts = []
-    simple = (ast.Name, ast.Constant, ast.Starred, ast.Slice)
-    return [p for p in parts if not isinstance(p, simple) and not _literal_table(p)]
+        return [node.left, node.right]
+    if isinstance(node, ast.UnaryOp):
+        return [node.operand]
+    if isinstance(node, ast.Compare):
+        return [node.left, node.comparators[0]]
+    if isinstance(node, ast.Subscript):  # the value; the index may hold slices
+        return [node.value]
+    if isinstance(node, ast.Attribute):
+        return [node.value]
+    if isinstance(node, ast.Tuple | ast.List) and not _literal_table(node):
+        return list(node.elts)
+    return []
+
+
+def _first_hoistable(node: ast.expr) -> ast.expr | None:
+    """The first operand of ``node`` that may be computed ahead: compound, of a HOISTABLE
+    kind, and with no compound operand before it that may not move (which would then run
+    after it)."""
+    for operand in _operands(node):
+        if _simple(operand):
+            continue
+        if isinstance(operand, HOISTABLE) and not (
+            isinstance(operand, ast.BinOp) and isinstance(operand.op, ast.Pow)
+        ):
+            return operand
+        return None
+    return None
 
 
 def _literal_table(node: ast.expr) -> bool:
@@ -344,10 +372,9 @@ def _split(line: str, taken: set[str]) -> list[str]:
     value = tree[0].value
     if _laid_out(line, value):
         return [line]
-    parts = _hoistable(value)
-    if not parts:
+    part = _first_hoistable(value)  # the first: the statements still run in the line's order
+    if part is None:
         return [line]
-    part = parts[0]  # the first: the statements compute what the line did, in its order
     target = ast.get_source_segment(line, tree[0].targets[0]) or "part"
     var = _identifier(f"{target.split(',')[0].strip()}_part", taken)
     hoisted = f"{var} = {ast.get_source_segment(line, part)}"
@@ -369,7 +396,11 @@ def _fit(line: str, indent: str) -> list[str]:
         if value and len(inner) <= LINE_LENGTH:
             return [f"{indent}{target} = (", inner, f"{indent})"]
         return [indent + line]
-    head = line[: call.func.end_col_offset] + "("
+    head = line.encode()[: call.func.end_col_offset].decode() + "("  # offsets count bytes
+    target, _, value = line.partition(" = ")
+    if len(indent + head) > LINE_LENGTH and value and len(f"{indent}    {value}") <= LINE_LENGTH:
+        # too long a name to open the call on its line: the call in parentheses on its own
+        return [f"{indent}{target} = (", f"{indent}    {value}", f"{indent})"]
     args = [ast.get_source_segment(line, a) for a in call.args]
     args += [f"{k.arg}={ast.get_source_segment(line, k.value)}" for k in call.keywords]
     inner = indent + "    "

@@ -1295,8 +1295,13 @@ def _constant_text(value: Any) -> str:
     if value is Ellipsis:
         return "..."
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return f"float({str(value)!r})"
-    return repr(value)
+        return f'float("{value}")'
+    text = repr(value)
+    if isinstance(value, str | bytes) and text.endswith("'") and '"' not in text:
+        # ruff format's double quotes (a repr in single quotes holds no quote of either kind)
+        opening = text.index("'")
+        return f'{text[:opening]}"{text[opening + 1 : -1]}"'
+    return text
 
 
 def call_arguments(expr: Expr, rendered: list[str]) -> str:

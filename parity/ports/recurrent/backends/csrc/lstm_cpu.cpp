@@ -463,8 +463,14 @@ class Pinned {
     pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
   }
   ~Pinned() {
-    if (pinned_) {
-      sched_setaffinity(0, sizeof(own_), &own_);
+    if (pinned_ && sched_setaffinity(0, sizeof(own_), &own_) != 0) {
+      // Its own CPUs are gone (the cpuset shrank meanwhile): any CPU the cpuset allows.
+      cpu_set_t any;
+      CPU_ZERO(&any);
+      for (int c = 0; c < CPU_SETSIZE; ++c) {
+        CPU_SET(c, &any);
+      }
+      sched_setaffinity(0, sizeof(any), &any);
     }
   }
   Pinned(const Pinned&) = delete;
@@ -496,7 +502,7 @@ void each_direction(int64_t n_dir, bool parallel, const F& body) {
   std::vector<int> claimed;
   at::parallel_for(0, n_dir, 1, [&](int64_t begin, int64_t end) {
     std::optional<Pinned> pinned;
-    if (pin) {
+    if (pin && end - begin < n_dir) {  // not alone (one thread runs every direction inline)
       pinned.emplace(mu, claimed);
     }
     for (int64_t d = begin; d < end; ++d) {
