@@ -488,3 +488,35 @@ def test_non_ascii_text_before_a_hoisted_part_keeps_the_statement_intact() -> No
     long_call = "g(a_rather_long_name, a_rather_long_name, a_rather_long_name, a_rather_long_name)"
     statements = _split(f"out = f(x='é', y={long_call})", {"f", "g", "a_rather_long_name"})
     assert statements == [f"out_part = {long_call}", "out = f(x='é', y=out_part)"]
+
+
+@needs_keras
+@pytest.mark.keras
+@pytest.mark.parametrize("length", [0, 28])
+def test_port_of_wrapped_recurrent_layers_is_formatted_as_ruff_formats_it(
+    length: int, tmp_path: Path
+) -> None:
+    """Bidirectional (sum, last step) and TimeDistributed under Keras' default names (0) and
+    28-character names: the statements, a comment and a tuple assignment among them, are laid
+    out as ruff format lays them out; the numbers are Keras'."""
+    import keras
+
+    def name(base: str) -> str | None:
+        return f"{base}_{'x' * (length - len(base) - 1)}" if length else None
+
+    keras.utils.set_random_seed(66)
+    inp = keras.Input((5, 4))
+    lstm = keras.layers.LSTM(3, return_sequences=True)
+    seq = keras.layers.Bidirectional(lstm, merge_mode="sum", name=name("bs"))(inp)
+    last = keras.layers.Bidirectional(keras.layers.LSTM(3), name=name("bl"))(seq)
+    steps = keras.layers.TimeDistributed(keras.layers.Dense(2), name=name("td"))(seq)
+    flat = keras.layers.Flatten(name=name("fl"))(steps)
+    model = keras.Model(inp, keras.layers.Concatenate(name=name("cc"))([last, flat]))
+    model.save(tmp_path / "wrapped.keras")
+    result = parity.port(tmp_path / "wrapped.keras", tmp_path / "ported")
+    assert_stands_alone(result.out_dir)
+    x = np.random.default_rng(3).normal(size=(2, 5, 4)).astype("float32")
+    with torch.no_grad():
+        ours = _load_generated(result.out_dir, result.class_name)(torch.from_numpy(x)).numpy()
+    tol = tolerance_for(torch.float32, "cpu", "output")
+    np.testing.assert_allclose(ours, np.asarray(model(x)), rtol=tol.rtol, atol=tol.atol)

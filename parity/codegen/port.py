@@ -18,12 +18,14 @@ import ast
 import builtins
 import hashlib
 import importlib.util
+import io
 import json
 import keyword
 import re
 import shutil
 import sys
 import tempfile
+import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +286,8 @@ def _laid_out(line: str, value: ast.expr) -> bool:
     shorter statements instead."""
     if len(FORWARD_INDENT) + len(line) <= LINE_LENGTH:
         return True
+    if isinstance(value, ast.Tuple):
+        return all(len(part) <= LINE_LENGTH for part in _fit(line, FORWARD_INDENT))
     if not isinstance(value, ast.Call) or not _dotted(value.func):  # f(a).sum(dim=1): a chain
         return False
     return all(len(part) <= LINE_LENGTH for part in _fit(line, FORWARD_INDENT))
@@ -356,6 +360,17 @@ def _literal_table(node: ast.expr) -> bool:
     return bool(elements) and all(isinstance(e, ast.Constant) for e in elements)
 
 
+def _code_and_comment(line: str) -> tuple[str, str]:
+    """``line`` without its trailing comment, and the comment ("" for none)."""
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(line).readline):
+            if token.type == tokenize.COMMENT:
+                return line[: token.start[1]].rstrip(), token.string
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return line, ""
+
+
 def _split(line: str, taken: set[str]) -> list[str]:
     """``line`` as statements that each fit the line length once laid out: while an
     assignment does not, its first compound operand is computed first into a new variable
@@ -363,6 +378,9 @@ def _split(line: str, taken: set[str]) -> list[str]:
     order. A statement that cannot be split stays as it is."""
     if len(FORWARD_INDENT) + len(line) <= LINE_LENGTH or "\n" in line:
         return [line]
+    code, comment = _code_and_comment(line)
+    if comment:  # on a line of its own, above: ruff lays out the code without it
+        return [comment, *_split(code, taken)] if code else [line]
     try:
         tree = ast.parse(line).body
     except SyntaxError:
@@ -386,10 +404,14 @@ def _split(line: str, taken: set[str]) -> list[str]:
 def _fit(line: str, indent: str) -> list[str]:
     """``line`` (an assignment of a call) laid out as ruff format lays it out when it is longer
     than LINE_LENGTH: the arguments on one indented line if they fit, else one per line."""
-    if len(indent) + len(line) <= LINE_LENGTH:
+    if len(indent) + len(line) <= LINE_LENGTH or line.startswith("#"):
         return [indent + line]
     tree = ast.parse(line).body[0]
     call = getattr(tree, "value", None)
+    if isinstance(call, ast.Tuple) and isinstance(tree, ast.Assign):  # one element per line
+        target = ast.get_source_segment(line, tree.targets[0])
+        elements = [f"{indent}    {ast.get_source_segment(line, e)}," for e in call.elts]
+        return [f"{indent}{target} = (", *elements, f"{indent})"]
     if not isinstance(call, ast.Call):  # an expression: in parentheses on its own line
         target, _, value = line.partition(" = ")
         inner = f"{indent}    {value}"
