@@ -236,7 +236,7 @@ _SHARED_HELPERS = (
     ops.keras_axes,
     ops.keras_dtype,
     ops.keras_integral,
-    ops.keras_integer_mean,
+    ops.keras_reduce_mean,
     ops.keras_getitem,
 )
 

@@ -79,27 +79,24 @@ def keras_operand(value, other):
     return out.to(other.dtype)
 
 
-def keras_integer_mean(x, axes, keepdims):
-    """TF's reduce_mean of an integer tensor: the sum in x's dtype, divided by the count with
-    C's integer division (truncated toward zero)."""
+def keras_reduce_mean(x, axis=None, keepdims=False):
+    """tf.reduce_mean: an integer tensor's mean is the sum in x's dtype divided by the count
+    with C's integer division (truncated toward zero)."""
+    axes = keras_axes(x, axis)
+    if not axes:
+        return x
+    if x.is_floating_point() or x.is_complex():
+        return torch.mean(x, dim=axes, keepdim=keepdims)
     count = 1
-    for axis in axes:
-        count *= x.shape[axis]
+    for dim in axes:
+        count *= x.shape[dim]
     total = torch.sum(x, dim=axes, keepdim=keepdims, dtype=x.dtype)
     return torch.div(total, max(count, 1), rounding_mode="trunc").to(x.dtype)
 
 
 def K_mean(x, axis=None, keepdims=False):
-    """K.mean: tf.reduce_mean, booleans cast to float first (Keras' floatx); integers keep
-    their dtype (TF's integer mean)."""
-    if x.dtype == torch.bool:
-        x = x.float()
-    axes = keras_axes(x, axis)
-    if not axes:
-        return x
-    if not (x.is_floating_point() or x.is_complex()):
-        return keras_integer_mean(x, axes, keepdims)
-    return torch.mean(x, dim=axes, keepdim=keepdims)
+    """K.mean: tf.reduce_mean, booleans cast to float first (Keras' floatx)."""
+    return keras_reduce_mean(x.float() if x.dtype == torch.bool else x, axis, keepdims)
 
 
 def ops_mean(x, axis=None, keepdims=False):
@@ -131,13 +128,7 @@ def keras_min(x, axis=None, keepdims=False):
 
 
 def tf_reduce_mean(input_tensor, axis=None, keepdims=False):
-    """tf.reduce_mean: integers keep their dtype (TF's integer mean)."""
-    axes = keras_axes(input_tensor, axis)
-    if not axes:
-        return input_tensor
-    if not (input_tensor.is_floating_point() or input_tensor.is_complex()):
-        return keras_integer_mean(input_tensor, axes, keepdims)
-    return torch.mean(input_tensor, dim=axes, keepdim=keepdims)
+    return keras_reduce_mean(input_tensor, axis, keepdims)
 
 
 def tf_reduce_sum(input_tensor, axis=None, keepdims=False):
