@@ -220,6 +220,55 @@ def test_cli_refuses_to_resume_another_runs_checkpoint(
     assert err.count("\n") == 1 and "other settings (seed)" in err and "Traceback" not in err
 
 
+#: A torchrun worker that joins and leaves the process group as `parity finetune` does, after
+#: importing torch._dynamo (as DDP and torch.optim do: gloo's worker threads then outlive
+#: destroy_process_group), and ends through exit_process with unflushed output.
+EXITING_WORKER = """
+import atexit, sys
+import torch, torch._dynamo, torch.distributed as dist
+from parity.train.distributed import exit_process, process_group
+with process_group() as ctx:
+    dist.all_reduce(torch.ones(3))
+atexit.register(print, "finalized", flush=True)
+sys.stdout.write(f"rank {ctx.rank} left ")
+exit_process(0)
+"""
+
+
+def test_a_worker_leaves_without_finalizing_and_loses_no_output(tmp_path: Path) -> None:
+    """After a process group, exit_process ends the process with its code, its output flushed,
+    and without Python's finalization (where a gloo worker still releasing a tensor aborts the
+    process: torchrun then reports a finished run as failed). A plain process exits normally."""
+    script = tmp_path / "worker.py"
+    script.write_text(EXITING_WORKER, encoding="utf-8")
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # output buffered
+    env |= {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [*run, str(script)], env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rank 0 left" in proc.stdout and "rank 1 left" in proc.stdout, proc.stdout
+    assert "finalized" not in proc.stdout
+    # torchrun runs workers unbuffered (python -u); another launcher may not: still flushed
+    flag = "import parity.train.distributed as d, sys; d._left_group = True"  # as process_group
+    left = f"{flag}; sys.stdout.write('left'); d.exit_process(3)"
+    proc = subprocess.run(
+        [sys.executable, "-c", left], cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
+    assert (proc.returncode, proc.stdout) == (3, "left"), proc.stderr
+    plain = "import atexit; atexit.register(print, 'finalized'); import parity.cli as c; c.entry()"
+    proc = subprocess.run(
+        [sys.executable, "-c", plain, "--plugin", "no_such_module_xyz", "inspect", "x"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout) == (1, "finalized\n"), proc.stderr
+
+
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
 def test_shards_are_contiguous_parts_of_the_global_batch(world: int) -> None:
     """Rank order = batch order, sizes within one: gathered occurrences and summed losses see

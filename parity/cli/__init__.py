@@ -13,6 +13,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from safetensors import SafetensorError
 
@@ -29,6 +30,7 @@ from parity.keras.graph import KerasGraph, normalise_layer
 from parity.keras.read import KerasFile, read_keras_file
 from parity.plugins import load_plugins
 from parity.ports.lambda_layer import lambda_summary, model_code_problem
+from parity.train.distributed import exit_process
 
 #: Exit status when parity itself failed (a bug, not a bad file): one line, no traceback.
 EXIT_INTERNAL = 2
@@ -199,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def entry() -> NoReturn:
+    """The `parity` command (and `python -m parity`): main(), then the process ends with its
+    code (parity.train.distributed.exit_process: a torchrun worker skips Python's finalization)."""
+    exit_process(main())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
@@ -238,4 +246,4 @@ def _internal_error(args: argparse.Namespace, exc: Exception) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -30,11 +30,13 @@ Backend from the device: gloo on CPU, nccl on CUDA (each process on ``cuda:LOCAL
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -49,6 +51,10 @@ BACKENDS: dict[str, str] = {"cpu": "gloo", "cuda": "nccl"}
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 #: Multiplier separating the per-rank dropout streams (a prime, far above any rank).
 RANK_SEED_STRIDE = 1_000_003
+
+#: Whether this process has left a torchrun process group (process_group sets it): it then ends
+#: through exit_process without Python's finalization.
+_left_group = False
 
 
 @dataclass(frozen=True)
@@ -197,9 +203,31 @@ def context_from_env(device: str | torch.device = "cpu") -> Context:
 @contextmanager
 def process_group(device: str | torch.device = "cpu") -> Iterator[Context]:
     """Join torchrun's process group for the body, then leave it (a no-op for one process)."""
+    global _left_group
     ctx = context_from_env(device)
     try:
         yield ctx
     finally:
         if ctx.distributed and dist.is_initialized():
             dist.destroy_process_group()
+            _left_group = True
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the process with ``code``; after a process group, without Python's finalization.
+
+    Why: destroy_process_group does not stop gloo's worker threads once torch._dynamo has been
+    imported (DDP imports it; something in it keeps the group alive). A worker still releasing
+    the tensors of the last collectives when the interpreter finalizes needs the GIL; CPython
+    then ends that thread by unwinding it through a noexcept frame, and the process dies of
+    std::terminate (SIGABRT) after a finished run, which torchrun reports as a failed run.
+    Output is flushed first; every file a run writes is complete before this."""
+    if not _left_group:
+        sys.exit(code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more to write
+            pass
+    os._exit(code)
