@@ -221,12 +221,12 @@ def test_cli_refuses_to_resume_another_runs_checkpoint(
 
 
 #: A torchrun worker that joins and leaves the process group as `parity finetune` does, after
-#: importing torch._dynamo (as DDP and torch.optim do: gloo's worker threads then outlive
+#: importing torch._dynamo (as DDP does: gloo's worker threads then outlive
 #: destroy_process_group), and ends through exit_process with unflushed output.
 EXITING_WORKER = """
 import atexit, sys
 import torch, torch._dynamo, torch.distributed as dist
-from parity.train.distributed import exit_process, process_group
+from parity.train import exit_process, process_group
 with process_group() as ctx:
     dist.all_reduce(torch.ones(3))
 atexit.register(print, "finalized", flush=True)

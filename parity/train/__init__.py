@@ -15,7 +15,7 @@ embedding.py    growing the token embedding for words extend_vocabulary added
 
 from parity.train.checkpoint import Checkpointer, CheckpointMismatch, Interrupted
 from parity.train.data import SPLITS, TaskData, binary_view, encode_dataset, read_jsonl
-from parity.train.distributed import Context, process_group
+from parity.train.distributed import Context, exit_process, process_group
 from parity.train.embedding import extend_embedding
 from parity.train.loop import (
     LOGITS,
@@ -80,6 +80,7 @@ __all__ = [
     "encode_dataset",
     "epoch_order",
     "evaluate_loss",
+    "exit_process",
     "extend_embedding",
     "f1_binary",
     "finetune",

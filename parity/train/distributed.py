@@ -202,7 +202,8 @@ def context_from_env(device: str | torch.device = "cpu") -> Context:
 
 @contextmanager
 def process_group(device: str | torch.device = "cpu") -> Iterator[Context]:
-    """Join torchrun's process group for the body, then leave it (a no-op for one process)."""
+    """Join torchrun's process group for the body, then leave it (a no-op for one process).
+    A script of your own ends with ``exit_process(code)``, as `parity finetune` does."""
     global _left_group
     ctx = context_from_env(device)
     try:
