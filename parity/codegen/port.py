@@ -286,11 +286,10 @@ def _laid_out(line: str, value: ast.expr) -> bool:
     shorter statements instead."""
     if len(FORWARD_INDENT) + len(line) <= LINE_LENGTH:
         return True
-    if isinstance(value, ast.Tuple):
-        return all(len(part) <= LINE_LENGTH for part in _fit(line, FORWARD_INDENT))
-    if not isinstance(value, ast.Call) or not _dotted(value.func):  # f(a).sum(dim=1): a chain
-        return False
-    return all(len(part) <= LINE_LENGTH for part in _fit(line, FORWARD_INDENT))
+    spread = isinstance(value, ast.Tuple) or (
+        isinstance(value, ast.Call) and _dotted(value.func)  # not f(a).sum(dim=1): a chain
+    )
+    return spread and all(len(part) <= LINE_LENGTH for part in _fit(line, FORWARD_INDENT))
 
 
 def _dotted(node: ast.expr) -> bool:
